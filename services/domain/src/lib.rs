@@ -1,0 +1,20 @@
+//! Rill's domain values and the protobuf schemas of everything on Kafka.
+//!
+//! Values are parsed once, at the boundary where they enter, and trusted
+//! inside: a [`UserId`] is always a UUID, a [`MessageBody`] always fits the
+//! size limit it was checked against.
+//!
+//! - [`ids`]: `UserId`, `ProfileId`, `MessageId` (time-ordered).
+//! - [`body`]: `MessageBody`, a validated message text.
+//! - [`message`]: `ChatMessage`, a chat message as the services see it, and
+//!   its protobuf form.
+//! - [`proto`]: the code generated from `proto/`.
+
+pub mod body;
+pub mod ids;
+pub mod message;
+pub mod proto;
+
+pub use body::{BodyError, MessageBody};
+pub use ids::{IdError, MessageId, ProfileId, UserId};
+pub use message::{ChatMessage, DecodeError};

@@ -1,0 +1,185 @@
+//! The client protocol's JSON frames: what a client sends over a WebSocket
+//! and what the edge sends over a WebSocket or SSE stream.
+
+use std::sync::Arc;
+
+use rill_domain::{ChatMessage, MessageId, ProfileId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// The longest `ref` a client may attach to a send.
+pub const MAX_REF_LEN: usize = 64;
+
+/// A frame from the client (WebSocket text frame).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Send `body` to the session's profile. `ref` comes back in the `ack`
+    /// or `error`, so the client can match them.
+    Send {
+        body: String,
+        #[serde(default, rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Asks for a `pong`: an application-level liveness check.
+    Ping,
+}
+
+/// The body of `POST /live/{profile}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub body: String,
+    #[serde(default, rename = "ref")]
+    pub reference: Option<String>,
+}
+
+/// An event from the edge.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent<'a> {
+    /// The first event of every session: it is subscribed from here on.
+    Ready {
+        edge_id: &'a str,
+        profile_id: ProfileId,
+        user_id: UserId,
+    },
+    /// A chat message on the session's profile.
+    Message {
+        id: MessageId,
+        profile_id: ProfileId,
+        sender_id: UserId,
+        body: &'a str,
+        sent_at: i64,
+    },
+    /// Kafka accepted the client's send `ref` as message `id`.
+    Ack {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+        id: MessageId,
+    },
+    /// A request failed; the session goes on.
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    /// Events were dropped because the client read too slowly: fetch history.
+    Gap,
+    /// The answer to a `ping`.
+    Pong,
+}
+
+impl ServerEvent<'_> {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ready { .. } => "ready",
+            Self::Message { .. } => "message",
+            Self::Ack { .. } => "ack",
+            Self::Error { .. } => "error",
+            Self::Gap => "gap",
+            Self::Pong => "pong",
+        }
+    }
+
+    pub fn from_message(message: &ChatMessage) -> ServerEvent<'_> {
+        ServerEvent::Message {
+            id: message.id,
+            profile_id: message.profile_id,
+            sender_id: message.sender_id,
+            body: message.body.as_str(),
+            sent_at: message.sent_at_ms,
+        }
+    }
+
+    /// Serialized once, to be written to any number of sessions.
+    pub fn to_outbound(&self) -> Arc<Outbound> {
+        let id = match self {
+            Self::Message { id, .. } => Some(id.to_string()),
+            _ => None,
+        };
+        // Serializing these plain structs cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
+        Arc::new(Outbound {
+            name: self.name(),
+            id,
+            json: json.into(),
+        })
+    }
+}
+
+/// A server event ready to write: its SSE name and id, and its JSON.
+#[derive(Debug)]
+pub struct Outbound {
+    pub name: &'static str,
+    /// The SSE `id:` (message events only), which the browser sends back as
+    /// `Last-Event-ID` when it reconnects.
+    pub id: Option<String>,
+    pub json: tokio_tungstenite::tungstenite::Utf8Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_frames_parse_with_and_without_ref() {
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","body":"hi","ref":"c1"}"#).expect("valid frame");
+        assert!(
+            matches!(frame, ClientFrame::Send { ref body, reference: Some(ref r) } if body == "hi" && r == "c1")
+        );
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","body":"hi"}"#).expect("valid");
+        assert!(matches!(
+            frame,
+            ClientFrame::Send {
+                reference: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_errors() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"shout","body":"hi"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"send","body":"hi","x":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<ClientFrame>("not json").is_err());
+    }
+
+    #[test]
+    fn message_events_carry_their_id_for_sse() {
+        let id = MessageId::now();
+        let event = ServerEvent::Message {
+            id,
+            profile_id: ProfileId::random(),
+            sender_id: UserId::random(),
+            body: "hi",
+            sent_at: 1,
+        };
+        let out = event.to_outbound();
+        assert_eq!(out.name, "message");
+        assert_eq!(out.id.as_deref(), Some(id.to_string().as_str()));
+        let json: serde_json::Value = serde_json::from_str(out.json.as_str()).expect("json");
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["body"], "hi");
+        assert_eq!(json["id"], id.to_string());
+    }
+
+    #[test]
+    fn errors_serialize_with_their_ref() {
+        let out = ServerEvent::Error {
+            code: "bad_json",
+            message: "m",
+            reference: Some("r"),
+        }
+        .to_outbound();
+        assert_eq!(
+            out.json.as_str(),
+            r#"{"type":"error","code":"bad_json","message":"m","ref":"r"}"#
+        );
+    }
+}

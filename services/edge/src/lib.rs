@@ -1,0 +1,29 @@
+//! The edge node: holds live sessions over WebSocket and SSE, sends what
+//! clients say to Kafka, and delivers what comes back from Kafka to its
+//! local sessions.
+//!
+//! A message's path through the edge, by module:
+//! - [`transport`]: where it enters (a WebSocket frame or an HTTP POST) and
+//!   where it leaves (a WebSocket frame or an SSE event);
+//! - [`to_kafka`]: where it gets its id and goes to Kafka;
+//! - [`from_kafka`]: where it comes back, on every edge;
+//! - [`hub`]: which local sessions get it.
+//!
+//! Around them: [`app`] builds and serves an edge, [`routes`] lists its
+//! routes, [`events`] defines the JSON frames, [`error`] maps failures to
+//! statuses, [`capacity`] counts sessions, [`metrics`], [`settings`].
+
+pub mod app;
+pub mod capacity;
+pub mod error;
+pub mod events;
+pub mod from_kafka;
+pub mod hub;
+pub mod metrics;
+pub mod routes;
+pub mod settings;
+pub mod to_kafka;
+pub mod transport;
+
+pub use app::{Edge, StartError};
+pub use settings::EdgeSettings;

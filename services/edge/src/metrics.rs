@@ -1,0 +1,125 @@
+//! The edge's Prometheus metrics.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Transport {
+    Websocket,
+    Sse,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+pub struct EdgeMetrics {
+    live_sessions: Family<TransportLabels, Gauge>,
+    pub sends_accepted: Counter,
+    pub sends_refused: Family<ReasonLabels, Counter>,
+    pub send_ack_seconds: Histogram,
+    pub records_consumed: Counter,
+    pub records_repeated: Counter,
+    pub records_invalid: Counter,
+    pub queued_events: Counter,
+    pub dropped_events: Counter,
+    pub delivered_events: Counter,
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self {
+            live_sessions: Family::default(),
+            sends_accepted: Counter::default(),
+            sends_refused: Family::default(),
+            send_ack_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            records_consumed: Counter::default(),
+            records_repeated: Counter::default(),
+            records_invalid: Counter::default(),
+            queued_events: Counter::default(),
+            dropped_events: Counter::default(),
+            delivered_events: Counter::default(),
+        }
+    }
+}
+
+impl EdgeMetrics {
+    pub fn live_sessions(&self, transport: Transport) -> Gauge {
+        self.live_sessions
+            .get_or_create(&TransportLabels { transport })
+            .clone()
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.sends_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Registers every metric under `rill_edge_`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("rill_edge");
+        r.register(
+            "live_sessions",
+            "Live sessions on this edge",
+            self.live_sessions.clone(),
+        );
+        r.register(
+            "sends_accepted",
+            "Messages Kafka acknowledged",
+            self.sends_accepted.clone(),
+        );
+        r.register(
+            "sends_refused",
+            "Sends refused, by reason",
+            self.sends_refused.clone(),
+        );
+        r.register_with_unit(
+            "send_ack",
+            "Time from a send's arrival to Kafka's acknowledgement",
+            Unit::Seconds,
+            self.send_ack_seconds.clone(),
+        );
+        r.register(
+            "records_consumed",
+            "Message records read from Kafka",
+            self.records_consumed.clone(),
+        );
+        r.register(
+            "records_repeated",
+            "Records dropped because their offset was already seen",
+            self.records_repeated.clone(),
+        );
+        r.register(
+            "records_invalid",
+            "Records that did not decode",
+            self.records_invalid.clone(),
+        );
+        r.register(
+            "queued_events",
+            "Events queued for local sessions",
+            self.queued_events.clone(),
+        );
+        r.register(
+            "dropped_events",
+            "Events dropped because a session's queue was full",
+            self.dropped_events.clone(),
+        );
+        r.register(
+            "delivered_events",
+            "Events written to clients",
+            self.delivered_events.clone(),
+        );
+    }
+}

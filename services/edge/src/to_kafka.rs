@@ -1,0 +1,111 @@
+//! Where a message goes to Kafka: validated, given its id, encoded as
+//! protobuf, keyed by its sender, and acknowledged to the client only once
+//! Kafka acknowledged it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rill_domain::{ChatMessage, MessageBody, MessageId, ProfileId, UserId};
+
+use crate::error::EdgeError;
+use crate::metrics::EdgeMetrics;
+
+/// Publishes chat messages to the message topic.
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    edge_id: String,
+    max_body_bytes: usize,
+    timeout: Duration,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        edge_id: String,
+        max_body_bytes: usize,
+        timeout: Duration,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Self {
+        Self {
+            producer,
+            topic,
+            edge_id,
+            max_body_bytes,
+            timeout,
+            metrics,
+        }
+    }
+
+    /// Sends `body` from `sender` to `profile`; returns the message's id once
+    /// Kafka has it (`acks=all`).
+    #[tracing::instrument(name = "send message", skip_all, fields(user_id = %sender, profile_id = %profile, message_id))]
+    pub async fn publish(
+        &self,
+        sender: UserId,
+        profile: ProfileId,
+        body: String,
+    ) -> Result<MessageId, EdgeError> {
+        let started = Instant::now();
+        let body = MessageBody::parse(body, self.max_body_bytes).inspect_err(|err| {
+            self.metrics.refused(match err {
+                rill_domain::BodyError::TooLarge { .. } => "too_large",
+                _ => "invalid_body",
+            });
+        })?;
+        let message = ChatMessage {
+            id: MessageId::now(),
+            profile_id: profile,
+            sender_id: sender,
+            body,
+            sent_at_ms: now_ms(),
+            edge_id: self.edge_id.clone(),
+        };
+        tracing::Span::current().record("message_id", tracing::field::display(message.id));
+        let key = sender.to_string();
+        let payload = message.encode();
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(rill_runtime::trace_context::current_headers());
+        match self.producer.send(record, self.timeout).await {
+            Ok(_) => {
+                self.metrics.sends_accepted.inc();
+                self.metrics
+                    .send_ack_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(message.id)
+            }
+            Err((err, _)) => {
+                self.metrics.refused("kafka");
+                Err(EdgeError::Kafka(err))
+            }
+        }
+    }
+
+    /// Waits for queued messages to reach Kafka, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer as _;
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(error = %err, "producer did not flush before shutdown");
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

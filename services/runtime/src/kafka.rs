@@ -1,0 +1,174 @@
+//! Kafka clients configured the one way every service uses them, topic
+//! creation, and the guard against records seen twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::settings::KafkaSettings;
+
+/// A producer that a client's send may wait on: `acks=all`, idempotence as
+/// set, batches of at most `linger_ms`.
+pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", client_id)
+        .set("acks", "all")
+        .set("enable.idempotence", settings.idempotence.to_string())
+        .set("linger.ms", settings.linger_ms.to_string())
+        .set(
+            "message.timeout.ms",
+            settings.message_timeout_ms.to_string(),
+        )
+        .create()
+}
+
+/// Configuration of a consumer that reads partitions it assigns itself,
+/// outside any consumer group (every edge reads every partition).
+pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", client_id)
+        // librdkafka wants a group id even for assigned partitions; nothing
+        // is ever committed under it.
+        .set("group.id", format!("{client_id}-unused"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+    config
+}
+
+/// Configuration of a member of consumer group `group_id` that commits its
+/// offsets itself, after its work succeeded.
+pub fn group_consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+    config
+}
+
+/// The partition numbers of `topic`, from the broker's metadata.
+pub fn partitions_of(
+    consumer: &impl Consumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    Ok(partitions)
+}
+
+/// Creates the message and directory topics, each with
+/// `settings.partitions` partitions. Topics that exist are left as they are.
+pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()?;
+    let topics = [&settings.message_topic, &settings.directory_topic];
+    let new_topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(name) => {
+                tracing::info!(topic = %name, partitions = settings.partitions, "topic created")
+            }
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::info!(topic = %name, "topic exists")
+            }
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    wait_for_topics(settings, &topics).await
+}
+
+/// Waits until the broker's metadata lists every topic, so that clients
+/// started next find them.
+async fn wait_for_topics(settings: &KafkaSettings, topics: &[&String]) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = tail_consumer_config(settings, "rill-admin").create()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for topic in topics {
+        loop {
+            match partitions_of(&consumer, topic, Duration::from_secs(2)) {
+                Ok(_) => break,
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops records already seen on their partition.
+///
+/// A consumer that starts at the end of a partition can receive a few
+/// records twice: some brokers (tansu 0.6) answer "latest offset" with the
+/// first offset of the last batch. Offsets within a partition only grow, so
+/// a record whose offset is not above the last one seen is a repeat.
+#[derive(Debug, Default)]
+pub struct OffsetGuard {
+    last: HashMap<(String, i32), i64>,
+}
+
+impl OffsetGuard {
+    /// True the first time an offset above every earlier one is seen.
+    pub fn is_new(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        match self.last.get_mut(&(topic.to_owned(), partition)) {
+            Some(last) if offset <= *last => false,
+            Some(last) => {
+                *last = offset;
+                true
+            }
+            None => {
+                self.last.insert((topic.to_owned(), partition), offset);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_older_offsets_are_not_new() {
+        let mut guard = OffsetGuard::default();
+        assert!(guard.is_new("t", 0, 5));
+        assert!(!guard.is_new("t", 0, 5));
+        assert!(!guard.is_new("t", 0, 4));
+        assert!(guard.is_new("t", 0, 6));
+    }
+
+    #[test]
+    fn partitions_and_topics_are_independent() {
+        let mut guard = OffsetGuard::default();
+        assert!(guard.is_new("t", 0, 5));
+        assert!(guard.is_new("t", 1, 1));
+        assert!(guard.is_new("u", 0, 1));
+    }
+}

@@ -1,0 +1,24 @@
+//! What every Rill service shares, so that each service's own crate holds
+//! only what is particular to it.
+//!
+//! - [`settings`]: layered typed settings (defaults, file, environment) and
+//!   the sections every service has ([`KafkaSettings`], [`TelemetrySettings`]);
+//!   [`Secret`] keeps secrets out of `Debug` output.
+//! - [`telemetry`]: structured `tracing` logs and OpenTelemetry traces (OTLP
+//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+//! - [`session_cookie`]: the signed session cookie, issued at login and
+//!   checked by every stream and send.
+//! - [`trace_context`]: the W3C `traceparent` in Kafka record headers.
+//! - [`kafka`]: producer and consumer configuration, topic creation.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics` as warp filters.
+//! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
+
+pub mod kafka;
+pub mod ops;
+pub mod session_cookie;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace_context;
+
+pub use settings::{KafkaSettings, Secret, SettingsError, TelemetrySettings};

@@ -1,0 +1,281 @@
+//! The session cookie: who the client is, signed with the cluster's key so
+//! that every edge and the api can check it without asking anyone.
+//!
+//! The value is `v1.<user id>.<expiry in Unix seconds>`, signed (HMAC-SHA256)
+//! by the `cookie` crate's signed jar. The expiry is inside the signed value,
+//! so a client cannot extend it by editing the cookie's attributes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use rill_domain::UserId;
+use serde::{Deserialize, Serialize};
+
+use crate::settings::{Secret, SettingsError};
+
+/// The shortest cookie key accepted, in bytes.
+pub const MIN_KEY_BYTES: usize = 64;
+
+/// Session cookie settings, shared by the edge and the api.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// The signing key, at least 64 bytes. No default: required outside dev
+    /// mode; in dev mode a random key is made at start (sessions then do
+    /// not survive a restart, nor move between edges).
+    pub cookie_key: Option<Secret>,
+    /// The cookie's name. Default `rill_session`.
+    pub cookie_name: String,
+    /// How long a session lasts after login, in seconds. Default 604800 (7 days).
+    pub ttl_secs: u64,
+    /// Mark the cookie `Secure` (HTTPS only). Default false.
+    pub secure: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            cookie_key: None,
+            cookie_name: "rill_session".into(),
+            ttl_secs: 7 * 24 * 3600,
+            secure: false,
+        }
+    }
+}
+
+impl SessionSettings {
+    /// Checks the key (when one is given) and the other fields.
+    pub fn validate(&self, dev_mode: bool) -> Result<(), SettingsError> {
+        match &self.cookie_key {
+            None if !dev_mode => Err(SettingsError::invalid(
+                "session.cookie_key",
+                "required outside dev mode (set RILL_SESSION__COOKIE_KEY to 64 or more random bytes)",
+            )),
+            Some(key) if key.expose().len() < MIN_KEY_BYTES => Err(SettingsError::invalid(
+                "session.cookie_key",
+                format!(
+                    "must be at least {MIN_KEY_BYTES} bytes, got {}",
+                    key.expose().len()
+                ),
+            )),
+            _ if self.cookie_name.is_empty() || !self.cookie_name.bytes().all(is_token_byte) => {
+                Err(SettingsError::invalid(
+                    "session.cookie_name",
+                    "must be a non-empty cookie token",
+                ))
+            }
+            _ if self.ttl_secs == 0 => Err(SettingsError::invalid(
+                "session.ttl_secs",
+                "must be above 0",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Why a request has no valid session.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("no session cookie: log in first")]
+    Missing,
+    #[error("the session cookie is not valid")]
+    Invalid,
+    #[error("the session has expired: log in again")]
+    Expired,
+}
+
+/// Issues and checks session cookies.
+#[derive(Clone)]
+pub struct SessionCookies {
+    key: Key,
+    name: String,
+    ttl: Duration,
+    secure: bool,
+}
+
+impl std::fmt::Debug for SessionCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCookies")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCookies {
+    /// From validated settings. Without a key (dev mode), a random one.
+    pub fn new(settings: &SessionSettings) -> Result<Self, SettingsError> {
+        let key = match &settings.cookie_key {
+            Some(secret) => Key::try_from(secret.expose().as_bytes()).map_err(|_| {
+                SettingsError::invalid("session.cookie_key", "must be at least 64 bytes")
+            })?,
+            None => {
+                tracing::warn!("no session.cookie_key: using a random key (dev mode only)");
+                Key::generate()
+            }
+        };
+        Ok(Self {
+            key,
+            name: settings.cookie_name.clone(),
+            ttl: Duration::from_secs(settings.ttl_secs),
+            secure: settings.secure,
+        })
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A `Set-Cookie` header value that logs `user` in until now + ttl.
+    pub fn issue(&self, user: UserId, now: SystemTime) -> String {
+        let expires = unix_secs(now) + self.ttl.as_secs();
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.key).add(Cookie::new(
+            self.name.clone(),
+            format!("v1.{user}.{expires}"),
+        ));
+        let signed = jar
+            .get(&self.name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        Cookie::build((self.name.clone(), signed))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(self.ttl.as_secs() as i64))
+            .build()
+            .to_string()
+    }
+
+    /// A `Set-Cookie` header value that logs out.
+    pub fn clear(&self) -> String {
+        Cookie::build((self.name.clone(), ""))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .path("/")
+            .max_age(cookie::time::Duration::ZERO)
+            .build()
+            .to_string()
+    }
+
+    /// The user of a request with this `Cookie` header, if its session
+    /// cookie is signed with our key and not expired.
+    pub fn verify(
+        &self,
+        cookie_header: Option<&str>,
+        now: SystemTime,
+    ) -> Result<UserId, SessionError> {
+        let raw = cookie_header
+            .into_iter()
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == self.name)
+            .ok_or(SessionError::Missing)?;
+        let mut jar = CookieJar::new();
+        jar.add_original(raw.into_owned());
+        let verified = jar
+            .signed(&self.key)
+            .get(&self.name)
+            .ok_or(SessionError::Invalid)?;
+        let (user, expires) = parse_value(verified.value()).ok_or(SessionError::Invalid)?;
+        if unix_secs(now) >= expires {
+            return Err(SessionError::Expired);
+        }
+        Ok(user)
+    }
+}
+
+fn parse_value(value: &str) -> Option<(UserId, u64)> {
+    let rest = value.strip_prefix("v1.")?;
+    let (user, expires) = rest.rsplit_once('.')?;
+    Some((user.parse().ok()?, expires.parse().ok()?))
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies(key: &str) -> SessionCookies {
+        let settings = SessionSettings {
+            cookie_key: Some(Secret::new(key)),
+            ..Default::default()
+        };
+        SessionCookies::new(&settings).expect("valid key")
+    }
+
+    fn header_of(set_cookie: &str) -> String {
+        set_cookie.split(';').next().expect("name=value").to_owned()
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn an_issued_cookie_verifies_as_its_user() {
+        let c = cookies(KEY);
+        let user = UserId::random();
+        let now = SystemTime::now();
+        let set = c.issue(user, now);
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
+        assert_eq!(c.verify(Some(&header_of(&set)), now), Ok(user));
+    }
+
+    #[test]
+    fn other_cookies_in_the_header_do_not_matter() {
+        let c = cookies(KEY);
+        let user = UserId::random();
+        let header = format!(
+            "a=b; {}; rill_edge=xyz",
+            header_of(&c.issue(user, SystemTime::now()))
+        );
+        assert_eq!(c.verify(Some(&header), SystemTime::now()), Ok(user));
+    }
+
+    #[test]
+    fn missing_forged_and_expired_cookies_are_refused() {
+        let c = cookies(KEY);
+        let now = SystemTime::now();
+        assert_eq!(c.verify(None, now), Err(SessionError::Missing));
+        assert_eq!(c.verify(Some("other=1"), now), Err(SessionError::Missing));
+        let forged = format!("rill_session=v1.{}.99999999999", UserId::random());
+        assert_eq!(c.verify(Some(&forged), now), Err(SessionError::Invalid));
+        let other_key = cookies(&KEY.replace('0', "x"));
+        let foreign = header_of(&other_key.issue(UserId::random(), now));
+        assert_eq!(c.verify(Some(&foreign), now), Err(SessionError::Invalid));
+        let old = header_of(&c.issue(UserId::random(), now - Duration::from_secs(8 * 24 * 3600)));
+        assert_eq!(c.verify(Some(&old), now), Err(SessionError::Expired));
+    }
+
+    #[test]
+    fn key_rules_name_the_field() {
+        let short = SessionSettings {
+            cookie_key: Some(Secret::new("short")),
+            ..Default::default()
+        };
+        let err = short.validate(false).expect_err("too short");
+        assert!(err.to_string().contains("session.cookie_key"), "{err}");
+        let none = SessionSettings::default();
+        assert!(
+            none.validate(false).is_err(),
+            "a key is required outside dev mode"
+        );
+        assert!(
+            none.validate(true).is_ok(),
+            "dev mode may run without a key"
+        );
+    }
+}

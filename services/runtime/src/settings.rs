@@ -1,0 +1,300 @@
+//! Typed settings, layered: the struct's defaults, then a TOML file named by
+//! `RILL_CONFIG` (if set), then environment variables `RILL_<FIELD>` with
+//! `__` between nested fields (`RILL_KAFKA__BROKERS=host:9092`).
+//!
+//! Every service shares the `RILL_` prefix, so the local stack can set one
+//! variable for all of them; a service reads only the variables whose first
+//! segment names one of its own fields. Inside a section, an unknown field is
+//! an error, so that a typo stops start-up instead of being ignored.
+
+use std::fmt;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Settings that could not be loaded or are invalid. The message names the
+/// field.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("bad settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("bad settings: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl SettingsError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A service's settings struct.
+pub trait ServiceSettings: Serialize + DeserializeOwned + Default {
+    /// Checks what types alone cannot say. The error names the field.
+    fn validate(&self) -> Result<(), SettingsError> {
+        Ok(())
+    }
+}
+
+/// Loads settings from defaults, the file named by `RILL_CONFIG`, and the
+/// environment, then validates them.
+pub fn load<S: ServiceSettings>() -> Result<S, SettingsError> {
+    let mut figment = Figment::from(Serialized::defaults(S::default()));
+    let own_fields: Vec<String> = figment
+        .extract::<figment::value::Dict>()
+        .map_err(Box::new)?
+        .into_keys()
+        .collect();
+    if let Ok(path) = std::env::var("RILL_CONFIG") {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let env = Env::prefixed("RILL_").split("__").filter(move |key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        own_fields
+            .iter()
+            .any(|field| field.eq_ignore_ascii_case(first))
+    });
+    let settings: S = figment.merge(env).extract().map_err(Box::new)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Kafka connection and topics, shared by every service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma separated. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Topic of chat messages, keyed by sender. Default `rill.messages`.
+    pub message_topic: String,
+    /// Topic of user and profile events. Default `rill.directory`.
+    pub directory_topic: String,
+    /// Partitions of each topic when `rill-admin create-topics` creates it.
+    /// Default 8.
+    pub partitions: i32,
+    /// Producer idempotence. Default `true`; the local stack turns it off
+    /// (see docs/ARCHITECTURE.md: consumers de-duplicate by message id).
+    pub idempotence: bool,
+    /// How long the producer waits to fill a batch, in ms. Default 1.
+    pub linger_ms: u32,
+    /// How long a fetch may wait on the broker for data, in ms. Default 10:
+    /// low latency on brokers that hold every fetch for the full wait.
+    pub fetch_wait_max_ms: u32,
+    /// How long a produce may take before it fails, in ms. Default 10000.
+    pub message_timeout_ms: u32,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            message_topic: "rill.messages".into(),
+            directory_topic: "rill.directory".into(),
+            partitions: 8,
+            idempotence: true,
+            linger_ms: 1,
+            fetch_wait_max_ms: 10,
+            message_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl KafkaSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.brokers.trim().is_empty() {
+            return Err(SettingsError::invalid(
+                "kafka.brokers",
+                "must name at least one broker",
+            ));
+        }
+        if self.message_topic.is_empty() || self.directory_topic.is_empty() {
+            return Err(SettingsError::invalid(
+                "kafka.message_topic",
+                "topic names must not be empty",
+            ));
+        }
+        if self.partitions < 1 {
+            return Err(SettingsError::invalid(
+                "kafka.partitions",
+                "must be at least 1",
+            ));
+        }
+        if self.message_timeout_ms == 0 {
+            return Err(SettingsError::invalid(
+                "kafka.message_timeout_ms",
+                "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Logs and traces, shared by every service. Traces are exported over OTLP
+/// (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, as the
+/// OpenTelemetry specification names it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `json` or `text`. Default `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter directive; `RUST_LOG` wins when set. Default `info`.
+    pub log_filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Json,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Example {
+        port: u16,
+        kafka: KafkaSettings,
+        key: Option<Secret>,
+    }
+
+    impl ServiceSettings for Example {
+        fn validate(&self) -> Result<(), SettingsError> {
+            self.kafka.validate()
+        }
+    }
+
+    /// Runs `f` with the given environment variables and files in a
+    /// sandbox (figment's `Jail` serializes tests that touch the environment).
+    #[allow(clippy::result_large_err)] // figment's error type, in a test helper
+    fn with_env<T>(pairs: &[(&str, &str)], f: impl FnOnce(&mut Jail) -> T) -> T {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            for (key, value) in pairs {
+                jail.set_env(key, value);
+            }
+            out = Some(f(jail));
+            Ok(())
+        });
+        out.expect("jail ran the closure")
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        let s: Example = with_env(&[], |_| load()).expect("loads");
+        assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(s.port, 0);
+    }
+
+    #[test]
+    fn environment_overrides_nested_fields() {
+        let env = [
+            ("RILL_PORT", "8081"),
+            ("RILL_KAFKA__BROKERS", "b:1"),
+            ("RILL_KEY", "k"),
+        ];
+        let s: Example = with_env(&env, |_| load()).expect("loads");
+        assert_eq!(s.port, 8081);
+        assert_eq!(s.kafka.brokers, "b:1");
+        assert_eq!(s.key.as_ref().map(Secret::expose), Some("k"));
+    }
+
+    #[test]
+    fn variables_for_other_services_are_ignored() {
+        let s = with_env(&[("RILL_SESSION__COOKIE_KEY", "x")], |_| load::<Example>());
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_field() {
+        let err =
+            with_env(&[("RILL_PORT", "eighty")], |_| load::<Example>()).expect_err("must fail");
+        assert!(
+            err.to_string().to_lowercase().contains("key \"port\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_typo_inside_a_section_is_an_error() {
+        let err = with_env(&[("RILL_KAFKA__BROKRES", "b:1")], |_| load::<Example>())
+            .expect_err("must fail");
+        assert!(err.to_string().contains("brokres"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = with_env(&[("RILL_KAFKA__PARTITIONS", "0")], |_| load::<Example>())
+            .expect_err("must fail");
+        assert_eq!(
+            err.to_string(),
+            "bad settings: kafka.partitions: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn file_values_sit_between_defaults_and_environment() {
+        let env = [("RILL_CONFIG", "s.toml"), ("RILL_PORT", "7001")];
+        let s: Example = with_env(&env, |jail| {
+            jail.create_file("s.toml", "port = 7000\n[kafka]\nbrokers = \"file:1\"\n")
+                .expect("write file");
+            load()
+        })
+        .expect("loads");
+        assert_eq!(s.port, 7001);
+        assert_eq!(s.kafka.brokers, "file:1");
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error() {
+        let result = with_env(&[("RILL_CONFIG", "missing.toml")], |_| load::<Example>());
+        assert!(result.is_err(), "{result:?}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let text = format!("{:?}", Secret::new("hunter2"));
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

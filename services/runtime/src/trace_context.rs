@@ -1,0 +1,106 @@
+//! The W3C trace context (`traceparent`, `tracestate`) in Kafka record
+//! headers, so that one trace covers a send, its trip through Kafka and its
+//! delivery on every edge.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The header that carries the W3C trace parent.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Headers carrying the context of the current `tracing` span.
+pub fn current_headers() -> OwnedHeaders {
+    let context = tracing::Span::current().context();
+    let mut fields = HeaderFields::default();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut fields));
+    fields
+        .0
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        })
+}
+
+/// Makes the trace context found in `headers` (if any) the parent of `span`.
+pub fn set_parent_from(span: &tracing::Span, headers: Option<&BorrowedHeaders>) {
+    let Some(headers) = headers else { return };
+    let reader = HeaderReader(headers);
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&reader));
+    // A record without a valid context leaves the span a root: nothing to do.
+    let _ = span.set_parent(parent);
+}
+
+#[derive(Default)]
+struct HeaderFields(Vec<(String, String)>);
+
+impl Injector for HeaderFields {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+struct HeaderReader<'a>(&'a BorrowedHeaders);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|header| header.key.eq_ignore_ascii_case(key))
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|header| header.key).collect()
+    }
+}
+
+/// Whether `value` is a well-formed W3C `traceparent` with a non-zero trace
+/// id: `00-<32 hex>-<16 hex>-<2 hex>`.
+pub fn is_valid_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_well_formed_traceparents() {
+        assert!(is_valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_valid_traceparent(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_valid_traceparent(
+            "00-4bf92f3577b34da6-00f067aa0ba902b7-01"
+        ));
+        assert!(!is_valid_traceparent("garbage"));
+    }
+
+    #[test]
+    fn a_span_carries_its_trace_id_into_the_headers() {
+        crate::telemetry::Telemetry::init_for_tests();
+        let span = tracing::info_span!("send");
+        let headers = span.in_scope(current_headers);
+        let value = headers
+            .iter()
+            .find(|h| h.key == TRACEPARENT)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .expect("traceparent header present");
+        assert!(is_valid_traceparent(&value), "{value}");
+    }
+}
