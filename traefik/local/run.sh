@@ -27,8 +27,8 @@ die() {
 
 # dynamic.yml reads these with sprig's `env`: they must be in Traefik's
 # environment, hence exported.
-[[ -n "${RILL_EDGE_URLS:-}" ]] ||
-  die "RILL_EDGE_URLS is not set (comma-separated edge URLs, e.g. http://127.0.0.1:8081,http://127.0.0.1:8082)"
+[[ -n "${RILL_EDGE_URLS:-}" && -n "${RILL_EDGE_URLS//[[:space:],]/}" ]] ||
+  die "RILL_EDGE_URLS is not set or empty (comma-separated edge URLs, e.g. http://127.0.0.1:8081,http://127.0.0.1:8082)"
 export RILL_EDGE_URLS
 export RILL_API_URL="${RILL_API_URL:-}"
 
@@ -46,18 +46,24 @@ fi
 
 # Static configuration, as flags. Notes on the less obvious ones:
 #
-# - respondingTimeouts.readTimeout: Traefik v3 defaults it to 60s. It is Go's
-#   http.Server ReadTimeout: a deadline on reading the *whole request* that
-#   stays armed afterwards. When it fires during a long response (an SSE
-#   stream is one endless response) the server's background read fails, Go
-#   cancels the request and Traefik cuts the stream; a WebSocket hijacked
-#   from that connection is cut too. Streams here live for hours, so 0
-#   (no limit). Slow-loris protection is not a concern on 127.0.0.1.
-# - respondingTimeouts.writeTimeout: 0 (already the v3 default; a non-zero
-#   value would cut any response, a stream included, after that time).
-# - respondingTimeouts.idleTimeout: only applies to a keep-alive connection
-#   *between* requests, never to an open stream or an upgraded WebSocket:
-#   the default 180s stays.
+# Entry point timeouts and long-lived streams (SSE, WebSocket) — measured
+# with this Traefik (3.7.15) and dummy backends, streams of 70-100 s with
+# gaps of 25-35 s between events:
+# - writeTimeout is the one that cuts streams: it bounds the whole response,
+#   and an SSE stream is one endless response (with writeTimeout=5s the
+#   stream died at 5 s). It must stay 0 (the v3 default) for streams to live
+#   for hours; set explicitly so that nobody "fixes" it.
+# - readTimeout (v3 default 60s) bounds reading the request, headers and
+#   body: a PUT whose body trickled in for 8 s got a 504 at readTimeout=4s.
+#   It did NOT cut an SSE response or a WebSocket (upgraded connections have
+#   their read deadline cleared), not even at 5s. Rill's requests are small,
+#   so the default stays, as written here.
+# - idleTimeout (default 180s) only closes a keep-alive connection idle
+#   *between* requests; with 3s it cut neither an SSE stream nor a WebSocket
+#   silent for 35 s. Default kept.
+# Edges also send heartbeats, which keeps any proxy or NAT in between awake.
+#
+# Other flags:
 # - lifeCycle.graceTimeOut: after SIGTERM Traefik waits this long for open
 #   requests to end. Streams never end on their own, so the default 10s
 #   would only delay every stop; the edges do their own draining.
@@ -74,7 +80,7 @@ exec "$RILL_TRAEFIK_BIN" \
   --global.checkNewVersion=false \
   --global.sendAnonymousUsage=false \
   --entryPoints.web.address="$listen" \
-  --entryPoints.web.transport.respondingTimeouts.readTimeout=0 \
+  --entryPoints.web.transport.respondingTimeouts.readTimeout=60s \
   --entryPoints.web.transport.respondingTimeouts.writeTimeout=0 \
   --entryPoints.web.transport.respondingTimeouts.idleTimeout=180s \
   --entryPoints.web.transport.lifeCycle.graceTimeOut="${RILL_TRAEFIK_GRACE_TIMEOUT:-2s}" \

@@ -1,0 +1,211 @@
+//! Bad input gets a clear error and breaks nothing.
+
+use rill_testkit::{Client, Stack};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn logged_in(stack: &Stack) -> Client {
+    let client = stack.client();
+    client.login(Uuid::new_v4()).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cookie_and_forged_cookies_get_401_everywhere() {
+    let stack = Stack::start(1).await;
+    let profile = Uuid::new_v4();
+    let anonymous = stack.client();
+    let forged = stack.client();
+    forged.set_cookie(
+        "rill_session",
+        &format!("v1.{}.99999999999", Uuid::new_v4()),
+    );
+    let tampered = logged_in(&stack).await;
+    let real = tampered.cookie("rill_session").expect("session cookie");
+    tampered.set_cookie("rill_session", &real.replacen('v', "w", 1));
+
+    for (who, client) in [
+        ("no cookie", &anonymous),
+        ("forged", &forged),
+        ("tampered", &tampered),
+    ] {
+        let sse = client.get(&format!("/live/{profile}/sse")).await;
+        assert_eq!(sse.status(), 401, "SSE with {who}");
+        let body: serde_json::Value = sse.json().await.expect("json error");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("session")),
+            "{body}"
+        );
+
+        let post = client
+            .post_json(&format!("/live/{profile}/messages"), &json!({"body": "x"}))
+            .await;
+        assert_eq!(post.status(), 401, "POST with {who}");
+
+        let ws = client.try_ws(&format!("/live/{profile}/ws"), &[]).await;
+        assert_eq!(
+            ws.err().map(|(status, _)| status),
+            Some(401),
+            "WebSocket with {who}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_websocket_frames_get_errors_and_the_session_goes_on() {
+    let stack = Stack::start(1).await;
+    let client = logged_in(&stack).await;
+    let profile = Uuid::new_v4();
+    let mut ws = client.ws(profile).await;
+    ws.next_of_type("ready").await;
+
+    ws.send(&json!({"type": "send", "body": "x".repeat(5000), "ref": "big"}))
+        .await;
+    let error = ws.next_of_type("error").await;
+    assert_eq!(error["code"], "message_too_large");
+    assert_eq!(error["ref"], "big");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4096")),
+        "{error}"
+    );
+
+    ws.send_text("{not json").await;
+    assert_eq!(ws.next_of_type("error").await["code"], "bad_json");
+    ws.send(&json!({"type": "shout"})).await;
+    assert_eq!(ws.next_of_type("error").await["code"], "bad_json");
+    ws.send(&json!({"type": "send", "body": "   "})).await;
+    assert_eq!(ws.next_of_type("error").await["code"], "invalid_body");
+    ws.send_binary(vec![1, 2, 3]).await;
+    assert_eq!(ws.next_of_type("error").await["code"], "binary_frame");
+
+    ws.send(&json!({"type": "send", "body": "still here", "ref": "ok"}))
+        .await;
+    assert_eq!(ws.next_of_type("ack").await["ref"], "ok");
+    assert_eq!(ws.next_of_type("message").await["body"], "still here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_past_the_frame_limit_closes_with_1009() {
+    let stack = Stack::start(1).await;
+    let client = logged_in(&stack).await;
+    let mut ws = client.ws(Uuid::new_v4()).await;
+    ws.next_of_type("ready").await;
+    ws.send_text(&"x".repeat(70_000)).await;
+    let close = ws.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1009);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_sends_get_clear_errors() {
+    let stack = Stack::start(1).await;
+    let client = logged_in(&stack).await;
+    let profile = Uuid::new_v4();
+    let path = format!("/live/{profile}/messages");
+
+    let cases = [
+        (
+            client.post_raw(&path, "application/json", "{oops").await,
+            400,
+            "bad_json",
+        ),
+        (
+            client
+                .post_raw(&path, "text/plain", r#"{"body":"x"}"#)
+                .await,
+            415,
+            "not_json",
+        ),
+        (
+            client
+                .post_json(&path, &json!({"body": "x".repeat(5000)}))
+                .await,
+            413,
+            "message_too_large",
+        ),
+        (
+            client.post_json(&path, &json!({"text": "x"})).await,
+            400,
+            "bad_json",
+        ),
+        (
+            client
+                .post_json("/live/not-a-uuid/messages", &json!({"body": "x"}))
+                .await,
+            400,
+            "bad_id",
+        ),
+        (
+            client
+                .post_raw(&path, "application/json", "x".repeat(70_000))
+                .await,
+            413,
+            "request_too_large",
+        ),
+        (
+            client
+                .post_json("/login", &json!({"user_id": "nobody"}))
+                .await,
+            400,
+            "bad_id",
+        ),
+        (client.get("/no/such/route").await, 404, "not_found"),
+    ];
+    for (response, status, code) in cases {
+        assert_eq!(response.status(), status, "expected {code}");
+        let body: serde_json::Value = response.json().await.expect("errors are JSON");
+        assert_eq!(body["error"], code);
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let ok = client.post_json(&path, &json!({"body": "fine"})).await;
+    assert_eq!(ok.status(), 200, "the client can still send");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_websocket_upgrades_are_refused() {
+    let stack = Stack::start(1).await;
+    let client = logged_in(&stack).await;
+    let path = format!("/live/{}/ws", Uuid::new_v4());
+    let refused = client
+        .try_ws(&path, &[("origin", "http://evil.example")])
+        .await;
+    assert_eq!(refused.err().map(|(status, _)| status), Some(403));
+    let same_origin = format!("http://{}", stack.traefik.addr);
+    assert!(
+        client
+            .try_ws(&path, &[("origin", &same_origin)])
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_new_sessions_get_503_with_retry_after() {
+    let stack = Stack::start_with(1, |s| s.limits.max_connections = 1).await;
+    let client = stack.edge_client(0);
+    client.login(Uuid::new_v4()).await;
+    let profile = Uuid::new_v4();
+    let mut first = client.ws(profile).await;
+    first.next_of_type("ready").await;
+    let refused = client.get(&format!("/live/{profile}/sse")).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    drop(first);
+    // The place frees once the server sees the close.
+    for _ in 0..100 {
+        if client.get(&format!("/live/{profile}/sse")).await.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the freed place was never given to a new session");
+}

@@ -1,0 +1,327 @@
+//! Test clients: HTTP with a cookie jar (the session cookie and Traefik's
+//! sticky cookie), and WebSocket and SSE streams that read JSON events.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// How long a test waits for any one event before it fails.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP client with its own cookie jar, like one browser.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            cookies: Mutex::default(),
+        }
+    }
+
+    /// The `Cookie` header this client sends.
+    pub fn cookie_header(&self) -> String {
+        let jar = self.cookies.lock().expect("cookie jar");
+        jar.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Sets a cookie by hand (to forge one, say).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.cookies
+            .lock()
+            .expect("cookie jar")
+            .insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().expect("cookie jar").get(name).cloned()
+    }
+
+    fn keep_cookies(&self, response: &reqwest::Response) {
+        let mut jar = self.cookies.lock().expect("cookie jar");
+        for header in response.headers().get_all("set-cookie") {
+            let Ok(text) = header.to_str() else { continue };
+            let pair = text.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() {
+                    jar.remove(name.trim());
+                } else {
+                    jar.insert(name.trim().to_owned(), value.trim().to_owned());
+                }
+            }
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        self.keep_cookies(&response);
+        response
+    }
+
+    /// POSTs `body` as it is, with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        self.keep_cookies(&response);
+        response
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_raw(path, "application/json", body.to_string())
+            .await
+    }
+
+    /// Logs in as `user`; panics unless the edge accepts.
+    pub async fn login(&self, user: uuid::Uuid) {
+        let response = self
+            .post_json("/login", &serde_json::json!({ "user_id": user }))
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "login failed: {:?}",
+            response.text().await
+        );
+    }
+
+    /// Which edge answers this client now (the `x-rill-edge` header).
+    pub async fn edge(&self) -> String {
+        let response = self.get("/healthz").await;
+        response
+            .headers()
+            .get("x-rill-edge")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("x-rill-edge header")
+    }
+
+    /// Opens a WebSocket on `profile`; panics unless it opens.
+    pub async fn ws(&self, profile: uuid::Uuid) -> WsClient {
+        match self.try_ws(&format!("/live/{profile}/ws"), &[]).await {
+            Ok(ws) => ws,
+            Err((status, body)) => panic!("WebSocket refused: {status} {body}"),
+        }
+    }
+
+    /// Opens a WebSocket on `path` with extra headers; on refusal, the
+    /// HTTP status and body.
+    pub async fn try_ws(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, (u16, String)> {
+        let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().expect("ws request");
+        let cookie = self.cookie_header();
+        if !cookie.is_empty() {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().expect("cookie header"));
+        }
+        for (name, value) in headers {
+            let name =
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request
+                .headers_mut()
+                .insert(name, value.parse().expect("header value"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(WsClient { stream }),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                Err((response.status().as_u16(), body.unwrap_or_default()))
+            }
+            Err(err) => panic!("WebSocket connect failed: {err}"),
+        }
+    }
+
+    /// Opens an SSE stream on `profile`; panics unless it opens.
+    pub async fn sse(&self, profile: uuid::Uuid) -> SseClient {
+        let response = self.get(&format!("/live/{profile}/sse")).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "SSE refused: {:?}",
+            response.text().await
+        );
+        SseClient {
+            response,
+            buffer: String::new(),
+        }
+    }
+}
+
+/// A WebSocket that reads JSON events.
+#[derive(Debug)]
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, frame: &Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .expect("WebSocket send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("WebSocket send");
+    }
+
+    /// The next JSON event; panics on close or after [`EVENT_TIMEOUT`].
+    pub async fn next_event(&mut self) -> Value {
+        match self.next_message().await {
+            Ok(value) => value,
+            Err(close) => panic!("WebSocket closed while an event was expected: {close:?}"),
+        }
+    }
+
+    /// The next event of type `kind`, skipping others.
+    pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.next_event().await;
+            if event["type"] == kind {
+                return event;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns its close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            if let Err(close) = self.next_message().await {
+                return close;
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> Result<Value, Option<CloseFrame>> {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .expect("no WebSocket event within the timeout");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(text.as_str()).expect("events are JSON"));
+                }
+                Some(Ok(Message::Close(frame))) => return Err(frame),
+                None => return Err(None),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("WebSocket read failed: {err}"),
+            }
+        }
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// An SSE stream that reads JSON events.
+#[derive(Debug)]
+pub struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    /// The next event (comments skipped); panics at the end of the stream
+    /// or after [`EVENT_TIMEOUT`].
+    pub async fn next_event(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return event;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(EVENT_TIMEOUT, self.response.chunk())
+                .await
+                .expect("no SSE event within the timeout")
+                .expect("SSE read")
+                .expect("SSE stream ended while an event was expected");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event named `kind`, skipping others.
+    pub async fn next_of_type(&mut self, kind: &str) -> SseEvent {
+        loop {
+            let event = self.next_event().await;
+            if event.event == kind {
+                return event;
+            }
+        }
+    }
+}
+
+fn parse_event(block: &str) -> Option<SseEvent> {
+    let (mut event, mut id, mut data) = (String::from("message"), None, Vec::new());
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "" => {} // a comment (keep-alive)
+            "event" => event = value.to_owned(),
+            "id" => id = Some(value.to_owned()),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    let data = serde_json::from_str(&data.join("\n")).expect("SSE data is JSON");
+    Some(SseEvent { event, id, data })
+}

@@ -1,0 +1,25 @@
+//! The integration-test harness, shared by every service's `tests/`.
+//!
+//! Everything is real: a tansu broker, Redis and Traefik run as child
+//! processes on free ports of 127.0.0.1, and the services run in the test
+//! process on listeners bound to port 0. Each test starts its own
+//! [`Stack`], so no test depends on another's state; dropping it stops
+//! everything.
+//!
+//! - [`tools`]: where the installed tools are (`RILL_*_BIN`).
+//! - [`process`]: child processes that die with the test, free ports.
+//! - [`broker`]: a tansu broker with the topics created.
+//! - [`traefik`]: Traefik with the project's local config.
+//! - [`stack`]: broker + edges + Traefik.
+//! - [`client`]: an HTTP client with a cookie jar, WebSocket and SSE
+//!   clients that read JSON events.
+
+pub mod broker;
+pub mod client;
+pub mod process;
+pub mod stack;
+pub mod tools;
+pub mod traefik;
+
+pub use client::{Client, SseClient, WsClient};
+pub use stack::Stack;

@@ -1,0 +1,87 @@
+//! Child processes that are killed when the test drops them, and ports.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, killed on drop. Its output goes to a log file whose
+/// tail is printed if it fails to start.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl ChildGuard {
+    /// Spawns `command`, with stdout and stderr to a temporary log file.
+    pub fn spawn(name: &str, command: &mut Command) -> Self {
+        let log =
+            std::env::temp_dir().join(format!("rill-test-{name}-{}.log", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let err = file.try_clone().expect("clone log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// Waits until `addr` accepts TCP connections; panics with the log's
+    /// tail if it does not within `timeout` or the process exits.
+    pub fn wait_for_port(&mut self, addr: SocketAddr, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before listening on {addr}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not listen on {addr} within {timeout:?}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines of the process's output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Kills the process now (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr")
+}
