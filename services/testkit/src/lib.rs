@@ -8,6 +8,7 @@
 //!
 //! - [`tools`]: where the installed tools are (`RILL_*_BIN`).
 //! - [`process`]: child processes that die with the test, free ports.
+//! - [`service`]: a service binary run as a process.
 //! - [`broker`]: a tansu broker with the topics created.
 //! - [`traefik`]: Traefik with the project's local config.
 //! - [`stack`]: broker + edges + Traefik.
@@ -17,6 +18,7 @@
 pub mod broker;
 pub mod client;
 pub mod process;
+pub mod service;
 pub mod stack;
 pub mod tools;
 pub mod traefik;

@@ -1,0 +1,25 @@
+//! The persist as a process: operations endpoints, clean exit on SIGTERM, and
+//! start-up refused on bad settings.
+
+use std::path::Path;
+
+use rill_testkit::service::{
+    ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_persist");
+
+#[tokio::test]
+async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
+    assert_serves_ops_then_exits_on_sigterm(ServiceProcess::start(Path::new(BINARY), &[])).await;
+}
+
+#[test]
+fn bad_settings_stop_start_up_naming_the_field() {
+    assert_refuses_to_start(
+        Path::new(BINARY),
+        &[("RILL_KAFKA__PARTITIONS", "many")],
+        "partitions",
+    );
+    assert_refuses_to_start(Path::new(BINARY), &[("RILL_LISTEN", "nowhere")], "listen");
+}

@@ -1,0 +1,103 @@
+//! A service binary (`edge`, `api`, `persist`) run as a real process, for
+//! what only a process shows: settings from the environment, signals, exit
+//! codes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{ChildGuard, free_addr};
+
+/// A running service process and the address it listens on.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub addr: SocketAddr,
+    pub process: ChildGuard,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` on a free port with `env` added, and waits until it
+    /// listens.
+    pub fn start(binary: &Path, env: &[(&str, &str)]) -> Self {
+        let addr = free_addr();
+        let mut process = spawn(binary, addr, env);
+        process.wait_for_port(addr, Duration::from_secs(30));
+        Self { addr, process }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Starts `binary` listening on `addr` with `env` added, without waiting.
+pub fn spawn(binary: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> ChildGuard {
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut command = Command::new(binary);
+    command
+        .env("RILL_LISTEN", addr.to_string())
+        .env("RILL_TELEMETRY__LOG_FORMAT", "text")
+        .env_remove("RILL_CONFIG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    ChildGuard::spawn(&name, &mut command)
+}
+
+/// Checks `/healthz`, `/readyz`, `/metrics` and a JSON 404, then sends
+/// SIGTERM and checks the process exits with success.
+pub async fn assert_serves_ops_then_exits_on_sigterm(mut service: ServiceProcess) {
+    let http = reqwest::Client::new();
+    for (path, expect) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = http
+            .get(format!("{}{path}", service.url()))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.text().await.expect("body"), expect);
+    }
+    let metrics = http
+        .get(format!("{}/metrics", service.url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.text().await.expect("body").ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    let missing = http
+        .get(format!("{}/nope", service.url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("JSON 404");
+    assert_eq!(body["error"], "not_found");
+
+    let status = service.process.terminate(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        service.process.log()
+    );
+}
+
+/// Starts `binary` with `env` and checks that it refuses to start, with a
+/// message that names `field`.
+pub fn assert_refuses_to_start(binary: &Path, env: &[(&str, &str)], field: &str) {
+    let mut process = spawn(binary, free_addr(), env);
+    let status = process.wait_exit(Duration::from_secs(15));
+    assert!(!status.success(), "started despite bad settings");
+    let log = process.log();
+    assert!(
+        log.to_lowercase().contains(field),
+        "the error names {field}:\n{log}"
+    );
+}
