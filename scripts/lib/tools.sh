@@ -105,8 +105,19 @@ ensure_tansu() {
 # --- Traefik: ingress --------------------------------------------------------
 
 _traefik_ok() {
-  local bin="$1"
-  [[ -x "$bin" ]] && "$bin" version 2>/dev/null | grep -Eq "^Version:[[:space:]]+v?$RILL_TRAEFIK_VERSION\$"
+  local bin="$1" out
+  [[ -x "$bin" ]] || return 1
+  # Output first, match after: `traefik version | grep -q` can fail under
+  # pipefail when grep exits early and traefik gets SIGPIPE.
+  out="$("$bin" version 2>/dev/null)" || return 1
+  local line
+  while IFS= read -r line; do # "Version:      3.7.15"
+    if [[ "$line" =~ ^Version:[[:space:]]+v?([0-9][0-9.]*)$ ]]; then
+      [[ "${BASH_REMATCH[1]}" == "$RILL_TRAEFIK_VERSION" ]]
+      return
+    fi
+  done <<<"$out"
+  return 1
 }
 
 _traefik_install() {

@@ -60,7 +60,9 @@ impl Telemetry {
                 .flatten_event(true)
                 .with_current_span(false)
                 .boxed(),
-            LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .boxed(),
         };
         tracing_subscriber::registry()
             .with(fmt.with_filter(filter))

@@ -40,7 +40,8 @@ impl Broker {
             .env_remove("CLUSTER_ID")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE");
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("SCHEMA_REGISTRY");
         let mut process = ChildGuard::spawn("tansu", &mut command);
         process.wait_for_port(addr, Duration::from_secs(20));
         let broker = Self { addr, process };

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every check of the repository, as CI does (.ci/run calls this):
+#
+#   scripts/test.sh [extra args for cargo test]
+#   e.g. scripts/test.sh sticky -- --nocapture  (a test-name filter)
+#
+# 1. installs the missing tools (tansu, Redis, Traefik; once per machine,
+#    outside the checkout: scripts/lib/tools.sh) and exports their paths,
+#    RILL_TANSU_BIN, RILL_TRAEFIK_BIN, RILL_REDIS_BIN, for the integration
+#    tests, which start their own broker, Redis and Traefik (through
+#    traefik/local/run.sh) on free ports;
+# 2. cargo fmt --all --check
+# 3. cargo clippy --workspace --all-targets -- -D warnings
+# 4. cargo test --workspace "$@"
+# Stops at the first failure, with its exit status.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/tools.sh
+source "$repo/scripts/lib/tools.sh"
+cd "$repo"
+
+step() { echo "test.sh: $*" >&2; }
+
+command -v cargo >/dev/null 2>&1 || {
+  echo "test.sh: error: cargo not found: install the Rust toolchain (https://rustup.rs)" >&2
+  exit 1
+}
+
+step "tools"
+ensure_tools # exports RILL_TANSU_BIN, RILL_TRAEFIK_BIN, RILL_REDIS_BIN
+export RILL_TOOLS # services/testkit/src/tools.rs falls back on it
+step "RILL_TANSU_BIN=$RILL_TANSU_BIN"
+step "RILL_TRAEFIK_BIN=$RILL_TRAEFIK_BIN"
+step "RILL_REDIS_BIN=$RILL_REDIS_BIN"
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace $*"
+cargo test --workspace "$@"
+
+step "all checks passed"
