@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of the repository, as CI does (.ci/run calls this):
 #
-#   scripts/test.sh [extra args for cargo test]
-#   e.g. scripts/test.sh sticky -- --nocapture  (a test-name filter)
+#   scripts/test.sh [extra args for the test runner]
+#   e.g. scripts/test.sh sticky  (a test-name filter)
 #
 # 1. installs the missing tools (tansu, Redis, Traefik; once per machine,
 #    outside the checkout: scripts/lib/tools.sh) and exports their paths,
@@ -11,7 +11,7 @@
 #    traefik/local/run.sh) on free ports;
 # 2. cargo fmt --all --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings
-# 4. cargo test --workspace "$@"
+# 4. cargo nextest run --workspace "$@" (cargo test when nextest is missing)
 # Stops at the first failure, with its exit status.
 set -euo pipefail
 
@@ -40,7 +40,14 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace $*"
-cargo test --workspace "$@"
+# cargo-nextest runs each test in its own process and ends with a summary
+# line that counts every test; plain `cargo test` is the fallback.
+if cargo nextest --version >/dev/null 2>&1; then
+  step "cargo nextest run --workspace $*"
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  step "cargo test --workspace $* (cargo-nextest not installed)"
+  cargo test --workspace "$@"
+fi
 
 step "all checks passed"
