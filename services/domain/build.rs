@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["rill/v1/chat.proto", "rill/v1/directory.proto"];
+    let files = [
+        "rill/v1/chat.proto",
+        "rill/v1/directory.proto",
+        "rill/v1/push.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

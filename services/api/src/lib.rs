@@ -1,23 +1,64 @@
-//! The api service: REST for users, profiles and history (issue 3); for now its settings, operations endpoints and shutdown.
+//! The api: REST for users, profiles, memberships and message history.
 //!
-//! - [`settings`]: the service's settings.
+//! Reads come from the store; writes go through Kafka (the directory topic)
+//! and the persistence consumer, and the api answers once the store shows
+//! them (see [`directory`]).
+//!
+//! - [`routes`]: the route table; [`handlers`]: one file per resource.
+//! - [`directory`]: publishing directory events and waiting for them.
+//! - [`query`]: query parameters; [`error`]: errors to statuses.
+//! - [`settings`], [`state`].
+//!
+//! The OpenAPI document is `openapi.json`, served at `/api/openapi.json`.
 
+pub mod directory;
+pub mod error;
+pub mod handlers;
+pub mod query;
+pub mod routes;
 pub mod settings;
+pub mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use rill_runtime::shutdown::CancellationToken;
 use tokio::net::TcpListener;
-use warp::Filter;
 
 pub use settings::ApiSettings;
 
-/// Serves the api on `listener` until `shutdown` is cancelled.
-pub async fn serve(_settings: ApiSettings, listener: TcpListener, shutdown: CancellationToken) {
+use crate::directory::Directory;
+use crate::state::ApiState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] rill_store::StoreError),
+    #[error("cannot reach Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Opens the store and serves the api on `listener` until `shutdown`.
+pub async fn run(
+    settings: ApiSettings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let store = rill_store::open(&settings.store).await?;
+    let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api")?;
+    let directory = Directory::new(
+        producer,
+        settings.kafka.directory_topic.clone(),
+        Duration::from_millis(u64::from(settings.kafka.message_timeout_ms)),
+        store,
+        Duration::from_millis(settings.consistency_timeout_ms),
+    );
+    let state = Arc::new(ApiState {
+        settings,
+        directory,
+    });
     let registry = Arc::new(Registry::default());
-    let ready_token = shutdown.clone();
-    let ready = Arc::new(move || !ready_token.is_cancelled());
-    let routes = rill_runtime::ops::routes(registry, ready).recover(rill_runtime::ops::not_found);
-    rill_runtime::ops::serve(routes, listener, shutdown).await;
+    rill_runtime::ops::serve(routes::all(state, registry), listener, shutdown).await;
+    Ok(())
 }

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
-    rill_api::serve(settings, listener, shutdown).await;
+    rill_api::run(settings, listener, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

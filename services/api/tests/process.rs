@@ -6,12 +6,16 @@ use std::path::Path;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
+use rill_testkit::stack::TempDb;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_api");
 
 #[tokio::test]
 async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
-    assert_serves_ops_then_exits_on_sigterm(ServiceProcess::start(Path::new(BINARY), &[])).await;
+    let db = TempDb::new();
+    let path = db.path.display().to_string();
+    let service = ServiceProcess::start(Path::new(BINARY), &[("RILL_STORE__SQLITE_PATH", &path)]);
+    assert_serves_ops_then_exits_on_sigterm(service).await;
 }
 
 #[test]

@@ -8,13 +8,22 @@
 //! - [`body`]: `MessageBody`, a validated message text.
 //! - [`message`]: `ChatMessage`, a chat message as the services see it, and
 //!   its protobuf form.
+//! - [`name`]: `Name`, a validated display name.
+//! - [`directory`]: `User`, `Profile`, and `DirectoryEvent`s that change them.
+//! - [`push`]: `Push`, an event the api publishes to live sessions.
 //! - [`proto`]: the code generated from `proto/`.
 
 pub mod body;
+pub mod directory;
 pub mod ids;
 pub mod message;
+pub mod name;
 pub mod proto;
+pub mod push;
 
 pub use body::{BodyError, MessageBody};
+pub use directory::{DirectoryChange, DirectoryEvent, Profile, User};
 pub use ids::{IdError, MessageId, ProfileId, UserId};
 pub use message::{ChatMessage, DecodeError};
+pub use name::{Name, NameError};
+pub use push::{Push, PushTarget};

@@ -26,6 +26,10 @@ pub enum DecodeError {
     Id(#[from] IdError),
     #[error("invalid body: {0}")]
     Body(#[from] crate::body::BodyError),
+    #[error("invalid name: {0}")]
+    Name(#[from] crate::name::NameError),
+    #[error("field {0} is missing")]
+    Missing(&'static str),
 }
 
 impl ChatMessage {

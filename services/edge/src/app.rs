@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::capacity::Capacity;
 use crate::from_kafka::Delivery;
 use crate::hub::Hub;
+use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::routes;
 use crate::settings::EdgeSettings;
@@ -30,6 +31,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error("cannot reach Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] rill_store::StoreError),
 }
 
 /// What every request handler and session of one edge shares.
@@ -39,6 +42,7 @@ pub struct EdgeState {
     pub edge_id: String,
     pub cookies: SessionCookies,
     pub hub: Arc<Hub>,
+    pub membership: Arc<Membership>,
     pub capacity: Arc<Capacity>,
     pub publisher: Publisher,
     pub metrics: Arc<EdgeMetrics>,
@@ -68,6 +72,11 @@ impl Edge {
         metrics.register(&mut registry);
         let cookies = SessionCookies::new(&settings.session)?;
         let hub = Hub::new(metrics.clone());
+        let store = rill_store::open(&settings.store).await?;
+        let membership = Arc::new(Membership::new(
+            store,
+            Duration::from_secs(settings.membership_cache_secs),
+        ));
         let producer = rill_runtime::kafka::producer(&settings.kafka, &edge_id)?;
         let publisher = Publisher::new(
             producer,
@@ -81,6 +90,7 @@ impl Edge {
             &settings.kafka,
             &edge_id,
             hub.clone(),
+            membership.clone(),
             settings.limits.max_message_bytes,
             metrics.clone(),
         )
@@ -91,6 +101,7 @@ impl Edge {
             edge_id,
             cookies,
             hub,
+            membership,
             capacity,
             publisher,
             metrics,

@@ -1,11 +1,9 @@
 //! Every way a request to the edge can fail, and the one place where each
 //! becomes an HTTP status, a JSON error body or a WebSocket error event.
 
-use std::convert::Infallible;
-
 use rill_domain::{BodyError, IdError};
+use rill_runtime::json_body::JsonBodyError;
 use rill_runtime::session_cookie::SessionError;
-use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -18,17 +16,25 @@ pub enum EdgeError {
     #[error("bad JSON: {0}")]
     BadJson(String),
     #[error(transparent)]
+    JsonBody(#[from] rill_runtime::json_body::JsonBodyError),
+    #[error(transparent)]
     Body(#[from] BodyError),
     #[error("ref is longer than {max} characters")]
     RefTooLong { max: usize },
     #[error("binary frames are not supported: send JSON text frames")]
     BinaryFrame,
-    #[error("expected Content-Type: application/json")]
-    NotJson,
     #[error("not a WebSocket upgrade request")]
     NotUpgrade,
     #[error("WebSocket upgrade from origin {0:?} is not allowed")]
     CrossOrigin(String),
+    #[error("no profile with that id")]
+    UnknownProfile,
+    #[error("no user with that id")]
+    UnknownUser,
+    #[error("not a member of this profile")]
+    NotAMember,
+    #[error("the store failed: {0}")]
+    Store(#[from] rill_store::StoreError),
     #[error("this edge is at capacity: retry in a moment")]
     AtCapacity,
     #[error("this edge is shutting down: reconnect")]
@@ -36,9 +42,6 @@ pub enum EdgeError {
     #[error("the message could not be written to Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
 }
-
-/// How long a client should wait before retrying a 503.
-const RETRY_AFTER_SECS: u64 = 2;
 
 impl EdgeError {
     pub fn status(&self) -> StatusCode {
@@ -48,12 +51,14 @@ impl EdgeError {
             | Self::BadJson(_)
             | Self::RefTooLong { .. }
             | Self::BinaryFrame
-            | Self::NotUpgrade => StatusCode::BAD_REQUEST,
+            | Self::NotUpgrade
+            | Self::JsonBody(JsonBodyError::BadJson(_)) => StatusCode::BAD_REQUEST,
             Self::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) => StatusCode::BAD_REQUEST,
-            Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::CrossOrigin(_) => StatusCode::FORBIDDEN,
-            Self::AtCapacity | Self::ShuttingDown | Self::Kafka(_) => {
+            Self::JsonBody(JsonBodyError::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::CrossOrigin(_) | Self::NotAMember => StatusCode::FORBIDDEN,
+            Self::UnknownProfile | Self::UnknownUser => StatusCode::NOT_FOUND,
+            Self::AtCapacity | Self::ShuttingDown | Self::Kafka(_) | Self::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -66,14 +71,18 @@ impl EdgeError {
             Self::Session(SessionError::Invalid) => "invalid_session",
             Self::Session(SessionError::Expired) => "session_expired",
             Self::BadId(_) => "bad_id",
-            Self::BadJson(_) => "bad_json",
+            Self::BadJson(_) | Self::JsonBody(JsonBodyError::BadJson(_)) => "bad_json",
             Self::Body(BodyError::TooLarge { .. }) => "message_too_large",
             Self::Body(_) => "invalid_body",
             Self::RefTooLong { .. } => "ref_too_long",
             Self::BinaryFrame => "binary_frame",
-            Self::NotJson => "not_json",
+            Self::JsonBody(JsonBodyError::NotJson) => "not_json",
             Self::NotUpgrade => "not_upgrade",
             Self::CrossOrigin(_) => "cross_origin",
+            Self::UnknownProfile => "unknown_profile",
+            Self::UnknownUser => "unknown_user",
+            Self::NotAMember => "not_a_member",
+            Self::Store(_) => "store_unavailable",
             Self::AtCapacity => "at_capacity",
             Self::ShuttingDown => "shutting_down",
             Self::Kafka(_) => "unavailable",
@@ -86,71 +95,8 @@ impl EdgeError {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "request failed");
         }
-        let status = self.status();
-        let body = ErrorBody {
-            error: self.code(),
-            message: self.to_string(),
-        };
-        let reply = warp::reply::with_status(warp::reply::json(&body), status);
-        let mut response = warp::reply::Reply::into_response(reply);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", RETRY_AFTER_SECS.into());
-        }
-        response
+        rill_runtime::ops::error_response(self.status(), self.code(), self.to_string())
     }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
-}
-
-/// Turns warp's own rejections (no route, wrong method, body too large...)
-/// into the same JSON error shape.
-pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let (status, code, message) = if rejection.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route".to_owned(),
-        )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed".to_owned(),
-        )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            "request body too large".to_owned(),
-        )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "Content-Length required".to_owned(),
-        )
-    } else {
-        tracing::debug!(?rejection, "unhandled rejection");
-        (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("{rejection:?}"),
-        )
-    };
-    let body = ErrorBody {
-        error: code,
-        message,
-    };
-    Ok(warp::reply::Reply::into_response(warp::reply::with_status(
-        warp::reply::json(&body),
-        status,
-    )))
 }
 
 #[cfg(test)]

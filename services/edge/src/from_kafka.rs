@@ -1,15 +1,19 @@
 //! Where messages come back from Kafka: every edge reads every partition of
 //! the message topic, from the end at start-up and outside any consumer
 //! group, and hands each message to the hub for its local sessions.
+//!
+//! The same consumer reads the directory topic, so that an unbind (or a
+//! deleted user or profile) reaches the membership cache and ends the
+//! affected sessions within moments.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use rill_domain::ChatMessage;
+use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent};
 use rill_runtime::KafkaSettings;
 use rill_runtime::kafka::{OffsetGuard, partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
@@ -17,16 +21,19 @@ use tracing::Instrument;
 
 use crate::events::ServerEvent;
 use crate::hub::Hub;
+use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 
 /// How long start-up waits for the broker's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The consumer of the message topic, positioned at its end.
+/// The consumer of the message and directory topics, positioned at their
+/// ends.
 pub struct Delivery {
     consumer: StreamConsumer,
-    topic: String,
+    message_topic: String,
     hub: Arc<Hub>,
+    membership: Arc<Membership>,
     max_body_bytes: usize,
     metrics: Arc<EdgeMetrics>,
 }
@@ -34,13 +41,13 @@ pub struct Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field("topic", &self.topic)
+            .field("message_topic", &self.message_topic)
             .finish_non_exhaustive()
     }
 }
 
 impl Delivery {
-    /// Assigns every partition of the message topic at its current end.
+    /// Assigns every partition of the topics at its current end.
     ///
     /// The end is read as each partition's high watermark now, not left to
     /// `Offset::End`, which librdkafka resolves only when fetching starts:
@@ -49,25 +56,32 @@ impl Delivery {
         settings: &KafkaSettings,
         edge_id: &str,
         hub: Arc<Hub>,
+        membership: Arc<Membership>,
         max_body_bytes: usize,
         metrics: Arc<EdgeMetrics>,
     ) -> Result<Self, KafkaError> {
         let config = tail_consumer_config(settings, edge_id);
-        let topic = settings.message_topic.clone();
+        let topics = vec![
+            settings.message_topic.clone(),
+            settings.directory_topic.clone(),
+        ];
         let assignment = {
-            let topic = topic.clone();
             let config = config.clone();
-            tokio::task::spawn_blocking(move || end_of_every_partition(&config, &topic))
+            tokio::task::spawn_blocking(move || end_of_every_partition(&config, &topics))
                 .await
                 .map_err(|_| KafkaError::Canceled)??
         };
         let consumer: StreamConsumer = config.create()?;
         consumer.assign(&assignment)?;
-        tracing::info!(topic = %topic, partitions = assignment.count(), "delivery consumer assigned");
+        tracing::info!(
+            partitions = assignment.count(),
+            "delivery consumer assigned"
+        );
         Ok(Self {
             consumer,
-            topic,
+            message_topic: settings.message_topic.clone(),
             hub,
+            membership,
             max_body_bytes,
             metrics,
         })
@@ -84,7 +98,7 @@ impl Delivery {
             let record = match record {
                 Ok(record) => record,
                 Err(err) => {
-                    tracing::warn!(error = %err, "message topic read failed; retrying");
+                    tracing::warn!(error = %err, "Kafka read failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -94,39 +108,67 @@ impl Delivery {
                 self.metrics.records_repeated.inc();
                 continue;
             }
-            let message = match ChatMessage::decode(
-                record.payload().unwrap_or_default(),
-                self.max_body_bytes,
-            ) {
-                Ok(message) => message,
-                Err(err) => {
-                    self.metrics.records_invalid.inc();
-                    tracing::warn!(error = %err, partition = record.partition(), offset = record.offset(), "skipping invalid record");
-                    continue;
-                }
-            };
-            let span = tracing::info_span!("deliver message", message_id = %message.id, profile_id = %message.profile_id, sessions = tracing::field::Empty);
-            rill_runtime::trace_context::set_parent_from(&span, record.headers());
-            async {
-                let event = ServerEvent::from_message(&message).to_outbound();
-                let sessions = self.hub.deliver(message.profile_id, &event);
-                tracing::Span::current().record("sessions", sessions);
+            if record.topic() == self.message_topic {
+                self.deliver(&record).await;
+            } else {
+                self.apply_directory(&record);
             }
-            .instrument(span)
-            .await;
         }
+    }
+
+    async fn deliver(&self, record: &BorrowedMessage<'_>) {
+        let payload = record.payload().unwrap_or_default();
+        let message = match ChatMessage::decode(payload, self.max_body_bytes) {
+            Ok(message) => message,
+            Err(err) => return self.invalid(record, &err),
+        };
+        let span = tracing::info_span!("deliver message", message_id = %message.id, profile_id = %message.profile_id, sessions = tracing::field::Empty);
+        rill_runtime::trace_context::set_parent_from(&span, record.headers());
+        async {
+            let event = ServerEvent::from_message(&message).to_outbound();
+            let sessions = self.hub.deliver(message.profile_id, &event);
+            tracing::Span::current().record("sessions", sessions);
+        }
+        .instrument(span)
+        .await;
+    }
+
+    fn apply_directory(&self, record: &BorrowedMessage<'_>) {
+        let event = match DirectoryEvent::decode(record.payload().unwrap_or_default()) {
+            Ok(event) => event,
+            Err(err) => return self.invalid(record, &err),
+        };
+        self.membership.apply(&event.change);
+        let ended = match event.change {
+            DirectoryChange::Unbound { user, profile } => {
+                self.hub.evict(|u, p| u == user && p == profile)
+            }
+            DirectoryChange::UserDeleted(user) => self.hub.evict(|u, _| u == user),
+            DirectoryChange::ProfileDeleted(profile) => self.hub.evict(|_, p| p == profile),
+            _ => 0,
+        };
+        if ended > 0 {
+            tracing::info!(sessions = ended, event_id = %event.id, "sessions ended by a directory change");
+        }
+    }
+
+    fn invalid(&self, record: &BorrowedMessage<'_>, err: &dyn std::fmt::Display) {
+        self.metrics.records_invalid.inc();
+        tracing::warn!(error = %err, topic = record.topic(), partition = record.partition(), offset = record.offset(), "skipping invalid record");
     }
 }
 
 fn end_of_every_partition(
     config: &rdkafka::ClientConfig,
-    topic: &str,
+    topics: &[String],
 ) -> Result<TopicPartitionList, KafkaError> {
     let probe: BaseConsumer = config.create()?;
     let mut list = TopicPartitionList::new();
-    for partition in partitions_of(&probe, topic, METADATA_TIMEOUT)? {
-        let (_, high) = probe.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
-        list.add_partition_offset(topic, partition, Offset::Offset(high))?;
+    for topic in topics {
+        for partition in partitions_of(&probe, topic, METADATA_TIMEOUT)? {
+            let (_, high) = probe.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
+            list.add_partition_offset(topic, partition, Offset::Offset(high))?;
+        }
     }
     Ok(list)
 }

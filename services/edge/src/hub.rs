@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rill_domain::ProfileId;
+use rill_domain::{ProfileId, UserId};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{Outbound, ServerEvent};
 use crate::metrics::EdgeMetrics;
@@ -26,7 +27,10 @@ pub struct Hub {
 #[derive(Debug)]
 struct Slot {
     id: u64,
+    user: UserId,
     queue: mpsc::Sender<Arc<Outbound>>,
+    /// Cancelled when the session must end (its user was unbound).
+    evicted: CancellationToken,
     /// Set when an event was dropped for this session.
     gap: AtomicBool,
 }
@@ -40,12 +44,19 @@ impl Hub {
         })
     }
 
-    /// Adds a session on `profile` with a queue of `depth` events.
-    pub fn subscribe(self: &Arc<Self>, profile: ProfileId, depth: usize) -> Subscription {
+    /// Adds a session of `user` on `profile` with a queue of `depth` events.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        profile: ProfileId,
+        user: UserId,
+        depth: usize,
+    ) -> Subscription {
         let (queue, rx) = mpsc::channel(depth);
         let slot = Arc::new(Slot {
             id: self.next_slot.fetch_add(1, Ordering::Relaxed),
+            user,
             queue,
+            evicted: CancellationToken::new(),
             gap: AtomicBool::new(false),
         });
         let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
@@ -81,6 +92,20 @@ impl Hub {
         queued
     }
 
+    /// Ends the sessions for which `matches(user, profile)` holds; returns
+    /// how many.
+    pub fn evict(&self, matches: impl Fn(UserId, ProfileId) -> bool) -> usize {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        let mut evicted = 0;
+        for (profile, slots) in profiles.iter() {
+            for slot in slots.iter().filter(|s| matches(s.user, *profile)) {
+                slot.evicted.cancel();
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
     /// Number of sessions on `profile`.
     pub fn sessions_on(&self, profile: ProfileId) -> usize {
         let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
@@ -108,14 +133,34 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next event for this session: a `gap` notice first if events were
-    /// dropped since the last call.
-    pub async fn next(&mut self) -> Option<Arc<Outbound>> {
-        if self.slot.gap.swap(false, Ordering::AcqRel) {
-            return Some(ServerEvent::Gap.to_outbound());
+    /// The next thing for this session: a `gap` notice first if events were
+    /// dropped since the last call, then queued events; `Evicted` once the
+    /// session must end because its user is no longer a member.
+    pub async fn next(&mut self) -> Next {
+        if self.slot.evicted.is_cancelled() {
+            return Next::Evicted;
         }
-        self.rx.recv().await
+        if self.slot.gap.swap(false, Ordering::AcqRel) {
+            return Next::Event(ServerEvent::Gap.to_outbound());
+        }
+        tokio::select! {
+            _ = self.slot.evicted.cancelled() => Next::Evicted,
+            event = self.rx.recv() => match event {
+                Some(event) => Next::Event(event),
+                // The hub holds the sender while subscribed: not reached.
+                None => Next::Evicted,
+            },
+        }
     }
+}
+
+/// What a session gets from the hub.
+#[derive(Debug)]
+pub enum Next {
+    Event(Arc<Outbound>),
+    /// The session must end: its user was unbound from the profile, or the
+    /// user or the profile was deleted.
+    Evicted,
 }
 
 impl Drop for Subscription {
@@ -129,6 +174,13 @@ mod tests {
     use super::*;
     use crate::events::ServerEvent;
 
+    fn name(next: Next) -> &'static str {
+        match next {
+            Next::Event(out) => out.name,
+            Next::Evicted => "evicted",
+        }
+    }
+
     fn event() -> Arc<Outbound> {
         ServerEvent::Pong.to_outbound()
     }
@@ -137,10 +189,10 @@ mod tests {
     async fn delivers_only_to_sessions_on_the_profile() {
         let hub = Hub::new(Arc::new(EdgeMetrics::default()));
         let (a, b) = (ProfileId::random(), ProfileId::random());
-        let mut on_a = hub.subscribe(a, 4);
-        let mut on_b = hub.subscribe(b, 4);
+        let mut on_a = hub.subscribe(a, UserId::random(), 4);
+        let mut on_b = hub.subscribe(b, UserId::random(), 4);
         assert_eq!(hub.deliver(a, &event()), 1);
-        assert_eq!(on_a.next().await.map(|o| o.name), Some("pong"));
+        assert_eq!(name(on_a.next().await), "pong");
         assert!(on_b.rx.try_recv().is_err(), "b must not get a's event");
     }
 
@@ -149,22 +201,36 @@ mod tests {
         let metrics = Arc::new(EdgeMetrics::default());
         let hub = Hub::new(metrics.clone());
         let p = ProfileId::random();
-        let mut sub = hub.subscribe(p, 2);
+        let mut sub = hub.subscribe(p, UserId::random(), 2);
         for _ in 0..5 {
             hub.deliver(p, &event());
         }
         assert_eq!(metrics.dropped_events.get(), 3);
-        assert_eq!(sub.next().await.map(|o| o.name), Some("gap"));
-        assert_eq!(sub.next().await.map(|o| o.name), Some("pong"));
-        assert_eq!(sub.next().await.map(|o| o.name), Some("pong"));
+        assert_eq!(name(sub.next().await), "gap");
+        assert_eq!(name(sub.next().await), "pong");
+        assert_eq!(name(sub.next().await), "pong");
         assert!(sub.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn eviction_ends_only_the_matching_sessions() {
+        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let (p, q) = (ProfileId::random(), ProfileId::random());
+        let (ada, bob) = (UserId::random(), UserId::random());
+        let mut ada_on_p = hub.subscribe(p, ada, 1);
+        let ada_on_q = hub.subscribe(q, ada, 1);
+        let bob_on_p = hub.subscribe(p, bob, 1);
+        assert_eq!(hub.evict(|u, pr| u == ada && pr == p), 1);
+        assert!(matches!(ada_on_p.next().await, Next::Evicted));
+        assert!(!ada_on_q.slot.evicted.is_cancelled());
+        assert!(!bob_on_p.slot.evicted.is_cancelled());
     }
 
     #[tokio::test]
     async fn dropping_a_subscription_unsubscribes() {
         let hub = Hub::new(Arc::new(EdgeMetrics::default()));
         let p = ProfileId::random();
-        let sub = hub.subscribe(p, 1);
+        let sub = hub.subscribe(p, UserId::random(), 1);
         assert_eq!(hub.sessions_on(p), 1);
         drop(sub);
         assert_eq!(hub.sessions_on(p), 0);

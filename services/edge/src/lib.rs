@@ -7,7 +7,8 @@
 //!   where it leaves (a WebSocket frame or an SSE event);
 //! - [`to_kafka`]: where it gets its id and goes to Kafka;
 //! - [`from_kafka`]: where it comes back, on every edge;
-//! - [`hub`]: which local sessions get it.
+//! - [`hub`]: which local sessions get it;
+//! - [`membership`]: who may open a stream on, or send to, a profile.
 //!
 //! Around them: [`app`] builds and serves an edge, [`routes`] lists its
 //! routes, [`events`] defines the JSON frames, [`error`] maps failures to
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod from_kafka;
 pub mod hub;
+pub mod membership;
 pub mod metrics;
 pub mod routes;
 pub mod settings;

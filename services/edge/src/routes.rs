@@ -15,7 +15,6 @@ use prometheus_client::registry::Registry;
 use warp::Filter;
 
 use crate::app::EdgeState;
-use crate::error;
 use crate::transport::{http, sse, websocket};
 
 /// The edge's routes; every response names the edge in `x-rill-edge`.
@@ -34,7 +33,7 @@ pub fn all(
         .unify()
         .or(websocket::routes(state))
         .unify()
-        .recover(error::recover)
+        .recover(rill_runtime::ops::recover)
         .unify()
         .with(warp::reply::with::header("x-rill-edge", edge_id))
 }

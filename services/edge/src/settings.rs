@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
+use rill_store::StoreSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,9 +22,14 @@ pub struct EdgeSettings {
     /// Origins (`scheme://host[:port]`) allowed to open a WebSocket besides
     /// the edge's own. Default: none.
     pub allowed_origins: Vec<String>,
+    /// How long a confirmed membership is trusted before the store is asked
+    /// again, in seconds (unbinds arrive as events and apply at once).
+    /// Default 30.
+    pub membership_cache_secs: u64,
     pub session: SessionSettings,
     pub limits: Limits,
     pub kafka: KafkaSettings,
+    pub store: StoreSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -71,9 +77,11 @@ impl Default for EdgeSettings {
             node_id: String::new(),
             dev_mode: false,
             allowed_origins: Vec::new(),
+            membership_cache_secs: 30,
             session: SessionSettings::default(),
             limits: Limits::default(),
             kafka: KafkaSettings::default(),
+            store: StoreSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -83,6 +91,7 @@ impl ServiceSettings for EdgeSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.session.validate(self.dev_mode)?;
         self.kafka.validate()?;
+        self.store.validate()?;
         self.limits.validate()?;
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {

@@ -4,23 +4,24 @@ use rill_testkit::{Client, Stack};
 use serde_json::json;
 use uuid::Uuid;
 
-async fn logged_in(stack: &Stack) -> Client {
+/// A client logged in as a member of a new profile, and that profile.
+async fn logged_in(stack: &Stack) -> (Client, Uuid) {
+    let profile = stack.create_profile("Room").await;
     let client = stack.client();
-    client.login(Uuid::new_v4()).await;
-    client
+    client.login(stack.member_of(&[profile]).await).await;
+    (client, profile)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cookie_and_forged_cookies_get_401_everywhere() {
     let stack = Stack::start(1).await;
-    let profile = Uuid::new_v4();
     let anonymous = stack.client();
     let forged = stack.client();
     forged.set_cookie(
         "rill_session",
         &format!("v1.{}.99999999999", Uuid::new_v4()),
     );
-    let tampered = logged_in(&stack).await;
+    let (tampered, profile) = logged_in(&stack).await;
     let real = tampered.cookie("rill_session").expect("session cookie");
     tampered.set_cookie("rill_session", &real.replacen('v', "w", 1));
 
@@ -56,8 +57,7 @@ async fn no_cookie_and_forged_cookies_get_401_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_malformed_websocket_frames_get_errors_and_the_session_goes_on() {
     let stack = Stack::start(1).await;
-    let client = logged_in(&stack).await;
-    let profile = Uuid::new_v4();
+    let (client, profile) = logged_in(&stack).await;
     let mut ws = client.ws(profile).await;
     ws.next_of_type("ready").await;
 
@@ -91,8 +91,8 @@ async fn oversized_and_malformed_websocket_frames_get_errors_and_the_session_goe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_past_the_frame_limit_closes_with_1009() {
     let stack = Stack::start(1).await;
-    let client = logged_in(&stack).await;
-    let mut ws = client.ws(Uuid::new_v4()).await;
+    let (client, profile) = logged_in(&stack).await;
+    let mut ws = client.ws(profile).await;
     ws.next_of_type("ready").await;
     ws.send_text(&"x".repeat(70_000)).await;
     let close = ws.closed().await.expect("a close frame");
@@ -102,8 +102,7 @@ async fn a_frame_past_the_frame_limit_closes_with_1009() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_http_sends_get_clear_errors() {
     let stack = Stack::start(1).await;
-    let client = logged_in(&stack).await;
-    let profile = Uuid::new_v4();
+    let (client, profile) = logged_in(&stack).await;
     let path = format!("/live/{profile}/messages");
 
     let cases = [
@@ -167,8 +166,8 @@ async fn bad_http_sends_get_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_origin_websocket_upgrades_are_refused() {
     let stack = Stack::start(1).await;
-    let client = logged_in(&stack).await;
-    let path = format!("/live/{}/ws", Uuid::new_v4());
+    let (client, profile) = logged_in(&stack).await;
+    let path = format!("/live/{profile}/ws");
     let refused = client
         .try_ws(&path, &[("origin", "http://evil.example")])
         .await;
@@ -185,9 +184,9 @@ async fn cross_origin_websocket_upgrades_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_connections_new_sessions_get_503_with_retry_after() {
     let stack = Stack::start_with(1, |s| s.limits.max_connections = 1).await;
+    let profile = stack.create_profile("Room").await;
     let client = stack.edge_client(0);
-    client.login(Uuid::new_v4()).await;
-    let profile = Uuid::new_v4();
+    client.login(stack.member_of(&[profile]).await).await;
     let mut first = client.ws(profile).await;
     first.next_of_type("ready").await;
     let refused = client.get(&format!("/live/{profile}/sse")).await;

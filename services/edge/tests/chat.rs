@@ -17,22 +17,23 @@ async fn client_on_other_edge(stack: &Stack, other: &str) -> (Client, String) {
     panic!("Traefik sent 20 new clients to {other}: no balancing");
 }
 
-/// Two clients, logged in, pinned to two different edges.
-async fn two_clients_on_two_edges(stack: &Stack) -> (Client, Client) {
+/// Two clients logged in as members of `profiles`, pinned to two
+/// different edges.
+async fn two_clients_on_two_edges(stack: &Stack, profiles: &[Uuid]) -> (Client, Client) {
     let a = stack.client();
     let edge_a = a.edge().await;
     let (b, edge_b) = client_on_other_edge(stack, &edge_a).await;
     assert_ne!(edge_a, edge_b);
-    a.login(Uuid::new_v4()).await;
-    b.login(Uuid::new_v4()).await;
+    a.login(stack.member_of(profiles).await).await;
+    b.login(stack.member_of(profiles).await).await;
     (a, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_to_websocket_across_edges() {
     let stack = Stack::start(2).await;
-    let (a, b) = two_clients_on_two_edges(&stack).await;
-    let profile = Uuid::new_v4();
+    let profile = stack.create_profile("Room").await;
+    let (a, b) = two_clients_on_two_edges(&stack, &[profile]).await;
     let mut ws_a = a.ws(profile).await;
     let mut ws_b = b.ws(profile).await;
     let ready_a = ws_a.next_of_type("ready").await;
@@ -69,8 +70,8 @@ async fn websocket_to_websocket_across_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_client_sends_with_post_to_a_websocket_client() {
     let stack = Stack::start(2).await;
-    let (sse_user, ws_user) = two_clients_on_two_edges(&stack).await;
-    let profile = Uuid::new_v4();
+    let profile = stack.create_profile("Room").await;
+    let (sse_user, ws_user) = two_clients_on_two_edges(&stack, &[profile]).await;
     let mut sse = sse_user.sse(profile).await;
     let mut ws = ws_user.ws(profile).await;
     sse.next_of_type("ready").await;
@@ -98,8 +99,8 @@ async fn sse_client_sends_with_post_to_a_websocket_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_http_post_deliver_to_sse() {
     let stack = Stack::start(2).await;
-    let (sender, listener) = two_clients_on_two_edges(&stack).await;
-    let profile = Uuid::new_v4();
+    let profile = stack.create_profile("Room").await;
+    let (sender, listener) = two_clients_on_two_edges(&stack, &[profile]).await;
     let mut sse = listener.sse(profile).await;
     sse.next_of_type("ready").await;
 
@@ -121,8 +122,11 @@ async fn websocket_and_http_post_deliver_to_sse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_stay_on_their_profile() {
     let stack = Stack::start(2).await;
-    let (a, b) = two_clients_on_two_edges(&stack).await;
-    let (p1, p2) = (Uuid::new_v4(), Uuid::new_v4());
+    let (p1, p2) = (
+        stack.create_profile("p1").await,
+        stack.create_profile("p2").await,
+    );
+    let (a, b) = two_clients_on_two_edges(&stack, &[p1, p2]).await;
     let mut on_p2 = b.ws(p2).await;
     on_p2.next_of_type("ready").await;
     let mut on_p1 = a.ws(p1).await;
@@ -140,14 +144,14 @@ async fn messages_stay_on_their_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reconnects_with_its_sticky_cookie_lands_on_the_same_edge() {
     let stack = Stack::start(2).await;
+    let profile = stack.create_profile("Room").await;
     let client = stack.client();
-    client.login(Uuid::new_v4()).await;
+    client.login(stack.member_of(&[profile]).await).await;
     let first = client.edge().await;
     assert!(
         client.cookie("rill_edge").is_some(),
         "Traefik set its sticky cookie"
     );
-    let profile = Uuid::new_v4();
     for _ in 0..5 {
         let mut ws = client.ws(profile).await;
         let ready = ws.next_of_type("ready").await;

@@ -10,15 +10,14 @@ use rill_domain::ChatMessage;
 use rill_runtime::trace_context::{TRACEPARENT, is_valid_traceparent};
 use rill_testkit::Stack;
 use serde_json::json;
-use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sent_message_is_a_keyed_protobuf_record_with_a_traceparent() {
     let stack = Stack::start(1).await;
+    let profile = stack.create_profile("Room").await;
+    let user = stack.member_of(&[profile]).await;
     let client = stack.client();
-    let user = Uuid::new_v4();
     client.login(user).await;
-    let profile = Uuid::new_v4();
     let response = client
         .post_json(
             &format!("/live/{profile}/messages"),

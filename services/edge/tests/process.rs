@@ -6,18 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rill_testkit::Client;
+use rill_testkit::Stack;
 use rill_testkit::broker::Broker;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
-use rill_testkit::stack::TEST_COOKIE_KEY;
+use rill_testkit::stack::{TEST_COOKIE_KEY, TempDb};
 use serde_json::json;
 use warp::Filter;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_edge");
 
-fn env_for(broker: &Broker) -> Vec<(&'static str, String)> {
+fn env_for(broker: &Broker, db: &TempDb) -> Vec<(&'static str, String)> {
     vec![
+        ("RILL_STORE__SQLITE_PATH", db.path.display().to_string()),
         ("RILL_KAFKA__BROKERS", broker.addr.to_string()),
         ("RILL_KAFKA__IDEMPOTENCE", "false".into()),
         ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
@@ -32,7 +34,8 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
     let broker = Broker::start().await;
-    let env = env_for(&broker);
+    let db = TempDb::new();
+    let env = env_for(&broker, &db);
     let edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
     assert_serves_ops_then_exits_on_sigterm(edge).await;
 }
@@ -76,15 +79,15 @@ async fn collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_send_and_delivery_spans_over_otlp_when_an_endpoint_is_set() {
-    let broker = Broker::start().await;
+    let stack = Stack::start(1).await;
     let (collector, bodies) = collector().await;
-    let mut env = env_for(&broker);
+    let mut env = env_for(&stack.broker, &stack.db);
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")));
     let mut edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
 
+    let profile = stack.create_profile("Room").await;
     let client = Client::new(&edge.url());
-    client.login(uuid::Uuid::new_v4()).await;
-    let profile = uuid::Uuid::new_v4();
+    client.login(stack.member_of(&[profile]).await).await;
     let mut sse = client.sse(profile).await;
     sse.next_of_type("ready").await;
     let sent = client

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
-    rill_persist::serve(settings, listener, shutdown).await;
+    rill_persist::run(settings, listener, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

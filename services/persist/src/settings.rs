@@ -1,26 +1,58 @@
-//! The persist's settings: defaults here, then the file named by `RILL_CONFIG`,
-//! then `RILL_*` environment variables (see `rill_runtime::settings`).
+//! The persistence consumer's settings: defaults here, then the file named
+//! by `RILL_CONFIG`, then `RILL_*` environment variables (see
+//! `rill_runtime::settings`).
 
 use std::net::SocketAddr;
 
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
+use rill_store::StoreSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersistSettings {
-    /// Address to listen on. Default `127.0.0.1:8091`.
+    /// Address of the operations endpoints. Default `127.0.0.1:8091`.
     pub listen: SocketAddr,
+    /// Kafka consumer group. Default `rill-persist`.
+    pub group_id: String,
+    pub batch: BatchSettings,
     pub kafka: KafkaSettings,
+    pub store: StoreSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// How records are grouped into one store write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Most records in one write. Default 500.
+    pub max_records: usize,
+    /// Longest a batch waits to fill once it has a record, in ms. Default 20.
+    pub max_wait_ms: u64,
+    /// Largest message body accepted from the message topic, in bytes;
+    /// larger records are skipped and counted. Default 65536.
+    pub max_message_bytes: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_records: 500,
+            max_wait_ms: 20,
+            max_message_bytes: 65_536,
+        }
+    }
 }
 
 impl Default for PersistSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
+            group_id: "rill-persist".into(),
+            batch: BatchSettings::default(),
             kafka: KafkaSettings::default(),
+            store: StoreSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -28,6 +60,22 @@ impl Default for PersistSettings {
 
 impl ServiceSettings for PersistSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        self.kafka.validate()
+        if self.group_id.is_empty() {
+            return Err(SettingsError::invalid("group_id", "must not be empty"));
+        }
+        if self.batch.max_records == 0 {
+            return Err(SettingsError::invalid(
+                "batch.max_records",
+                "must be above 0",
+            ));
+        }
+        if self.batch.max_message_bytes == 0 {
+            return Err(SettingsError::invalid(
+                "batch.max_message_bytes",
+                "must be above 0",
+            ));
+        }
+        self.kafka.validate()?;
+        self.store.validate()
     }
 }

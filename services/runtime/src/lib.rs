@@ -9,10 +9,12 @@
 //! - [`session_cookie`]: the signed session cookie, issued at login and
 //!   checked by every stream and send.
 //! - [`trace_context`]: the W3C `traceparent` in Kafka record headers.
+//! - [`json_body`]: JSON request bodies, content type checked.
 //! - [`kafka`]: producer and consumer configuration, topic creation.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics` as warp filters.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 
+pub mod json_body;
 pub mod kafka;
 pub mod ops;
 pub mod session_cookie;

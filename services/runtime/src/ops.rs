@@ -62,22 +62,64 @@ pub async fn serve<F>(
         .await;
 }
 
-/// The JSON 404 of services that have only the operations routes.
-pub async fn not_found(
-    _: warp::Rejection,
-) -> Result<warp::reply::Response, std::convert::Infallible> {
-    let body = warp::reply::json(&serde_json_error("not_found", "no such route"));
-    Ok(warp::reply::Reply::into_response(warp::reply::with_status(
-        body,
-        StatusCode::NOT_FOUND,
-    )))
+/// An error response: `status`, the body `{"error": code, "message": text}`,
+/// `Retry-After` on 503, and `Connection: close` when the request body was
+/// not read (413, 411), so that a proxy does not reuse the connection.
+pub fn error_response(status: StatusCode, code: &str, message: String) -> warp::reply::Response {
+    let body: std::collections::BTreeMap<&str, &str> =
+        [("error", code), ("message", message.as_str())].into();
+    let reply = warp::reply::with_status(warp::reply::json(&body), status);
+    let mut response = warp::reply::Reply::into_response(reply);
+    let headers = response.headers_mut();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert("retry-after", RETRY_AFTER_SECS.into());
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::LENGTH_REQUIRED {
+        headers.insert("connection", warp::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
-fn serde_json_error(
-    code: &'static str,
-    message: &'static str,
-) -> std::collections::BTreeMap<&'static str, &'static str> {
-    [("error", code), ("message", message)]
-        .into_iter()
-        .collect()
+/// How long a client should wait before retrying a 503, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
+/// warp's own rejections (no route, body too large, wrong method) as JSON
+/// errors. Body limits are checked before the method: warp's combined
+/// rejection also holds the 405 of the other routes on the same path.
+pub async fn recover(
+    rejection: warp::Rejection,
+) -> Result<warp::reply::Response, std::convert::Infallible> {
+    let (status, code, message) = if rejection.is_not_found() {
+        (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "request body too large".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "Content-Length required".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed".to_owned(),
+        )
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{rejection:?}"),
+        )
+    };
+    Ok(error_response(status, code, message))
 }

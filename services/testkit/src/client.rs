@@ -79,6 +79,26 @@ impl Client {
         response
     }
 
+    pub async fn put(&self, path: &str) -> reqwest::Response {
+        self.send(self.http.put(format!("{}{path}", self.base)))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("HTTP request");
+        self.keep_cookies(&response);
+        response
+    }
+
     /// POSTs `body` as it is, with the given content type.
     pub async fn post_raw(
         &self,

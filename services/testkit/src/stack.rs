@@ -1,12 +1,17 @@
-//! A whole local platform for one test: broker, edges, api and Traefik.
+//! A whole local platform for one test: broker, store, persist, api, edges
+//! and Traefik.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use rill_edge::{Edge, EdgeSettings};
 use rill_runtime::Secret;
 use rill_runtime::shutdown::CancellationToken;
+use rill_store::StoreSettings;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::client::Client;
@@ -45,51 +50,133 @@ impl Drop for EdgeHandle {
     }
 }
 
+/// A SQLite database file of its own, removed when dropped.
+#[derive(Debug)]
+pub struct TempDb {
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    pub fn new() -> Self {
+        Self {
+            path: std::env::temp_dir().join(format!("rill-test-{}.db", Uuid::new_v4())),
+        }
+    }
+
+    pub fn settings(&self) -> StoreSettings {
+        StoreSettings {
+            sqlite_path: self.path.clone(),
+            ..StoreSettings::default()
+        }
+    }
+}
+
+impl Default for TempDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Stack {
     pub broker: Broker,
+    pub db: TempDb,
     pub edges: Vec<EdgeHandle>,
     pub api: SocketAddr,
+    /// Where the in-process persistence consumer listens (unused without).
+    pub persist: SocketAddr,
     pub traefik: Traefik,
-    api_shutdown: CancellationToken,
+    services: CancellationToken,
 }
 
 impl Stack {
-    /// A broker, `edges` edges with default settings, the api, and Traefik.
+    /// A broker, persist, the api, `edges` edges with default settings, and
+    /// Traefik.
     pub async fn start(edges: usize) -> Self {
         Self::start_with(edges, |_| {}).await
     }
 
     /// As [`Stack::start`], with each edge's settings changed by `tweak`.
     pub async fn start_with(edges: usize, tweak: impl Fn(&mut EdgeSettings)) -> Self {
+        Self::start_full(edges, true, tweak).await
+    }
+
+    /// As [`Stack::start`], but without a persistence consumer: the test
+    /// runs its own (as a process it can kill, say).
+    pub async fn start_without_persist(edges: usize) -> Self {
+        Self::start_full(edges, false, |_| {}).await
+    }
+
+    async fn start_full(
+        edges: usize,
+        with_persist: bool,
+        tweak: impl Fn(&mut EdgeSettings),
+    ) -> Self {
         rill_runtime::telemetry::Telemetry::init_for_tests();
         let broker = Broker::start().await;
-        let mut handles = Vec::new();
-        for n in 1..=edges {
-            let mut settings = edge_settings(&broker, n);
-            tweak(&mut settings);
-            handles.push(start_edge(settings).await);
+        let db = TempDb::new();
+        let services = CancellationToken::new();
+
+        let persist_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind persist");
+        let persist = persist_listener.local_addr().expect("persist addr");
+        if with_persist {
+            let persist_settings = rill_persist::PersistSettings {
+                kafka: broker.kafka_settings(),
+                store: db.settings(),
+                ..Default::default()
+            };
+            let persist_token = services.clone();
+            tokio::spawn(async move {
+                if let Err(err) =
+                    rill_persist::run(persist_settings, persist_listener, persist_token).await
+                {
+                    panic!("persist failed: {err}");
+                }
+            });
         }
-        let api_shutdown = CancellationToken::new();
+
         let api_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
         let api = api_listener.local_addr().expect("api addr");
         let api_settings = rill_api::ApiSettings {
             kafka: broker.kafka_settings(),
+            store: db.settings(),
             ..Default::default()
         };
-        tokio::spawn(rill_api::serve(
-            api_settings,
-            api_listener,
-            api_shutdown.clone(),
-        ));
+        let api_token = services.clone();
+        tokio::spawn(async move {
+            if let Err(err) = rill_api::run(api_settings, api_listener, api_token).await {
+                panic!("api failed: {err}");
+            }
+        });
+
+        let mut handles = Vec::new();
+        for n in 1..=edges {
+            let mut settings = edge_settings(&broker, &db, n);
+            tweak(&mut settings);
+            handles.push(start_edge(settings).await);
+        }
         let addrs: Vec<SocketAddr> = handles.iter().map(|e| e.addr).collect();
         let traefik = Traefik::start(&addrs, api).await;
         Self {
             broker,
+            db,
             edges: handles,
             api,
+            persist,
             traefik,
-            api_shutdown,
+            services,
         }
     }
 
@@ -102,21 +189,74 @@ impl Stack {
     pub fn edge_client(&self, n: usize) -> Client {
         Client::new(&self.edges[n].url())
     }
+
+    /// Creates a user through the api; its id.
+    pub async fn create_user(&self, name: &str) -> Uuid {
+        created_id(
+            self.client()
+                .post_json("/api/users", &json!({ "name": name }))
+                .await,
+        )
+        .await
+    }
+
+    /// Creates a profile through the api; its id.
+    pub async fn create_profile(&self, name: &str) -> Uuid {
+        created_id(
+            self.client()
+                .post_json("/api/profiles", &json!({ "name": name }))
+                .await,
+        )
+        .await
+    }
+
+    /// Binds `user` to `profile` through the api.
+    pub async fn bind(&self, user: Uuid, profile: Uuid) {
+        let response = self
+            .client()
+            .put(&format!("/api/profiles/{profile}/members/{user}"))
+            .await;
+        assert_eq!(response.status(), 204, "bind: {:?}", response.text().await);
+    }
+
+    /// A new user bound to every profile in `profiles`.
+    pub async fn member_of(&self, profiles: &[Uuid]) -> Uuid {
+        let user = self.create_user("Member").await;
+        for profile in profiles {
+            self.bind(user, *profile).await;
+        }
+        user
+    }
+}
+
+async fn created_id(response: reqwest::Response) -> Uuid {
+    assert_eq!(
+        response.status(),
+        201,
+        "create: {:?}",
+        response.text().await
+    );
+    let body: Value = response.json().await.expect("json");
+    body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("an id in the reply")
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.api_shutdown.cancel();
+        self.services.cancel();
     }
 }
 
-/// Settings of edge number `n` against `broker`.
-pub fn edge_settings(broker: &Broker, n: usize) -> EdgeSettings {
+/// Settings of edge number `n` against `broker` and `db`.
+pub fn edge_settings(broker: &Broker, db: &TempDb, n: usize) -> EdgeSettings {
     let mut settings = EdgeSettings {
         node_id: format!("edge-{n}"),
         ..EdgeSettings::default()
     };
     settings.kafka = broker.kafka_settings();
+    settings.store = db.settings();
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
     settings
 }

@@ -48,9 +48,11 @@ pub fn routes(
         .and(warp::post())
         .and(with_state.clone())
         .and(json_body)
-        .map(
-            |state: Arc<EdgeState>, content_type: Option<String>, body: Bytes| {
-                login(&state, content_type, &body).unwrap_or_else(EdgeError::into_response)
+        .then(
+            |state: Arc<EdgeState>, content_type: Option<String>, body: Bytes| async move {
+                login(&state, content_type, &body)
+                    .await
+                    .unwrap_or_else(EdgeError::into_response)
             },
         );
     let logout = warp::path!("logout")
@@ -87,23 +89,24 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<T, EdgeError> {
-    let is_json = content_type
-        .as_deref()
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(EdgeError::NotJson);
-    }
-    serde_json::from_slice(body).map_err(|err| EdgeError::BadJson(err.to_string()))
+    Ok(rill_runtime::json_body::parse(
+        content_type.as_deref(),
+        body,
+    )?)
 }
 
-fn login(
+/// Logs in a user that exists. (Rill has no passwords yet: whoever knows a
+/// user id can log in as that user; see docs/ARCHITECTURE.md.)
+async fn login(
     state: &EdgeState,
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Response, EdgeError> {
     let request: LoginRequest = parse_json(content_type, body)?;
     let user: UserId = request.user_id.parse()?;
+    if !state.membership.user_exists(user).await? {
+        return Err(EdgeError::UnknownUser);
+    }
     let set_cookie = state.cookies.issue(user, SystemTime::now());
     tracing::info!(user_id = %user, "logged in");
     let reply = warp::reply::with_header(
@@ -131,6 +134,7 @@ async fn send(
     {
         return Err(EdgeError::RefTooLong { max: MAX_REF_LEN });
     }
+    state.membership.check(user, profile).await?;
     let id = state.publisher.publish(user, profile, request.body).await?;
     let reply = SendReply {
         id,

@@ -38,8 +38,9 @@ pub fn authenticate(state: &EdgeState, cookie_header: Option<&str>) -> Result<Us
 }
 
 /// The checks every stream of an authenticated `user` passes before it
-/// opens: a valid profile id, an edge not shutting down, room on this edge.
-pub fn open_session(
+/// opens: a valid profile id, an edge not shutting down, room on this edge,
+/// membership of the profile.
+pub async fn open_session(
     state: &Arc<EdgeState>,
     user: UserId,
     profile: &str,
@@ -53,9 +54,11 @@ pub fn open_session(
         .capacity
         .try_acquire(transport)
         .ok_or(EdgeError::AtCapacity)?;
-    let subscription = state
-        .hub
-        .subscribe(profile, state.settings.limits.session_queue_depth);
+    state.membership.check(user, profile).await?;
+    let subscription =
+        state
+            .hub
+            .subscribe(profile, user, state.settings.limits.session_queue_depth);
     tracing::info!(user_id = %user, profile_id = %profile, ?transport, "session opened");
     Ok(LiveSession {
         user,

@@ -12,7 +12,8 @@ use warp::reply::Response;
 
 use crate::app::EdgeState;
 use crate::error::EdgeError;
-use crate::events::Outbound;
+use crate::events::{Outbound, ServerEvent};
+use crate::hub::Next;
 use crate::metrics::Transport;
 use crate::transport::{LiveSession, authenticate, open_session};
 
@@ -23,35 +24,60 @@ pub fn routes(
         .and(warp::get())
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::optional::<String>("cookie"))
-        .map(
-            |profile: String, state: Arc<EdgeState>, cookie: Option<String>| {
-                authenticate(&state, cookie.as_deref())
-                    .and_then(|user| open_session(&state, user, &profile, Transport::Sse))
+        .then(
+            |profile: String, state: Arc<EdgeState>, cookie: Option<String>| async move {
+                let opened = match authenticate(&state, cookie.as_deref()) {
+                    Ok(user) => open_session(&state, user, &profile, Transport::Sse).await,
+                    Err(err) => Err(err),
+                };
+                opened
                     .map(|session| stream(&state, session))
                     .unwrap_or_else(EdgeError::into_response)
             },
         )
 }
 
+/// Where a session's stream stands.
+enum Step {
+    Ready(Arc<Outbound>),
+    Live,
+    Ended,
+}
+
 fn stream(state: &EdgeState, session: LiveSession) -> Response {
     let ready = session.ready_event(&state.edge_id);
     let metrics = state.metrics.clone();
-    let events =
-        futures_util::stream::unfold((session, Some(ready)), |(mut session, first)| async move {
-            let next = match first {
-                Some(ready) => ready,
-                None => session.subscription.next().await?,
-            };
-            Some((next, (session, None)))
-        })
-        .map(move |out| {
-            metrics.delivered_events.inc();
-            Ok::<_, Infallible>(to_sse(&out))
-        })
-        .take_until(state.shutdown.clone().cancelled_owned());
+    let start = (session, Step::Ready(ready));
+    let events = futures_util::stream::unfold(start, |(mut session, step)| async move {
+        let next = match step {
+            Step::Ready(ready) => ready,
+            Step::Ended => return None,
+            Step::Live => match session.subscription.next().await {
+                Next::Event(event) => event,
+                // The user was unbound: say so, then end the stream.
+                Next::Evicted => return Some((not_a_member(), (session, Step::Ended))),
+            },
+        };
+        Some((next, (session, Step::Live)))
+    })
+    .map(move |out| {
+        metrics.delivered_events.inc();
+        Ok::<_, Infallible>(to_sse(&out))
+    })
+    .take_until(state.shutdown.clone().cancelled_owned());
     let keepalive = Duration::from_secs(state.settings.limits.sse_keepalive_secs);
     let stream = warp::sse::keep_alive().interval(keepalive).stream(events);
     warp::reply::Reply::into_response(warp::sse::reply(stream))
+}
+
+fn not_a_member() -> Arc<Outbound> {
+    let err = EdgeError::NotAMember;
+    ServerEvent::Error {
+        code: err.code(),
+        message: &err.to_string(),
+        reference: None,
+    }
+    .to_outbound()
 }
 
 fn to_sse(out: &Outbound) -> warp::sse::Event {

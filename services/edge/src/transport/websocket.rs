@@ -23,12 +23,17 @@ use warp::reply::Response;
 use crate::app::EdgeState;
 use crate::error::EdgeError;
 use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
+use crate::hub::Next;
 use crate::metrics::Transport;
 use crate::transport::{LiveSession, authenticate, open_session};
 
 /// Read and write buffer of each socket. Frames larger than this are still
 /// read whole; the buffer only grows for them.
 const SOCKET_BUFFER_BYTES: usize = 1024;
+
+/// Close code when the user is unbound from the profile (4000-4999 are the
+/// application's; 4403 echoes HTTP 403).
+pub const NOT_A_MEMBER_CLOSE_CODE: u16 = 4403;
 
 pub fn routes(
     state: Arc<EdgeState>,
@@ -38,15 +43,16 @@ pub fn routes(
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
-        .map(
-            |profile: String, state: Arc<EdgeState>, headers: HeaderMap, on_upgrade| {
+        .then(
+            |profile: String, state: Arc<EdgeState>, headers: HeaderMap, on_upgrade| async move {
                 upgrade(&state, &profile, &headers, on_upgrade)
+                    .await
                     .unwrap_or_else(EdgeError::into_response)
             },
         )
 }
 
-fn upgrade(
+async fn upgrade(
     state: &Arc<EdgeState>,
     profile: &str,
     headers: &HeaderMap,
@@ -57,7 +63,7 @@ fn upgrade(
     let accept = accept_key(headers)?;
     check_origin(headers, &state.settings.allowed_origins)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
-    let session = open_session(state, user, profile, Transport::Websocket)?;
+    let session = open_session(state, user, profile, Transport::Websocket).await?;
     let state = state.clone();
     state.tasks.clone().spawn(async move {
         match on_upgrade.await {
@@ -158,9 +164,14 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                 close(&mut sink, CloseCode::Away, "edge shutting down: reconnect").await;
                 break;
             }
-            event = session.subscription.next() => match event {
-                Some(event) => event,
-                None => break,
+            next = session.subscription.next() => match next {
+                Next::Event(event) => event,
+                Next::Evicted => {
+                    let _ = write(&mut sink, &error_event(&EdgeError::NotAMember, None), state).await;
+                    let code = CloseCode::Library(NOT_A_MEMBER_CLOSE_CODE);
+                    close(&mut sink, code, "no longer a member of this profile").await;
+                    break;
+                }
             },
             Some((reference, result)) = pending.next(), if !pending.is_empty() => {
                 send_result(reference, result)

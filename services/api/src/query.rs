@@ -1,0 +1,96 @@
+//! Query parameters of list endpoints, checked with clear errors.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use crate::error::ApiError;
+use crate::settings::ApiLimits;
+
+/// The raw query parameters of a request.
+#[derive(Debug, Default)]
+pub struct Query(pub HashMap<String, String>);
+
+impl Query {
+    /// `limit`: the page size; the default when absent.
+    pub fn limit(&self, limits: &ApiLimits) -> Result<usize, ApiError> {
+        let Some(raw) = self.0.get("limit") else {
+            return Ok(limits.default_page_size);
+        };
+        let value: usize = raw.parse().map_err(|_| ApiError::BadQuery {
+            name: "limit",
+            reason: format!("{raw:?} is not a positive whole number"),
+        })?;
+        if value == 0 {
+            return Err(ApiError::BadQuery {
+                name: "limit",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if value > limits.max_page_size {
+            return Err(ApiError::OverLimit {
+                field: "limit",
+                value,
+                max: limits.max_page_size,
+            });
+        }
+        Ok(value)
+    }
+
+    /// An optional id parameter (`after`, `before`).
+    pub fn id<T>(&self, name: &'static str) -> Result<Option<T>, ApiError>
+    where
+        T: FromStr<Err = rill_domain::IdError>,
+    {
+        self.0
+            .get(name)
+            .map(|raw| raw.parse().map_err(ApiError::from))
+            .transpose()
+    }
+
+    /// Refuses parameters the endpoint does not know, so a typo is not
+    /// silently ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::BadQuery {
+                name: "query",
+                reason: format!("unknown parameter {unknown:?}; known: {}", known.join(", ")),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Query {
+        Query(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn limit_defaults_and_bounds() {
+        let limits = ApiLimits::default();
+        assert_eq!(query(&[]).limit(&limits).ok(), Some(50));
+        assert_eq!(query(&[("limit", "7")]).limit(&limits).ok(), Some(7));
+        for bad in ["0", "-1", "x", "1000"] {
+            assert!(query(&[("limit", bad)]).limit(&limits).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_and_unknown_parameters() {
+        let q = query(&[("after", "nope")]);
+        assert!(matches!(
+            q.id::<rill_domain::UserId>("after"),
+            Err(ApiError::BadId(_))
+        ));
+        assert!(query(&[("limt", "5")]).only(&["limit"]).is_err());
+        assert!(query(&[("limit", "5")]).only(&["limit"]).is_ok());
+    }
+}

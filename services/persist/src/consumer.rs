@@ -1,0 +1,176 @@
+//! The consumer loop: read a batch of records from the directory and message
+//! topics, write it to the store, and only then commit the offsets. A crash
+//! anywhere before the commit replays the batch, which the store's
+//! idempotent writes absorb: at least once, never lost, never doubled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rill_domain::{ChatMessage, DirectoryEvent};
+use rill_runtime::shutdown::CancellationToken;
+use rill_store::Store;
+
+use crate::metrics::PersistMetrics;
+use crate::settings::PersistSettings;
+
+/// First and longest pause between retries of a failed store write.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What one batch holds, split by kind, in the order read.
+#[derive(Debug, Default)]
+struct Batch {
+    events: Vec<DirectoryEvent>,
+    messages: Vec<ChatMessage>,
+    records: usize,
+}
+
+pub struct PersistConsumer {
+    consumer: StreamConsumer,
+    store: Arc<dyn Store>,
+    settings: PersistSettings,
+    metrics: Arc<PersistMetrics>,
+}
+
+impl std::fmt::Debug for PersistConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistConsumer")
+            .field("group_id", &self.settings.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PersistConsumer {
+    /// Joins the consumer group and subscribes to both topics.
+    pub fn new(
+        settings: PersistSettings,
+        store: Arc<dyn Store>,
+        metrics: Arc<PersistMetrics>,
+    ) -> Result<Self, KafkaError> {
+        let consumer: StreamConsumer =
+            rill_runtime::kafka::group_consumer_config(&settings.kafka, &settings.group_id)
+                .create()?;
+        consumer.subscribe(&[
+            &settings.kafka.directory_topic,
+            &settings.kafka.message_topic,
+        ])?;
+        Ok(Self {
+            consumer,
+            store,
+            settings,
+            metrics,
+        })
+    }
+
+    /// Writes batches until `shutdown`; the batch in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = self.next_batch() => batch,
+            };
+            if batch.records == 0 {
+                continue;
+            }
+            if !self.write(&batch, &shutdown).await {
+                break; // shut down before the write succeeded: nothing committed
+            }
+            if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+                // The batch will be read and written again: harmless.
+                tracing::warn!(error = %err, "offset commit failed");
+            }
+        }
+        tracing::info!("persist consumer stopped");
+    }
+
+    /// Waits for a first record, then gathers more for at most
+    /// `batch.max_wait_ms`, up to `batch.max_records`.
+    async fn next_batch(&self) -> Batch {
+        let mut batch = Batch::default();
+        let first = self.recv().await;
+        self.add(&mut batch, &first);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.settings.batch.max_wait_ms);
+        while batch.records < self.settings.batch.max_records {
+            match tokio::time::timeout_at(deadline, self.recv()).await {
+                Ok(record) => self.add(&mut batch, &record),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    async fn recv(&self) -> BorrowedMessage<'_> {
+        loop {
+            match self.consumer.recv().await {
+                Ok(record) => return record,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Kafka read failed; retrying");
+                    tokio::time::sleep(RETRY_FIRST).await;
+                }
+            }
+        }
+    }
+
+    fn add(&self, batch: &mut Batch, record: &BorrowedMessage<'_>) {
+        batch.records += 1;
+        let payload = record.payload().unwrap_or_default();
+        let kafka = &self.settings.kafka;
+        let decoded = if record.topic() == kafka.directory_topic {
+            DirectoryEvent::decode(payload).map(|e| batch.events.push(e))
+        } else {
+            ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
+                .map(|m| batch.messages.push(m))
+        };
+        if let Err(err) = decoded {
+            self.metrics.records_invalid.inc();
+            tracing::warn!(error = %err, topic = record.topic(), partition = record.partition(), offset = record.offset(), "skipping invalid record");
+        }
+    }
+
+    /// Writes the batch, retrying with back-off until it succeeds. False if
+    /// shutdown came first.
+    async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+        let mut pause = RETRY_FIRST;
+        loop {
+            let started = Instant::now();
+            match self.write_once(batch).await {
+                Ok(()) => {
+                    self.metrics.batch_records.observe(batch.records as f64);
+                    self.metrics
+                        .batch_write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics
+                        .directory_events_written
+                        .inc_by(batch.events.len() as u64);
+                    self.metrics
+                        .messages_written
+                        .inc_by(batch.messages.len() as u64);
+                    return true;
+                }
+                Err(err) => {
+                    self.metrics.write_failures.inc();
+                    tracing::error!(error = %err, retry_in = ?pause, "store write failed");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    async fn write_once(&self, batch: &Batch) -> Result<(), rill_store::StoreError> {
+        if !batch.events.is_empty() {
+            self.store.apply(&batch.events).await?;
+        }
+        if !batch.messages.is_empty() {
+            self.store.append_messages(&batch.messages).await?;
+        }
+        Ok(())
+    }
+}

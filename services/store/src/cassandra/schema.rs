@@ -1,0 +1,323 @@
+//! The keyspace and its tables, created or migrated at connect.
+//!
+//! Migrations are numbered and recorded in `schema_migrations`; each
+//! statement is idempotent (`IF NOT EXISTS`), so two services starting at
+//! once, or a start that failed half-way, converge on the same schema.
+//! Add a migration for every change; never edit one that has shipped.
+//!
+//! Tables (`{ks}` is the keyspace):
+//! - `users`, `profiles`: one row per id.
+//! - `profiles_by_user` (partition user) and `members_by_profile`
+//!   (partition profile): each membership written twice, so both
+//!   directions are single-partition reads; no secondary index.
+//! - `multi_profile_users`: users bound to two or more profiles, kept on
+//!   every bind and unbind, so that suggestions need no scan.
+//! - `test_data_items`: ids of users and profiles marked as test data,
+//!   partitioned by kind, kept on upsert and delete.
+//! - `messages_by_profile`: a profile's history, one partition per profile
+//!   and day bucket (see `buckets`), newest message first.
+//! - `message_buckets`: the buckets of each profile that hold messages,
+//!   newest first: what a history read walks.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use scylla::client::session::Session;
+
+use super::errors::driver;
+use super::rows;
+use crate::StoreError;
+
+/// The placeholder for the quoted keyspace name in CQL texts.
+pub(super) const KS: &str = "{ks}";
+
+pub(super) struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+/// Every migration, oldest first.
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "directory, memberships, suggestions, test data, bucketed history",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS {ks}.users (
+            id uuid PRIMARY KEY,
+            name text,
+            created_at_ms bigint,
+            test_data boolean
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.profiles (
+            id uuid PRIMARY KEY,
+            name text,
+            created_at_ms bigint,
+            test_data boolean
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.profiles_by_user (
+            user_id uuid,
+            profile_id uuid,
+            PRIMARY KEY (user_id, profile_id)
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.members_by_profile (
+            profile_id uuid,
+            user_id uuid,
+            PRIMARY KEY (profile_id, user_id)
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.multi_profile_users (
+            user_id uuid PRIMARY KEY
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.test_data_items (
+            kind text,
+            id uuid,
+            PRIMARY KEY (kind, id)
+        )",
+        // The message id is a `blob` (its 16 bytes, big-endian), not a
+        // `uuid`: Cassandra's UUIDType orders by the version nibble first,
+        // then v1 by timestamp and other versions by unsigned bytes, and
+        // ScyllaDB has been reworking how it orders v7. Blobs compare as
+        // plain unsigned bytes everywhere, which for UUIDv7 is time order
+        // and for every id is the order of `MessageId` itself (and of the
+        // SQLite backend), so `id < before` means the same in both stores.
+        "CREATE TABLE IF NOT EXISTS {ks}.messages_by_profile (
+            profile_id uuid,
+            bucket bigint,
+            id blob,
+            sender_id uuid,
+            body text,
+            sent_at_ms bigint,
+            edge_id text,
+            PRIMARY KEY ((profile_id, bucket), id)
+        ) WITH CLUSTERING ORDER BY (id DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.message_buckets (
+            profile_id uuid,
+            bucket bigint,
+            PRIMARY KEY (profile_id, bucket)
+        ) WITH CLUSTERING ORDER BY (bucket DESC)",
+    ],
+}];
+
+/// The keyspace as a CQL identifier: lowercased as Cassandra folds
+/// unquoted names, and quoted so that a name starting with a digit works.
+/// Only letters, digits and underscores are accepted, so nothing can
+/// escape the quotes.
+pub(super) fn keyspace_ident(keyspace: &str) -> Result<String, StoreError> {
+    let valid = !keyspace.is_empty()
+        && keyspace.len() <= 48
+        && keyspace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(StoreError::Cassandra(format!(
+            "store.cassandra.keyspace {keyspace:?} must be 1 to 48 letters, digits or underscores"
+        )));
+    }
+    Ok(format!("\"{}\"", keyspace.to_ascii_lowercase()))
+}
+
+/// `cql` with the keyspace placeholder replaced.
+pub(super) fn in_keyspace(cql: &str, ident: &str) -> String {
+    cql.replace(KS, ident)
+}
+
+fn create_keyspace(ident: &str, replication_factor: u32) -> String {
+    format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ident} \
+         WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+    )
+}
+
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
+    version int PRIMARY KEY,
+    description text,
+    applied_at_ms bigint
+)";
+const SELECT_VERSIONS: &str = "SELECT version FROM {ks}.schema_migrations";
+const RECORD_VERSION: &str =
+    "INSERT INTO {ks}.schema_migrations (version, description, applied_at_ms) VALUES (?, ?, ?)";
+
+/// The migrations not yet in `applied`, oldest first.
+pub(super) fn pending(applied: &[i32]) -> impl Iterator<Item = &'static Migration> + '_ {
+    MIGRATIONS.iter().filter(|m| !applied.contains(&m.version))
+}
+
+/// Creates the keyspace (SimpleStrategy, `replication_factor`; an existing
+/// keyspace keeps its replication) and brings its tables up to date.
+pub(super) async fn migrate(
+    session: &Session,
+    ident: &str,
+    replication_factor: u32,
+) -> Result<(), StoreError> {
+    let ddl = |cql: String| async move {
+        session
+            .query_unpaged(cql, &[])
+            .await
+            .map_err(driver("create or migrate the schema"))
+    };
+    ddl(create_keyspace(ident, replication_factor)).await?;
+    ddl(in_keyspace(CREATE_MIGRATIONS_TABLE, ident)).await?;
+
+    let select = session
+        .prepare(in_keyspace(SELECT_VERSIONS, ident))
+        .await
+        .map_err(driver("prepare"))?;
+    let result = session
+        .execute_unpaged(&select, ())
+        .await
+        .map_err(driver("read schema version"))?;
+    let applied: Vec<i32> = rows::collect(result, |(version,): (i32,)| Ok(version))?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(newer) = applied.iter().copied().filter(|&v| v > latest).max() {
+        tracing::warn!(
+            schema_version = newer,
+            known = latest,
+            "store: the schema is newer than this build"
+        );
+    }
+
+    let record = session
+        .prepare(in_keyspace(RECORD_VERSION, ident))
+        .await
+        .map_err(driver("prepare"))?;
+    for migration in pending(&applied) {
+        for statement in migration.statements {
+            ddl(in_keyspace(statement, ident)).await?;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        session
+            .execute_unpaged(&record, (migration.version, migration.description, now_ms))
+            .await
+            .map_err(driver("record schema version"))?;
+        tracing::info!(
+            version = migration.version,
+            description = migration.description,
+            "store: schema migrated"
+        );
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(driver("wait for schema agreement"))?;
+    Ok(())
+}
+
+/// The tables the migrations create, in order.
+#[cfg(test)]
+pub(super) fn created_tables() -> Vec<&'static str> {
+    let created = |cql: &'static str| {
+        let rest = cql.split("CREATE TABLE IF NOT EXISTS {ks}.").nth(1)?;
+        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+    };
+    MIGRATIONS
+        .iter()
+        .flat_map(|m| m.statements.iter().filter_map(|s| created(s)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_start_at_one_and_increase_by_one() {
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i as i32 + 1, "{}", migration.description);
+            assert!(!migration.statements.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_statement_is_idempotent_and_in_the_keyspace() {
+        for statement in MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter())
+            .chain(&[CREATE_MIGRATIONS_TABLE])
+        {
+            assert!(statement.contains("IF NOT EXISTS {ks}."), "{statement}");
+            assert!(
+                !statement.contains("INDEX"),
+                "no secondary indexes: {statement}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_design_tables_exist_with_their_keys() {
+        let all: String = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter().copied())
+            .collect();
+        let flat = all.split_whitespace().collect::<Vec<_>>().join(" ");
+        for key in [
+            "PRIMARY KEY (user_id, profile_id)",
+            "PRIMARY KEY (profile_id, user_id)",
+            "PRIMARY KEY ((profile_id, bucket), id) ) WITH CLUSTERING ORDER BY (id DESC)",
+            "PRIMARY KEY (profile_id, bucket) ) WITH CLUSTERING ORDER BY (bucket DESC)",
+            "id blob,",
+        ] {
+            assert!(flat.contains(key), "missing {key:?}");
+        }
+        assert_eq!(
+            created_tables(),
+            [
+                "users",
+                "profiles",
+                "profiles_by_user",
+                "members_by_profile",
+                "multi_profile_users",
+                "test_data_items",
+                "messages_by_profile",
+                "message_buckets"
+            ]
+        );
+    }
+
+    #[test]
+    fn keyspace_names_are_checked_folded_and_quoted() {
+        assert_eq!(keyspace_ident("Rill_Test").expect("valid"), "\"rill_test\"");
+        assert_eq!(keyspace_ident("1rill").expect("valid"), "\"1rill\"");
+        for bad in [
+            "",
+            "rill\"; DROP KEYSPACE x",
+            "a-b",
+            "rill.x",
+            &"k".repeat(49),
+        ] {
+            assert!(
+                matches!(keyspace_ident(bad), Err(StoreError::Cassandra(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_keyspace_uses_simple_strategy_with_the_given_factor() {
+        let cql = create_keyspace("\"rill\"", 3);
+        assert!(
+            cql.starts_with("CREATE KEYSPACE IF NOT EXISTS \"rill\" "),
+            "{cql}"
+        );
+        assert!(
+            cql.contains("{'class': 'SimpleStrategy', 'replication_factor': 3}"),
+            "{cql}"
+        );
+        assert_eq!(
+            in_keyspace(SELECT_VERSIONS, "\"k\""),
+            "SELECT version FROM \"k\".schema_migrations"
+        );
+    }
+
+    #[test]
+    fn only_unapplied_migrations_are_pending() {
+        assert_eq!(pending(&[]).count(), MIGRATIONS.len());
+        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(pending(&all).count(), 0);
+        assert_eq!(
+            pending(&[99]).count(),
+            MIGRATIONS.len(),
+            "an unknown newer version applies nothing of ours"
+        );
+    }
+}

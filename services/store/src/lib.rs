@@ -1,0 +1,119 @@
+//! Where users, profiles, memberships and message history are kept.
+//!
+//! [`Store`] is what the services use; two backends implement it:
+//! - [`sqlite`]: embedded SQLite (bundled, no system library), the default;
+//! - [`cassandra`]: Cassandra/ScyllaDB through the `scylla` driver, the
+//!   production store, used when `store.cassandra.contact_points` is set.
+//!
+//! Only the persistence consumer writes (through [`Store::apply`] and
+//! [`Store::append_messages`]); the api and the edges read. Every write is
+//! idempotent: applying the same events or messages again leaves the store
+//! as it was, which makes at-least-once delivery from Kafka safe.
+//!
+//! One contract test suite (`tests/contract.rs`, `tests/scenarios/`) runs against every backend.
+
+pub mod cassandra;
+pub mod settings;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rill_domain::{ChatMessage, DirectoryEvent, MessageId, Profile, ProfileId, User, UserId};
+
+pub use settings::{CassandraSettings, StoreSettings};
+
+/// A store failure. The message names the backend's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("Cassandra: {0}")]
+    Cassandra(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("the store's worker thread failed: {0}")]
+    Worker(String),
+}
+
+/// A page request: up to `limit` items after the item with id `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest<Id> {
+    pub after: Option<Id>,
+    pub limit: usize,
+}
+
+/// A page of items, and the cursor of the next page if there may be one.
+///
+/// Items come in the backend's own stable order (SQLite: by id; Cassandra:
+/// by partition token); `next` is the id of the last item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, Id> {
+    pub items: Vec<T>,
+    pub next: Option<Id>,
+}
+
+/// Storage of the directory and of message history.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies directory events, in order. Idempotent. A membership whose
+    /// user or profile does not exist is ignored; deleting a user or a
+    /// profile removes its memberships.
+    async fn apply(&self, events: &[DirectoryEvent]) -> Result<(), StoreError>;
+
+    /// Stores chat messages in their profile's history. Idempotent by
+    /// message id.
+    async fn append_messages(&self, messages: &[ChatMessage]) -> Result<(), StoreError>;
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    async fn users(&self, page: PageRequest<UserId>) -> Result<Page<User, UserId>, StoreError>;
+
+    async fn profile(&self, id: ProfileId) -> Result<Option<Profile>, StoreError>;
+
+    async fn profiles(
+        &self,
+        page: PageRequest<ProfileId>,
+    ) -> Result<Page<Profile, ProfileId>, StoreError>;
+
+    /// The profiles `user` is bound to, at most `limit`, by profile id.
+    async fn profiles_of(&self, user: UserId, limit: usize) -> Result<Vec<Profile>, StoreError>;
+
+    /// The users bound to `profile`.
+    async fn members_of(
+        &self,
+        profile: ProfileId,
+        page: PageRequest<UserId>,
+    ) -> Result<Page<UserId, UserId>, StoreError>;
+
+    async fn is_member(&self, user: UserId, profile: ProfileId) -> Result<bool, StoreError>;
+
+    /// Users bound to two or more profiles, at most `limit`.
+    async fn suggested_users(&self, limit: usize) -> Result<Vec<User>, StoreError>;
+
+    /// A profile's messages, newest first, with ids below `before` (all
+    /// when `None`), at most `limit`.
+    async fn history(
+        &self,
+        profile: ProfileId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// The ids of every user and profile marked as test data.
+    async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError>;
+}
+
+/// Opens the store the settings name: Cassandra when contact points are
+/// set, SQLite otherwise. Creates or migrates the schema.
+pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if settings.cassandra.contact_points.is_empty() {
+        let store = sqlite::SqliteStore::open(&settings.sqlite_path).await?;
+        tracing::info!(path = %settings.sqlite_path.display(), "store: SQLite");
+        Ok(Arc::new(store))
+    } else {
+        let store = cassandra::CassandraStore::connect(&settings.cassandra).await?;
+        tracing::info!(contact_points = ?settings.cassandra.contact_points, "store: Cassandra");
+        Ok(Arc::new(store))
+    }
+}

@@ -1,0 +1,99 @@
+//! The store contract, run against every backend: SQLite always, and
+//! Cassandra/ScyllaDB when `RILL_TEST_CASSANDRA` names a contact point
+//! (`host:9042`). The Cassandra tests are marked ignored so that a run
+//! without a cluster says they were skipped; `scripts/test.sh` runs them
+//! when the variable is set.
+
+mod scenarios;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rill_store::{CassandraSettings, Store, StoreSettings};
+
+/// A SQLite store in a fresh file, removed when dropped.
+struct SqliteFixture {
+    store: Arc<dyn Store>,
+    path: PathBuf,
+}
+
+impl Drop for SqliteFixture {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn sqlite() -> SqliteFixture {
+    let path = std::env::temp_dir().join(format!("rill-contract-{}.db", uuid::Uuid::new_v4()));
+    let settings = StoreSettings {
+        sqlite_path: path.clone(),
+        ..StoreSettings::default()
+    };
+    let store = rill_store::open(&settings)
+        .await
+        .expect("open SQLite store");
+    SqliteFixture { store, path }
+}
+
+/// A Cassandra store in a keyspace of its own.
+async fn cassandra() -> Arc<dyn Store> {
+    let contact_point = std::env::var("RILL_TEST_CASSANDRA")
+        .expect("set RILL_TEST_CASSANDRA=host:port to run the Cassandra contract tests");
+    let keyspace = format!("rill_test_{}", uuid::Uuid::new_v4().simple());
+    let settings = StoreSettings {
+        cassandra: CassandraSettings {
+            contact_points: vec![contact_point],
+            keyspace,
+            ..CassandraSettings::default()
+        },
+        ..StoreSettings::default()
+    };
+    rill_store::open(&settings)
+        .await
+        .expect("connect to Cassandra")
+}
+
+macro_rules! contract_tests {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let fixture = super::sqlite().await;
+                    super::scenarios::$scenario(&*fixture.store).await;
+                }
+            )*
+        }
+        mod on_cassandra {
+            $(
+                #[tokio::test]
+                #[ignore = "needs a Cassandra/ScyllaDB contact point in RILL_TEST_CASSANDRA"]
+                async fn $scenario() {
+                    let store = super::cassandra().await;
+                    super::scenarios::$scenario(&*store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    users_are_upserted_read_and_deleted_idempotently,
+    user_pages_cover_every_user_once,
+    profiles_are_upserted_read_and_deleted,
+    profile_pages_cover_every_profile_once,
+    binding_and_unbinding,
+    binding_unknown_users_or_profiles_is_ignored,
+    deleting_a_user_or_profile_removes_its_memberships,
+    member_pages_cover_every_member_once,
+    suggested_users_are_bound_to_two_or_more_profiles,
+    history_is_newest_first_and_pages_with_before,
+    appending_the_same_messages_again_changes_nothing,
+    history_keeps_messages_that_arrive_out_of_order,
+    history_spans_days,
+    test_data_lists_only_test_data,
+);
