@@ -16,7 +16,8 @@
 # once), then the broker and Redis. If any process dies on its own, the rest
 # is stopped too and the script exits non-zero.
 #
-# State (logs, the session cookie key, Redis' dir) lives in RILL_STATE
+# State (logs, the session cookie key, the SQLite store rill.db, Redis' dir)
+# lives in RILL_STATE
 # (default .rill/ in the checkout): logs/<process>.log, truncated at each
 # start. The broker keeps everything in memory: topics are re-created at
 # each start and old messages are gone.
@@ -318,6 +319,8 @@ common_env=(
   "RILL_KAFKA__BROKERS=127.0.0.1:$kafka_port"
   "RILL_KAFKA__IDEMPOTENCE=false"
   "RILL_REDIS__URLS=redis://127.0.0.1:$redis_port"
+  # Users, profiles and history outlive the in-memory broker.
+  "RILL_STORE__SQLITE_PATH=$state/rill.db"
   "RILL_TELEMETRY__LOG_FORMAT=${RILL_TELEMETRY__LOG_FORMAT:-text}"
   "RILL_SESSION__COOKIE_KEY=$cookie_key"
 )

@@ -44,7 +44,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 # line that counts every test; plain `cargo test` is the fallback.
 if cargo nextest --version >/dev/null 2>&1; then
   step "cargo nextest run --workspace $*"
-  cargo nextest run --workspace --no-fail-fast "$@"
+  ignored=()
+  if [[ -n "${RILL_TEST_CASSANDRA:-}" ]]; then
+    # The Cassandra store contract tests are marked ignored; run them too.
+    step "RILL_TEST_CASSANDRA=$RILL_TEST_CASSANDRA: running the Cassandra contract tests"
+    ignored=(--run-ignored all)
+  fi
+  cargo nextest run --workspace --no-fail-fast "${ignored[@]}" "$@"
 else
   step "cargo test --workspace $* (cargo-nextest not installed)"
   cargo test --workspace "$@"

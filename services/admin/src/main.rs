@@ -30,11 +30,10 @@ async fn main() -> anyhow::Result<()> {
             rill_runtime::kafka::create_topics(&settings.kafka)
                 .await
                 .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
+            let kafka = &settings.kafka;
             println!(
-                "topics ready: {}, {} ({} partitions)",
-                settings.kafka.message_topic,
-                settings.kafka.directory_topic,
-                settings.kafka.partitions
+                "topics ready: {}, {}, {} ({} partitions)",
+                kafka.message_topic, kafka.directory_topic, kafka.push_topic, kafka.partitions
             );
             Ok(())
         }

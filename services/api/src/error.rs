@@ -27,6 +27,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("the user is not bound to the profile")]
     NotBound,
+    #[error("the live-session registry failed: {0}")]
+    Sessions(#[from] rill_sessions::SessionsError),
     #[error("the store failed: {0}")]
     Store(#[from] rill_store::StoreError),
     #[error("Kafka did not accept the write: {0}")]
@@ -42,7 +44,7 @@ impl ApiError {
             Self::OverLimit { .. } => StatusCode::BAD_REQUEST,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) | Self::NotBound => StatusCode::NOT_FOUND,
-            Self::Store(_) | Self::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Kafka(_) | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,6 +59,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::NotBound => "not_bound",
             Self::Store(_) => "store_unavailable",
+            Self::Sessions(_) => "sessions_unavailable",
             Self::Kafka(_) => "kafka_unavailable",
         }
     }

@@ -37,6 +37,8 @@ pub enum StartError {
     Store(#[from] rill_store::StoreError),
     #[error("cannot reach Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot reach Redis: {0}")]
+    Sessions(#[from] rill_sessions::SessionsError),
 }
 
 /// Opens the store and serves the api on `listener` until `shutdown`.
@@ -54,9 +56,13 @@ pub async fn run(
         store,
         Duration::from_millis(settings.consistency_timeout_ms),
     );
+    let live = rill_sessions::LiveSessions::connect(&settings.redis).await?;
+    let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;
     let state = Arc::new(ApiState {
         settings,
         directory,
+        live,
+        producer,
     });
     let registry = Arc::new(Registry::default());
     rill_runtime::ops::serve(routes::all(state, registry), listener, shutdown).await;

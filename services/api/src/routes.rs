@@ -10,7 +10,7 @@ use warp::Filter;
 use warp::reply::Response;
 
 use crate::error::ApiError;
-use crate::handlers::{history, profiles, testdata, users};
+use crate::handlers::{history, profiles, publish, testdata, users};
 use crate::query::Query;
 use crate::state::ApiState;
 
@@ -23,6 +23,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/users/{user_id}"),
     ("DELETE", "/api/users/{user_id}"),
     ("GET", "/api/users/{user_id}/profiles"),
+    ("GET", "/api/users/{user_id}/launched"),
+    ("POST", "/api/users/{user_id}/publish"),
     ("POST", "/api/profiles"),
     ("GET", "/api/profiles"),
     ("GET", "/api/profiles/{profile_id}"),
@@ -31,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/profiles/{profile_id}/members/{user_id}"),
     ("DELETE", "/api/profiles/{profile_id}/members/{user_id}"),
     ("GET", "/api/profiles/{profile_id}/messages"),
+    ("POST", "/api/profiles/{profile_id}/publish"),
     ("POST", "/api/testdata"),
     ("DELETE", "/api/testdata"),
 ];
@@ -152,6 +155,31 @@ pub fn all(
             finish(history::messages(&st, &id, q).await)
         });
 
+    let launched =
+        warp::path!("api" / "users" / String / "launched")
+            .and(warp::get())
+            .and(s.clone())
+            .then(|id: String, st: Arc<ApiState>| async move {
+                finish(publish::launched(&st, &id).await)
+            });
+    let publish_user = warp::path!("api" / "users" / String / "publish")
+        .and(warp::post())
+        .and(s.clone())
+        .and(body)
+        .then(
+            |id: String, st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
+                finish(publish::to_user(&st, &id, ct.as_deref(), &b).await)
+            },
+        );
+    let publish_profile = warp::path!("api" / "profiles" / String / "publish")
+        .and(warp::post())
+        .and(s.clone())
+        .and(body)
+        .then(
+            |id: String, st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
+                finish(publish::to_profile(&st, &id, ct.as_deref(), &b).await)
+            },
+        );
     let create_testdata = warp::path!("api" / "testdata")
         .and(warp::post())
         .and(s.clone())
@@ -218,6 +246,15 @@ pub fn all(
         .unify()
         .boxed()
         .or(drop_testdata)
+        .unify()
+        .boxed()
+        .or(launched)
+        .unify()
+        .boxed()
+        .or(publish_user)
+        .unify()
+        .boxed()
+        .or(publish_profile)
         .unify()
         .boxed()
         .recover(rill_runtime::ops::recover)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
+use rill_sessions::RedisSettings;
 use rill_store::StoreSettings;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ pub struct ApiSettings {
     pub limits: ApiLimits,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
+    pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -61,6 +63,7 @@ impl Default for ApiSettings {
             limits: ApiLimits::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
+            redis: RedisSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -88,6 +91,7 @@ impl ServiceSettings for ApiSettings {
             ));
         }
         self.kafka.validate()?;
+        self.redis.validate()?;
         self.store.validate()
     }
 }

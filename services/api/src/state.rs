@@ -1,14 +1,27 @@
 //! What every api handler shares.
 
+use rdkafka::producer::FutureProducer;
+use rill_sessions::LiveSessions;
 use rill_store::Store;
 
 use crate::directory::Directory;
 use crate::settings::ApiSettings;
 
-#[derive(Debug)]
 pub struct ApiState {
     pub settings: ApiSettings,
     pub directory: Directory,
+    /// Who is live where, across the cluster (Redis).
+    pub live: LiveSessions,
+    /// Producer of the push topic.
+    pub producer: FutureProducer,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiState {

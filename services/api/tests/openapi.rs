@@ -367,6 +367,7 @@ fn valid_body(op: &Operation<'_>) -> Option<Body> {
         Some("createUser") => json!({"name": "Ada"}),
         Some("createProfile") => json!({"name": "Room"}),
         Some("createTestData") => json!({"users": 2, "profiles": 1}),
+        Some("publishToProfile" | "publishToUser") => json!({"event": "notice", "data": {"n": 1}}),
         other => panic!("the test has no valid body for {other:?}"),
     };
     Some(("application/json", body.to_string()))

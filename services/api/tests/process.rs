@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rill_testkit::redis::Redis;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
@@ -13,8 +14,14 @@ const BINARY: &str = env!("CARGO_BIN_EXE_api");
 #[tokio::test]
 async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
     let db = TempDb::new();
+    let redis = Redis::start();
     let path = db.path.display().to_string();
-    let service = ServiceProcess::start(Path::new(BINARY), &[("RILL_STORE__SQLITE_PATH", &path)]);
+    let urls = format!("[{}]", redis.url());
+    let env = [
+        ("RILL_STORE__SQLITE_PATH", path.as_str()),
+        ("RILL_REDIS__URLS", urls.as_str()),
+    ];
+    let service = ServiceProcess::start(Path::new(BINARY), &env);
     assert_serves_ops_then_exits_on_sigterm(service).await;
 }
 

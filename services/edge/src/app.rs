@@ -19,6 +19,7 @@ use crate::metrics::EdgeMetrics;
 use crate::routes;
 use crate::settings::EdgeSettings;
 use crate::to_kafka::Publisher;
+use rill_sessions::LiveSessions;
 
 /// How long shutdown waits for sessions to close and Kafka to take what is
 /// queued.
@@ -33,6 +34,8 @@ pub enum StartError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot open the store: {0}")]
     Store(#[from] rill_store::StoreError),
+    #[error("cannot reach Redis: {0}")]
+    Sessions(#[from] rill_sessions::SessionsError),
 }
 
 /// What every request handler and session of one edge shares.
@@ -43,6 +46,8 @@ pub struct EdgeState {
     pub cookies: SessionCookies,
     pub hub: Arc<Hub>,
     pub membership: Arc<Membership>,
+    /// The cluster-wide registry of live sessions (Redis).
+    pub live: LiveSessions,
     pub capacity: Arc<Capacity>,
     pub publisher: Publisher,
     pub metrics: Arc<EdgeMetrics>,
@@ -73,6 +78,7 @@ impl Edge {
         let cookies = SessionCookies::new(&settings.session)?;
         let hub = Hub::new(metrics.clone());
         let store = rill_store::open(&settings.store).await?;
+        let live = LiveSessions::connect(&settings.redis).await?;
         let membership = Arc::new(Membership::new(
             store,
             Duration::from_secs(settings.membership_cache_secs),
@@ -102,6 +108,7 @@ impl Edge {
             cookies,
             hub,
             membership,
+            live,
             capacity,
             publisher,
             metrics,
@@ -129,6 +136,7 @@ impl Edge {
             registry,
         } = self;
         let delivering = tokio::spawn(delivery.run(state.shutdown.clone()));
+        let refreshing = tokio::spawn(refresh_live_sessions(state.clone()));
         let routes = routes::all(state.clone(), registry);
         tracing::info!(edge_id = %state.edge_id, addr = ?listener.local_addr().ok(), "edge serving");
         warp::serve(routes)
@@ -144,10 +152,28 @@ impl Edge {
             tracing::warn!("sessions still open after the shutdown grace period");
         }
         let _ = delivering.await;
+        let _ = refreshing.await;
         let publisher_state = state.clone();
         let _ =
             tokio::task::spawn_blocking(move || publisher_state.publisher.flush(SHUTDOWN_GRACE))
                 .await;
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
+    }
+}
+
+/// Keeps this edge's entries in the live-session registry from expiring,
+/// until shutdown.
+async fn refresh_live_sessions(state: Arc<EdgeState>) {
+    let mut tick = tokio::time::interval(state.live.refresh_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let pairs = state.hub.pairs();
+        if let Err(err) = state.live.register(&pairs).await {
+            tracing::warn!(error = %err, sessions = pairs.len(), "cannot refresh live sessions");
+        }
     }
 }

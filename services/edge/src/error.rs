@@ -35,6 +35,8 @@ pub enum EdgeError {
     NotAMember,
     #[error("the store failed: {0}")]
     Store(#[from] rill_store::StoreError),
+    #[error("the live-session registry failed: {0}")]
+    Sessions(#[from] rill_sessions::SessionsError),
     #[error("this edge is at capacity: retry in a moment")]
     AtCapacity,
     #[error("this edge is shutting down: reconnect")]
@@ -58,9 +60,11 @@ impl EdgeError {
             Self::JsonBody(JsonBodyError::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CrossOrigin(_) | Self::NotAMember => StatusCode::FORBIDDEN,
             Self::UnknownProfile | Self::UnknownUser => StatusCode::NOT_FOUND,
-            Self::AtCapacity | Self::ShuttingDown | Self::Kafka(_) | Self::Store(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::AtCapacity
+            | Self::ShuttingDown
+            | Self::Kafka(_)
+            | Self::Store(_)
+            | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -83,6 +87,7 @@ impl EdgeError {
             Self::UnknownUser => "unknown_user",
             Self::NotAMember => "not_a_member",
             Self::Store(_) => "store_unavailable",
+            Self::Sessions(_) => "sessions_unavailable",
             Self::AtCapacity => "at_capacity",
             Self::ShuttingDown => "shutting_down",
             Self::Kafka(_) => "unavailable",

@@ -68,6 +68,13 @@ pub enum ServerEvent<'a> {
     Gap,
     /// The answer to a `ping`.
     Pong,
+    /// An event published by the server (the api's publish).
+    Push {
+        id: MessageId,
+        event: &'a str,
+        data: &'a serde_json::Value,
+        sent_at: i64,
+    },
 }
 
 impl ServerEvent<'_> {
@@ -80,6 +87,7 @@ impl ServerEvent<'_> {
             Self::Error { .. } => "error",
             Self::Gap => "gap",
             Self::Pong => "pong",
+            Self::Push { .. } => "push",
         }
     }
 

@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent};
+use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, Push, PushTarget};
 use rill_runtime::KafkaSettings;
 use rill_runtime::kafka::{OffsetGuard, partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
@@ -32,6 +32,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Delivery {
     consumer: StreamConsumer,
     message_topic: String,
+    push_topic: String,
     hub: Arc<Hub>,
     membership: Arc<Membership>,
     max_body_bytes: usize,
@@ -64,6 +65,7 @@ impl Delivery {
         let topics = vec![
             settings.message_topic.clone(),
             settings.directory_topic.clone(),
+            settings.push_topic.clone(),
         ];
         let assignment = {
             let config = config.clone();
@@ -80,6 +82,7 @@ impl Delivery {
         Ok(Self {
             consumer,
             message_topic: settings.message_topic.clone(),
+            push_topic: settings.push_topic.clone(),
             hub,
             membership,
             max_body_bytes,
@@ -110,6 +113,8 @@ impl Delivery {
             }
             if record.topic() == self.message_topic {
                 self.deliver(&record).await;
+            } else if record.topic() == self.push_topic {
+                self.push(&record);
             } else {
                 self.apply_directory(&record);
             }
@@ -131,6 +136,29 @@ impl Delivery {
         }
         .instrument(span)
         .await;
+    }
+
+    fn push(&self, record: &BorrowedMessage<'_>) {
+        let push = match Push::decode(record.payload().unwrap_or_default()) {
+            Ok(push) => push,
+            Err(err) => return self.invalid(record, &err),
+        };
+        let data: serde_json::Value = match serde_json::from_str(&push.data_json) {
+            Ok(data) => data,
+            Err(err) => return self.invalid(record, &err),
+        };
+        let event = ServerEvent::Push {
+            id: push.id,
+            event: &push.event,
+            data: &data,
+            sent_at: push.sent_at_ms,
+        };
+        let event = event.to_outbound();
+        let sessions = match push.target {
+            PushTarget::Profile(profile) => self.hub.deliver(profile, &event),
+            PushTarget::User(user) => self.hub.deliver_to_user(user, &event),
+        };
+        tracing::debug!(push_id = %push.id, sessions, "push delivered");
     }
 
     fn apply_directory(&self, record: &BorrowedMessage<'_>) {

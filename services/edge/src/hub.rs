@@ -92,6 +92,34 @@ impl Hub {
         queued
     }
 
+    /// Queues `event` for every session of `user`, on any profile; returns
+    /// how many sessions it was queued for.
+    pub fn deliver_to_user(&self, user: UserId, event: &Arc<Outbound>) -> usize {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        let mut queued = 0;
+        for slot in profiles.values().flatten().filter(|s| s.user == user) {
+            match slot.queue.try_send(event.clone()) {
+                Ok(()) => queued += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.gap.store(true, Ordering::Release);
+                    self.metrics.dropped_events.inc();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.metrics.queued_events.inc_by(queued as u64);
+        queued
+    }
+
+    /// The (user, profile) pair of every local session.
+    pub fn pairs(&self) -> Vec<(UserId, ProfileId)> {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        profiles
+            .iter()
+            .flat_map(|(p, slots)| slots.iter().map(move |s| (s.user, *p)))
+            .collect()
+    }
+
     /// Ends the sessions for which `matches(user, profile)` holds; returns
     /// how many.
     pub fn evict(&self, matches: impl Fn(UserId, ProfileId) -> bool) -> usize {

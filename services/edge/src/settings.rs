@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
+use rill_sessions::RedisSettings;
 use rill_store::StoreSettings;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,7 @@ pub struct EdgeSettings {
     pub limits: Limits,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
+    pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -82,6 +84,7 @@ impl Default for EdgeSettings {
             limits: Limits::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
+            redis: RedisSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -92,6 +95,7 @@ impl ServiceSettings for EdgeSettings {
         self.session.validate(self.dev_mode)?;
         self.kafka.validate()?;
         self.store.validate()?;
+        self.redis.validate()?;
         self.limits.validate()?;
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {

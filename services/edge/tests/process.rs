@@ -8,6 +8,7 @@ use std::time::Duration;
 use rill_testkit::Client;
 use rill_testkit::Stack;
 use rill_testkit::broker::Broker;
+use rill_testkit::redis::Redis;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
@@ -17,8 +18,9 @@ use warp::Filter;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_edge");
 
-fn env_for(broker: &Broker, db: &TempDb) -> Vec<(&'static str, String)> {
+fn env_for(broker: &Broker, redis: &Redis, db: &TempDb) -> Vec<(&'static str, String)> {
     vec![
+        ("RILL_REDIS__URLS", format!("[{}]", redis.url())),
         ("RILL_STORE__SQLITE_PATH", db.path.display().to_string()),
         ("RILL_KAFKA__BROKERS", broker.addr.to_string()),
         ("RILL_KAFKA__IDEMPOTENCE", "false".into()),
@@ -35,7 +37,8 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
     let broker = Broker::start().await;
     let db = TempDb::new();
-    let env = env_for(&broker, &db);
+    let redis = Redis::start();
+    let env = env_for(&broker, &redis, &db);
     let edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
     assert_serves_ops_then_exits_on_sigterm(edge).await;
 }
@@ -81,7 +84,7 @@ async fn collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 async fn exports_send_and_delivery_spans_over_otlp_when_an_endpoint_is_set() {
     let stack = Stack::start(1).await;
     let (collector, bodies) = collector().await;
-    let mut env = env_for(&stack.broker, &stack.db);
+    let mut env = env_for(&stack.broker, &stack.redis, &stack.db);
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")));
     let mut edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
 

@@ -80,13 +80,17 @@ pub fn partitions_of(
     Ok(partitions)
 }
 
-/// Creates the message and directory topics, each with
+/// Creates the message, directory and push topics, each with
 /// `settings.partitions` partitions. Topics that exist are left as they are.
 pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .create()?;
-    let topics = [&settings.message_topic, &settings.directory_topic];
+    let topics = [
+        &settings.message_topic,
+        &settings.directory_topic,
+        &settings.push_topic,
+    ];
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))

@@ -95,6 +95,8 @@ pub struct KafkaSettings {
     pub message_topic: String,
     /// Topic of user and profile events. Default `rill.directory`.
     pub directory_topic: String,
+    /// Topic of server-side publishes, keyed by target. Default `rill.push`.
+    pub push_topic: String,
     /// Partitions of each topic when `rill-admin create-topics` creates it.
     /// Default 8.
     pub partitions: i32,
@@ -116,6 +118,7 @@ impl Default for KafkaSettings {
             brokers: "127.0.0.1:9092".into(),
             message_topic: "rill.messages".into(),
             directory_topic: "rill.directory".into(),
+            push_topic: "rill.push".into(),
             partitions: 8,
             idempotence: true,
             linger_ms: 1,
@@ -133,7 +136,10 @@ impl KafkaSettings {
                 "must name at least one broker",
             ));
         }
-        if self.message_topic.is_empty() || self.directory_topic.is_empty() {
+        if self.message_topic.is_empty()
+            || self.directory_topic.is_empty()
+            || self.push_topic.is_empty()
+        {
             return Err(SettingsError::invalid(
                 "kafka.message_topic",
                 "topic names must not be empty",

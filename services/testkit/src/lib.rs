@@ -18,6 +18,7 @@
 pub mod broker;
 pub mod client;
 pub mod process;
+pub mod redis;
 pub mod service;
 pub mod stack;
 pub mod tools;

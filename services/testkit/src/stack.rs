@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::client::Client;
+use crate::redis::Redis;
 use crate::traefik::Traefik;
+use rill_sessions::RedisSettings;
 
 /// The cookie key every service of a test stack shares.
 pub const TEST_COOKIE_KEY: &str =
@@ -90,6 +92,7 @@ impl Drop for TempDb {
 #[derive(Debug)]
 pub struct Stack {
     pub broker: Broker,
+    pub redis: Redis,
     pub db: TempDb,
     pub edges: Vec<EdgeHandle>,
     pub api: SocketAddr,
@@ -124,6 +127,7 @@ impl Stack {
     ) -> Self {
         rill_runtime::telemetry::Telemetry::init_for_tests();
         let broker = Broker::start().await;
+        let redis = Redis::start();
         let db = TempDb::new();
         let services = CancellationToken::new();
 
@@ -152,6 +156,7 @@ impl Stack {
         let api_settings = rill_api::ApiSettings {
             kafka: broker.kafka_settings(),
             store: db.settings(),
+            redis: redis_settings(&redis),
             ..Default::default()
         };
         let api_token = services.clone();
@@ -163,7 +168,7 @@ impl Stack {
 
         let mut handles = Vec::new();
         for n in 1..=edges {
-            let mut settings = edge_settings(&broker, &db, n);
+            let mut settings = edge_settings(&broker, &redis, &db, n);
             tweak(&mut settings);
             handles.push(start_edge(settings).await);
         }
@@ -171,6 +176,7 @@ impl Stack {
         let traefik = Traefik::start(&addrs, api).await;
         Self {
             broker,
+            redis,
             db,
             edges: handles,
             api,
@@ -249,14 +255,23 @@ impl Drop for Stack {
     }
 }
 
-/// Settings of edge number `n` against `broker` and `db`.
-pub fn edge_settings(broker: &Broker, db: &TempDb, n: usize) -> EdgeSettings {
+/// Settings that point at `redis`.
+pub fn redis_settings(redis: &Redis) -> RedisSettings {
+    RedisSettings {
+        urls: vec![redis.url()],
+        ..RedisSettings::default()
+    }
+}
+
+/// Settings of edge number `n` against `broker`, `redis` and `db`.
+pub fn edge_settings(broker: &Broker, redis: &Redis, db: &TempDb, n: usize) -> EdgeSettings {
     let mut settings = EdgeSettings {
         node_id: format!("edge-{n}"),
         ..EdgeSettings::default()
     };
     settings.kafka = broker.kafka_settings();
     settings.store = db.settings();
+    settings.redis = redis_settings(redis);
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
     settings
 }

@@ -3,6 +3,7 @@
 
 pub mod history;
 pub mod profiles;
+pub mod publish;
 pub mod testdata;
 pub mod users;
 

@@ -15,6 +15,8 @@ use std::time::SystemTime;
 
 use rill_domain::{ProfileId, UserId};
 
+use rill_sessions::LiveSessions;
+
 use crate::app::EdgeState;
 use crate::capacity::SessionPermit;
 use crate::error::EdgeError;
@@ -29,6 +31,7 @@ pub struct LiveSession {
     pub user: UserId,
     pub profile: ProfileId,
     pub subscription: Subscription,
+    live: LiveSessions,
     _permit: SessionPermit,
 }
 
@@ -55,15 +58,15 @@ pub async fn open_session(
         .try_acquire(transport)
         .ok_or(EdgeError::AtCapacity)?;
     state.membership.check(user, profile).await?;
-    let subscription =
-        state
-            .hub
-            .subscribe(profile, user, state.settings.limits.session_queue_depth);
+    let depth = state.settings.limits.session_queue_depth;
+    let subscription = state.hub.subscribe(profile, user, depth);
+    state.live.register(&[(user, profile)]).await?;
     tracing::info!(user_id = %user, profile_id = %profile, ?transport, "session opened");
     Ok(LiveSession {
         user,
         profile,
         subscription,
+        live: state.live.clone(),
         _permit: permit,
     })
 }
@@ -82,6 +85,13 @@ impl LiveSession {
 
 impl Drop for LiveSession {
     fn drop(&mut self) {
+        let (live, user, profile) = (self.live.clone(), self.user, self.profile);
+        tokio::spawn(async move {
+            if let Err(err) = live.unregister(user, profile).await {
+                // The entry expires by its TTL instead.
+                tracing::warn!(error = %err, "cannot unregister a closed session");
+            }
+        });
         tracing::info!(user_id = %self.user, profile_id = %self.profile, "session closed");
     }
 }

@@ -1,0 +1,60 @@
+//! Where Redis is: a `redis` section in the settings of the edge and the api.
+
+use rill_runtime::SettingsError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis URLs. Default `["redis://127.0.0.1:6379"]`.
+    pub urls: Vec<String>,
+    /// Prefix of every key. Default `rill`.
+    pub key_prefix: String,
+    /// How long a live session's entry lives without a refresh, in seconds:
+    /// how long the sessions of a crashed edge still count. Default 30.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            urls: vec!["redis://127.0.0.1:6379".into()],
+            key_prefix: "rill".into(),
+            session_ttl_secs: 30,
+        }
+    }
+}
+
+impl RedisSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.urls.is_empty() {
+            return Err(SettingsError::invalid(
+                "redis.urls",
+                "must name at least one Redis",
+            ));
+        }
+        if let Some(bad) = self
+            .urls
+            .iter()
+            .find(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
+        {
+            return Err(SettingsError::invalid(
+                "redis.urls",
+                format!("{bad:?} is not a redis:// URL"),
+            ));
+        }
+        if !(3..=3600).contains(&self.session_ttl_secs) {
+            return Err(SettingsError::invalid(
+                "redis.session_ttl_secs",
+                "must be between 3 and 3600",
+            ));
+        }
+        if self.key_prefix.is_empty() {
+            return Err(SettingsError::invalid(
+                "redis.key_prefix",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}

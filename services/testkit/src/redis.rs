@@ -1,0 +1,39 @@
+//! A real Redis server on a free port, without persistence.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{ChildGuard, free_addr};
+use crate::tools;
+
+#[derive(Debug)]
+pub struct Redis {
+    pub addr: SocketAddr,
+    pub process: ChildGuard,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let addr = free_addr();
+        let port = addr.port().to_string();
+        let mut command = Command::new(tools::redis_server());
+        command.args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        let mut process = ChildGuard::spawn("redis", &mut command);
+        process.wait_for_port(addr, Duration::from_secs(10));
+        Self { addr, process }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
