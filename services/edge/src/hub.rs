@@ -73,9 +73,25 @@ impl Hub {
     /// sessions it was queued for.
     pub fn deliver(&self, profile: ProfileId, event: &Arc<Outbound>) -> usize {
         let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        let Some(slots) = profiles.get(&profile) else {
-            return 0;
-        };
+        let slots = profiles.get(&profile).into_iter().flatten();
+        self.offer(slots, event)
+    }
+
+    /// Queues `event` for every session of `user`, on any profile; returns
+    /// how many sessions it was queued for.
+    pub fn deliver_to_user(&self, user: UserId, event: &Arc<Outbound>) -> usize {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        let slots = profiles.values().flatten().filter(|s| s.user == user);
+        self.offer(slots, event)
+    }
+
+    /// Queues `event` for each of `slots` without waiting: a full queue
+    /// drops it for that session and marks the gap.
+    fn offer<'a>(
+        &self,
+        slots: impl Iterator<Item = &'a Arc<Slot>>,
+        event: &Arc<Outbound>,
+    ) -> usize {
         let mut queued = 0;
         for slot in slots {
             match slot.queue.try_send(event.clone()) {
@@ -85,25 +101,6 @@ impl Hub {
                     self.metrics.dropped_events.inc();
                 }
                 // The session is ending and will unsubscribe.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        self.metrics.queued_events.inc_by(queued as u64);
-        queued
-    }
-
-    /// Queues `event` for every session of `user`, on any profile; returns
-    /// how many sessions it was queued for.
-    pub fn deliver_to_user(&self, user: UserId, event: &Arc<Outbound>) -> usize {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        let mut queued = 0;
-        for slot in profiles.values().flatten().filter(|s| s.user == user) {
-            match slot.queue.try_send(event.clone()) {
-                Ok(()) => queued += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    slot.gap.store(true, Ordering::Release);
-                    self.metrics.dropped_events.inc();
-                }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
@@ -252,6 +249,25 @@ mod tests {
         assert!(matches!(ada_on_p.next().await, Next::Evicted));
         assert!(!ada_on_q.slot.evicted.is_cancelled());
         assert!(!bob_on_p.slot.evicted.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn delivery_to_a_user_reaches_all_their_sessions_only() {
+        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let (p, q) = (ProfileId::random(), ProfileId::random());
+        let (ada, bob) = (UserId::random(), UserId::random());
+        let mut ada_p = hub.subscribe(p, ada, 2);
+        let mut ada_q = hub.subscribe(q, ada, 2);
+        let bob_p = hub.subscribe(p, bob, 2);
+        assert_eq!(hub.deliver_to_user(ada, &event()), 2);
+        assert_eq!(name(ada_p.next().await), "pong");
+        assert_eq!(name(ada_q.next().await), "pong");
+        assert!(bob_p.rx.is_empty());
+        let mut pairs = hub.pairs();
+        pairs.sort();
+        let mut expected = vec![(ada, p), (ada, q), (bob, p)];
+        expected.sort();
+        assert_eq!(pairs, expected);
     }
 
     #[tokio::test]

@@ -64,6 +64,29 @@ pub fn load<S: ServiceSettings>() -> Result<S, SettingsError> {
     Ok(settings)
 }
 
+/// Reads a list of strings given either as a list (`[a, b]` in the
+/// environment or TOML) or as one comma-separated string (`a,b`): the form
+/// people write in environment variables.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(items) => items,
+    })
+}
+
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -203,6 +226,8 @@ mod tests {
         port: u16,
         kafka: KafkaSettings,
         key: Option<Secret>,
+        #[serde(deserialize_with = "one_or_many")]
+        hosts: Vec<String>,
     }
 
     impl ServiceSettings for Example {
@@ -296,6 +321,14 @@ mod tests {
     fn a_named_file_that_is_missing_is_an_error() {
         let result = with_env(&[("RILL_CONFIG", "missing.toml")], |_| load::<Example>());
         assert!(result.is_err(), "{result:?}");
+    }
+
+    #[test]
+    fn lists_are_read_from_a_list_or_a_comma_separated_string() {
+        let s: Example = with_env(&[("RILL_HOSTS", "a:1, b:2")], |_| load()).expect("loads");
+        assert_eq!(s.hosts, vec!["a:1", "b:2"]);
+        let s: Example = with_env(&[("RILL_HOSTS", "[a:1,b:2]")], |_| load()).expect("loads");
+        assert_eq!(s.hosts, vec!["a:1", "b:2"]);
     }
 
     #[test]

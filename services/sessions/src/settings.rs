@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Redis URLs. Default `["redis://127.0.0.1:6379"]`.
+    /// Redis URLs, a list or comma separated. Default `redis://127.0.0.1:6379`.
+    #[serde(deserialize_with = "rill_runtime::settings::one_or_many")]
     pub urls: Vec<String>,
     /// Prefix of every key. Default `rill`.
     pub key_prefix: String,

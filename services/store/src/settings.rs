@@ -27,7 +27,9 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CassandraSettings {
-    /// `host:port` contact points. Default: none, which selects SQLite.
+    /// `host:port` contact points, a list or comma separated. Default: none,
+    /// which selects SQLite.
+    #[serde(deserialize_with = "rill_runtime::settings::one_or_many")]
     pub contact_points: Vec<String>,
     /// Keyspace, created if missing. Default `rill`.
     pub keyspace: String,
