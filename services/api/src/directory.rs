@@ -13,6 +13,7 @@ use rill_domain::{DirectoryChange, DirectoryEvent};
 use rill_store::{Store, StoreError};
 
 use crate::error::ApiError;
+use crate::metrics::ApiMetrics;
 
 /// First and longest pause between two looks at the store.
 const POLL_FIRST: Duration = Duration::from_millis(5);
@@ -31,6 +32,7 @@ pub struct Directory {
     send_timeout: Duration,
     store: Arc<dyn Store>,
     consistency_timeout: Duration,
+    metrics: Arc<ApiMetrics>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -48,6 +50,7 @@ impl Directory {
         send_timeout: Duration,
         store: Arc<dyn Store>,
         consistency_timeout: Duration,
+        metrics: Arc<ApiMetrics>,
     ) -> Self {
         Self {
             producer,
@@ -55,6 +58,7 @@ impl Directory {
             send_timeout,
             store,
             consistency_timeout,
+            metrics,
         }
     }
 
@@ -85,6 +89,7 @@ impl Directory {
         });
         for result in futures_util::future::join_all(sends).await {
             result?;
+            self.metrics.directory_events_published.inc();
         }
         Ok(())
     }
@@ -96,14 +101,19 @@ impl Directory {
         F: Fn(Arc<dyn Store>) -> Fut,
         Fut: Future<Output = Result<bool, StoreError>>,
     {
-        let deadline = tokio::time::Instant::now() + self.consistency_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.consistency_timeout;
         let mut pause = POLL_FIRST;
         loop {
             if visible(self.store.clone()).await? {
+                self.metrics
+                    .write_visible_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 return Ok(Visibility::Visible);
             }
             if tokio::time::Instant::now() + pause > deadline {
                 tracing::warn!(timeout = ?self.consistency_timeout, "write not yet visible in the store");
+                self.metrics.writes_pending.inc();
                 return Ok(Visibility::Pending);
             }
             tokio::time::sleep(pause).await;

@@ -7,13 +7,14 @@
 //! - [`routes`]: the route table; [`handlers`]: one file per resource.
 //! - [`directory`]: publishing directory events and waiting for them.
 //! - [`query`]: query parameters; [`error`]: errors to statuses.
-//! - [`settings`], [`state`].
+//! - [`settings`], [`state`], [`metrics`].
 //!
 //! The OpenAPI document is `openapi.json`, served at `/api/openapi.json`.
 
 pub mod directory;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 pub mod query;
 pub mod routes;
 pub mod settings;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 pub use settings::ApiSettings;
 
 use crate::directory::Directory;
+use crate::metrics::ApiMetrics;
 use crate::state::ApiState;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let metrics = Arc::new(ApiMetrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
     let store = rill_store::open(&settings.store).await?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api")?;
     let directory = Directory::new(
@@ -55,6 +60,7 @@ pub async fn run(
         Duration::from_millis(u64::from(settings.kafka.message_timeout_ms)),
         store,
         Duration::from_millis(settings.consistency_timeout_ms),
+        metrics.clone(),
     );
     let live = rill_sessions::LiveSessions::connect(&settings.redis).await?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;
@@ -63,8 +69,9 @@ pub async fn run(
         directory,
         live,
         producer,
+        metrics,
     });
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(registry);
     rill_runtime::ops::serve(routes::all(state, registry), listener, shutdown).await;
     Ok(())
 }

@@ -1,10 +1,13 @@
 //! What every api handler shares.
 
+use std::sync::Arc;
+
 use rdkafka::producer::FutureProducer;
 use rill_sessions::LiveSessions;
 use rill_store::Store;
 
 use crate::directory::Directory;
+use crate::metrics::ApiMetrics;
 use crate::settings::ApiSettings;
 
 pub struct ApiState {
@@ -14,6 +17,7 @@ pub struct ApiState {
     pub live: LiveSessions,
     /// Producer of the push topic.
     pub producer: FutureProducer,
+    pub metrics: Arc<ApiMetrics>,
 }
 
 impl std::fmt::Debug for ApiState {

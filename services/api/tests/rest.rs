@@ -48,6 +48,22 @@ async fn users_are_created_read_listed_and_deleted() {
     assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
     assert!(second["next"].is_null());
 
+    // The api counts its writes (its /metrics is not routed through Traefik).
+    let metrics = Client::new(&format!("http://{}", stack.api))
+        .get("/metrics")
+        .await;
+    let metrics = metrics.text().await.expect("metrics text");
+    let published = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rill_api_directory_events_published_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .expect("the published counter");
+    assert_eq!(published, 4, "four users created");
+    assert!(
+        metrics.contains("rill_api_write_visible_seconds_count 4"),
+        "{metrics}"
+    );
+
     assert_eq!(api.delete(&format!("/api/users/{id}")).await.status(), 204);
     expect_error(api.get(&format!("/api/users/{id}")).await, 404, "not_found").await;
     expect_error(

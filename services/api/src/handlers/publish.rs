@@ -124,6 +124,7 @@ async fn send(
         .send(record, timeout)
         .await
         .map_err(|(err, _)| err)?;
+    state.metrics.pushes_published.inc();
     tracing::info!(push_id = %push.id, key = %key, "published");
     Ok(push.id)
 }
