@@ -9,7 +9,11 @@
 //! `ttl / 3`, and removes them when a session closes. Readers count only
 //! entries whose expiry is in the future, so the entries of an edge that
 //! died (kill -9) vanish after the TTL without anyone cleaning up.
+//!
+//! - [`lock`]: the one-live-session-per-pair lock (token, TTL, fencing).
+//! - [`settings`]: where Redis is.
 
+pub mod lock;
 pub mod settings;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +22,7 @@ use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use rill_domain::{ProfileId, UserId};
 
+pub use lock::{Lock, LockManager};
 pub use settings::RedisSettings;
 
 #[derive(Debug, thiserror::Error)]
