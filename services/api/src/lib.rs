@@ -72,6 +72,8 @@ pub async fn run(
         metrics,
     });
     let registry = Arc::new(registry);
-    rill_runtime::ops::serve(routes::all(state, registry), listener, shutdown).await;
+    let ready_token = shutdown.clone();
+    let ready = Arc::new(move || !ready_token.is_cancelled());
+    rill_runtime::ops::serve(routes::all(state, registry, ready), listener, shutdown).await;
     Ok(())
 }

@@ -51,6 +51,7 @@ fn finish(result: Reply) -> Response {
 pub fn all(
     state: Arc<ApiState>,
     registry: Arc<Registry>,
+    ready: rill_runtime::ops::Readiness,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let max_body = state.settings.limits.max_body_bytes;
     let s = warp::any().map(move || state.clone());
@@ -194,7 +195,6 @@ pub fn all(
         .and(s)
         .then(|st: Arc<ApiState>| async move { finish(testdata::drop_all(&st).await) });
 
-    let ready = Arc::new(|| true);
     let ops = rill_runtime::ops::routes(registry, ready);
 
     ops.or(openapi)

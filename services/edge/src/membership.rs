@@ -1,7 +1,7 @@
 //! Who may open a stream on, or send to, a profile: its members.
 //!
 //! The edge asks the store once per (user, profile) and caches a "yes" for
-//! `membership.cache_ttl_secs`; directory events from Kafka keep the cache
+//! `membership_cache_secs`; directory events from Kafka keep the cache
 //! current (an unbind removes the entry at once, and the hub closes the
 //! user's sessions on that profile). A "no" is never cached: a user who was
 //! just bound must not be refused.
@@ -15,18 +15,32 @@ use rill_store::Store;
 
 use crate::error::EdgeError;
 
+/// The smallest cache size that triggers a sweep of expired entries.
+const MIN_SWEEP: usize = 1024;
+
 #[derive(Debug)]
 pub struct Membership {
     store: Arc<dyn Store>,
-    members: Mutex<HashMap<(UserId, ProfileId), Instant>>,
+    cache: Mutex<Cache>,
     ttl: Duration,
+}
+
+/// Confirmed memberships and when they were confirmed.
+#[derive(Debug)]
+struct Cache {
+    members: HashMap<(UserId, ProfileId), Instant>,
+    /// The size at which expired entries are next swept out.
+    sweep_at: usize,
 }
 
 impl Membership {
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             store,
-            members: Mutex::default(),
+            cache: Mutex::new(Cache {
+                members: HashMap::new(),
+                sweep_at: MIN_SWEEP,
+            }),
             ttl,
         }
     }
@@ -38,7 +52,7 @@ impl Membership {
             return Ok(());
         }
         if self.store.is_member(user, profile).await? {
-            self.lock().insert((user, profile), Instant::now());
+            self.remember(user, profile);
             return Ok(());
         }
         match self.store.profile(profile).await? {
@@ -54,22 +68,36 @@ impl Membership {
 
     /// Keeps the cache current with a directory change.
     pub fn apply(&self, change: &DirectoryChange) {
-        let mut members = self.lock();
+        let members = &mut self.lock().members;
         match change {
-            DirectoryChange::Bound { user, profile } => {
-                members.insert((*user, *profile), Instant::now());
-            }
             DirectoryChange::Unbound { user, profile } => {
                 members.remove(&(*user, *profile));
             }
             DirectoryChange::UserDeleted(user) => members.retain(|(u, _), _| u != user),
             DirectoryChange::ProfileDeleted(profile) => members.retain(|(_, p), _| p != profile),
-            DirectoryChange::UserUpserted(_) | DirectoryChange::ProfileUpserted(_) => {}
+            // A bind needs no entry: a miss asks the store, which has it by
+            // the time the api answered the bind. Caching every bind of the
+            // cluster on every edge would only cost memory.
+            DirectoryChange::Bound { .. }
+            | DirectoryChange::UserUpserted(_)
+            | DirectoryChange::ProfileUpserted(_) => {}
+        }
+    }
+
+    /// Caches a confirmed membership. Entries nobody asks about again would
+    /// stay forever, so whenever the cache has doubled since the last sweep,
+    /// expired entries are dropped.
+    fn remember(&self, user: UserId, profile: ProfileId) {
+        let mut cache = self.lock();
+        cache.members.insert((user, profile), Instant::now());
+        if cache.members.len() >= cache.sweep_at {
+            cache.members.retain(|_, at| at.elapsed() < self.ttl);
+            cache.sweep_at = (2 * cache.members.len()).max(MIN_SWEEP);
         }
     }
 
     fn cached(&self, user: UserId, profile: ProfileId) -> bool {
-        let mut members = self.lock();
+        let members = &mut self.lock().members;
         match members.get(&(user, profile)) {
             Some(at) if at.elapsed() < self.ttl => true,
             Some(_) => {
@@ -80,7 +108,42 @@ impl Membership {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(UserId, ProfileId), Instant>> {
-        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rill_testkit::stack::TempDb;
+
+    async fn membership(ttl: Duration) -> (Membership, TempDb) {
+        let db = TempDb::new();
+        let store = rill_store::open(&db.settings()).await.expect("open store");
+        (Membership::new(store, ttl), db)
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_when_the_cache_doubles() {
+        let (membership, _db) = membership(Duration::ZERO).await;
+        for _ in 0..MIN_SWEEP {
+            membership.remember(UserId::random(), ProfileId::random());
+        }
+        assert!(
+            membership.lock().members.len() < MIN_SWEEP,
+            "expired entries were swept"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unbind_forgets_the_membership() {
+        let (membership, _db) = membership(Duration::from_secs(60)).await;
+        let (user, profile) = (UserId::random(), ProfileId::random());
+        membership.remember(user, profile);
+        assert!(membership.cached(user, profile));
+        membership.apply(&DirectoryChange::Unbound { user, profile });
+        assert!(!membership.cached(user, profile));
     }
 }

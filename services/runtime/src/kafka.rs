@@ -135,23 +135,24 @@ async fn wait_for_topics(settings: &KafkaSettings, topics: &[&String]) -> Result
 /// a record whose offset is not above the last one seen is a repeat.
 #[derive(Debug, Default)]
 pub struct OffsetGuard {
-    last: HashMap<(String, i32), i64>,
+    /// Last offset seen, by topic, then partition.
+    last: HashMap<String, HashMap<i32, i64>>,
 }
 
 impl OffsetGuard {
     /// True the first time an offset above every earlier one is seen.
+    /// Called for every record: allocates only for a topic's first record.
     pub fn is_new(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
-        match self.last.get_mut(&(topic.to_owned(), partition)) {
-            Some(last) if offset <= *last => false,
-            Some(last) => {
-                *last = offset;
-                true
-            }
-            None => {
-                self.last.insert((topic.to_owned(), partition), offset);
-                true
-            }
+        let partitions = match self.last.get_mut(topic) {
+            Some(partitions) => partitions,
+            None => self.last.entry(topic.to_owned()).or_default(),
+        };
+        let last = partitions.entry(partition).or_insert(i64::MIN);
+        if offset <= *last {
+            return false;
         }
+        *last = offset;
+        true
     }
 }
 

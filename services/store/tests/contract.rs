@@ -6,37 +6,18 @@
 
 mod scenarios;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rill_store::{CassandraSettings, Store, StoreSettings};
+use rill_testkit::stack::TempDb;
 
-/// A SQLite store in a fresh file, removed when dropped.
-struct SqliteFixture {
-    store: Arc<dyn Store>,
-    path: PathBuf,
-}
-
-impl Drop for SqliteFixture {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-async fn sqlite() -> SqliteFixture {
-    let path = std::env::temp_dir().join(format!("rill-contract-{}.db", uuid::Uuid::new_v4()));
-    let settings = StoreSettings {
-        sqlite_path: path.clone(),
-        ..StoreSettings::default()
-    };
-    let store = rill_store::open(&settings)
+/// A SQLite store in a fresh file (removed when the `TempDb` drops).
+async fn sqlite() -> (TempDb, Arc<dyn Store>) {
+    let db = TempDb::new();
+    let store = rill_store::open(&db.settings())
         .await
         .expect("open SQLite store");
-    SqliteFixture { store, path }
+    (db, store)
 }
 
 /// A Cassandra store in a keyspace of its own.
@@ -63,8 +44,8 @@ macro_rules! contract_tests {
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    let fixture = super::sqlite().await;
-                    super::scenarios::$scenario(&*fixture.store).await;
+                    let (_db, store) = super::sqlite().await;
+                    super::scenarios::$scenario(&*store).await;
                 }
             )*
         }
