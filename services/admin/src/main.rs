@@ -3,21 +3,34 @@
 //! - `rill-admin create-topics`: creates the Kafka topics named in the
 //!   settings (`RILL_KAFKA__*`), with `kafka.partitions` partitions each.
 //!   Topics that exist are left alone, so it is safe to run at every start.
+//! - `rill-admin apply-schema`: creates or migrates the Cassandra/ScyllaDB
+//!   keyspace and tables named in the settings (`RILL_STORE__CASSANDRA__*`),
+//!   with the same code the services run when they open the store
+//!   (`rill_store::cassandra`), so the schema has one source. Already
+//!   applied migrations are skipped, so it too is safe to run every time.
+//!   The Helm chart runs both as Jobs before the services start.
 
 use anyhow::{Context as _, bail};
 use rill_runtime::KafkaSettings;
 use rill_runtime::settings::ServiceSettings;
+use rill_store::StoreSettings;
+use rill_store::cassandra::CassandraStore;
 use serde::{Deserialize, Serialize};
+
+const USAGE: &str = "usage: rill-admin create-topics | apply-schema   \
+    (settings from RILL_CONFIG, RILL_KAFKA__* and RILL_STORE__CASSANDRA__*)";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct AdminSettings {
     kafka: KafkaSettings,
+    store: StoreSettings,
 }
 
 impl ServiceSettings for AdminSettings {
     fn validate(&self) -> Result<(), rill_runtime::SettingsError> {
-        self.kafka.validate()
+        self.kafka.validate()?;
+        self.store.validate()
     }
 }
 
@@ -32,13 +45,38 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
             let kafka = &settings.kafka;
             println!(
-                "topics ready: {}, {}, {} ({} partitions)",
-                kafka.message_topic, kafka.directory_topic, kafka.push_topic, kafka.partitions
+                "topics ready: {}, {}, {}, {} ({} partitions)",
+                kafka.message_topic,
+                kafka.directory_topic,
+                kafka.push_topic,
+                kafka.presence_topic,
+                kafka.partitions
             );
             Ok(())
         }
-        _ => {
-            bail!("usage: rill-admin create-topics   (settings from RILL_CONFIG and RILL_KAFKA__*)")
+        "apply-schema" => {
+            let settings: AdminSettings = rill_runtime::settings::load()?;
+            let cassandra = &settings.store.cassandra;
+            if cassandra.contact_points.is_empty() {
+                bail!(
+                    "bad settings: store.cassandra.contact_points: must name at least one \
+                     Cassandra/ScyllaDB node (RILL_STORE__CASSANDRA__CONTACT_POINTS)"
+                );
+            }
+            // Connecting creates the keyspace and applies every migration.
+            CassandraStore::connect(cassandra).await.with_context(|| {
+                format!(
+                    "applying the schema on {}",
+                    cassandra.contact_points.join(",")
+                )
+            })?;
+            println!(
+                "schema ready: keyspace {} on {}",
+                cassandra.keyspace,
+                cassandra.contact_points.join(",")
+            );
+            Ok(())
         }
+        _ => bail!(USAGE),
     }
 }
