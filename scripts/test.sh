@@ -11,7 +11,9 @@
 #    traefik/local/run.sh) on free ports;
 # 2. cargo fmt --all --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings
-# 4. cargo nextest run --workspace "$@" (cargo test when nextest is missing)
+# 4. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
+#    (its Python packages in a virtualenv outside the checkout, like the tools)
+# 5. cargo nextest run --workspace "$@" (cargo test when nextest is missing)
 # Stops at the first failure, with its exit status.
 set -euo pipefail
 
@@ -39,6 +41,13 @@ cargo fmt --all --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# Before the tests, so that the test runner's summary stays the last line.
+step "helm/tests/validate.sh (Helm chart and Dockerfiles, offline)"
+if ! bash "$repo/helm/tests/validate.sh"; then
+  step "error: the Helm chart checks failed (see FAIL lines above)"
+  exit 1
+fi
 
 # cargo-nextest runs each test in its own process and ends with a summary
 # line that counts every test; plain `cargo test` is the fallback.

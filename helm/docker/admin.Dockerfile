@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Image of rill-admin (the chart's topics and schema Jobs): binary `rill-admin` of package rill-admin.
+# Build from the repository root (the context is the whole workspace):
+#   docker build -f helm/docker/admin.Dockerfile -t rill-admin:0.1.0 .
+# Checked offline by helm/tests/validate.py: the paths it copies exist, the
+# binary it names is a [[bin]] of the package it builds.
+
+# --- build: rustc as on the build machines (edition 2024 needs >= 1.85) ---
+FROM rust:1.95.0-bookworm AS build
+WORKDIR /src
+# librdkafka and SQLite are compiled from the crates' bundled sources (a C
+# compiler, no cmake); protobuf through protox (no protoc).
+COPY Cargo.toml Cargo.lock ./
+COPY proto ./proto
+COPY services ./services
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p rill-admin --bin rill-admin \
+ && install -D target/release/rill-admin /out/rill-admin
+
+# --- run: glibc and libgcc only, no shell, user 65532 ("nonroot") --------
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/rill-admin /usr/local/bin/rill-admin
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/rill-admin"]

@@ -1,0 +1,383 @@
+{{/*
+Shared pieces of the Rill chart. The three Deployments are one template,
+"rill.deployment", called with a dict:
+  root       the top-level context ($)
+  component  edge | api | persist
+  values     .Values.<component>
+  env        extra EnvVar list of that component (already rendered YAML)
+  grace      terminationGracePeriodSeconds
+  preStop    seconds to sleep before SIGTERM (0: no preStop)
+  readiness  periodSeconds of the readiness probe
+*/}}
+
+{{- define "rill.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rill.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of a component's objects: <fullname>-<component>. */}}
+{{- define "rill.componentName" -}}
+{{- printf "%s-%s" (include "rill.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rill.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rill
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+
+{{/* Selector labels of a component; dict root, component. */}}
+{{- define "rill.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rill.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "rill.componentLabels" -}}
+{{ include "rill.labels" .root }}
+{{ include "rill.selectorLabels" . }}
+{{- end }}
+
+{{/* Image of a component; dict root, component (edge|api|persist|admin). */}}
+{{- define "rill.image" -}}
+{{- $v := .root.Values.image }}
+{{- $tag := default .root.Chart.AppVersion $v.tag }}
+{{- if $v.registry }}
+{{- printf "%s/rill-%s:%s" (trimSuffix "/" $v.registry) .component $tag }}
+{{- else }}
+{{- printf "rill-%s:%s" .component $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret that holds the cookie key. */}}
+{{- define "rill.sessionSecret" -}}
+{{- default (include "rill.fullname" .) .Values.session.existingSecret }}
+{{- end }}
+
+{{/* RILL_KAFKA__* of every service and the topics Job. */}}
+{{- define "rill.kafkaEnv" -}}
+- name: RILL_KAFKA__BROKERS
+  value: {{ required "kafka.brokers is required" .Values.kafka.brokers | quote }}
+- name: RILL_KAFKA__MESSAGE_TOPIC
+  value: {{ .Values.kafka.topics.messages | quote }}
+- name: RILL_KAFKA__DIRECTORY_TOPIC
+  value: {{ .Values.kafka.topics.directory | quote }}
+- name: RILL_KAFKA__PUSH_TOPIC
+  value: {{ .Values.kafka.topics.push | quote }}
+- name: RILL_KAFKA__PARTITIONS
+  value: {{ .Values.kafka.partitions | quote }}
+- name: RILL_KAFKA__IDEMPOTENCE
+  value: {{ .Values.kafka.idempotence | quote }}
+{{- end }}
+
+{{/* RILL_STORE__CASSANDRA__* of every service and the schema Job. */}}
+{{- define "rill.storeEnv" -}}
+{{- $c := .Values.cassandra }}
+{{- if not $c.contactPoints }}
+{{- fail "cassandra.contactPoints is required: the services share one store, and an embedded SQLite file cannot be shared between pods" }}
+{{- end }}
+- name: RILL_STORE__CASSANDRA__CONTACT_POINTS
+  value: {{ join "," $c.contactPoints | quote }}
+- name: RILL_STORE__CASSANDRA__KEYSPACE
+  value: {{ $c.keyspace | quote }}
+- name: RILL_STORE__CASSANDRA__REPLICATION_FACTOR
+  value: {{ $c.replicationFactor | quote }}
+{{- if $c.localDatacenter }}
+- name: RILL_STORE__CASSANDRA__LOCAL_DATACENTER
+  value: {{ $c.localDatacenter | quote }}
+{{- end }}
+{{- if $c.auth.existingSecret }}
+- name: RILL_STORE__CASSANDRA__USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.auth.existingSecret }}
+      key: {{ $c.auth.usernameKey }}
+- name: RILL_STORE__CASSANDRA__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.auth.existingSecret }}
+      key: {{ $c.auth.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/* RILL_REDIS__* of edge and api. */}}
+{{- define "rill.redisEnv" -}}
+{{- $r := .Values.redis }}
+{{- if $r.existingSecret }}
+- name: RILL_REDIS__URLS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.existingSecret }}
+      key: {{ $r.urlsKey }}
+{{- else }}
+- name: RILL_REDIS__URLS
+  value: {{ join "," (required "redis.urls (or redis.existingSecret) is required" $r.urls) | quote }}
+{{- end }}
+- name: RILL_REDIS__KEY_PREFIX
+  value: {{ $r.keyPrefix | quote }}
+{{- end }}
+
+{{/* Settings every service reads: listen address, logs, traces. */}}
+{{- define "rill.commonEnv" -}}
+- name: RILL_LISTEN
+  value: {{ printf "0.0.0.0:%v" .values.port | quote }}
+- name: RILL_TELEMETRY__LOG_FORMAT
+  value: {{ .root.Values.logFormat | quote }}
+- name: RILL_TELEMETRY__LOG_FILTER
+  value: {{ .root.Values.logFilter | quote }}
+{{- if .root.Values.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .root.Values.otlpEndpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "rill-%s" .component | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Prometheus scrape annotations of a pod; dict root, values. */}}
+{{- define "rill.podAnnotations" -}}
+{{- $a := dict }}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+{{- $a = dict "prometheus.io/scrape" "true" "prometheus.io/port" (toString .values.port) "prometheus.io/path" "/metrics" }}
+{{- end }}
+{{- $a = merge (deepCopy (default (dict) .values.podAnnotations)) $a }}
+{{- if $a }}{{ toYaml $a }}{{ end }}
+{{- end }}
+
+{{/* A service's Deployment: see the dict at the top of this file. */}}
+{{- define "rill.deployment" -}}
+{{- $root := .root }}
+{{- $v := .values }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+spec:
+  {{- if not $v.autoscaling.enabled }}
+  replicas: {{ $v.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "rill.selectorLabels" . | nindent 6 }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      # A new pod is ready before an old one stops (an edge being replaced
+      # drains its sessions onto the others).
+      maxSurge: 1
+      maxUnavailable: 0
+  template:
+    metadata:
+      labels:
+        {{- include "rill.selectorLabels" . | nindent 8 }}
+      {{- with include "rill.podAnnotations" (dict "root" $root "values" $v) }}
+      annotations:
+        {{- . | nindent 8 }}
+      {{- end }}
+    spec:
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ .grace }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "rill.image" . | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          ports:
+            - name: http
+              containerPort: {{ $v.port }}
+              protocol: TCP
+          env:
+            {{- include "rill.commonEnv" . | nindent 12 }}
+            {{- .env | trim | nindent 12 }}
+            {{- with $v.env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 2
+            failureThreshold: 60
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 10
+            timeoutSeconds: 2
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            periodSeconds: {{ .readiness }}
+            timeoutSeconds: 1
+            failureThreshold: 2
+            successThreshold: 1
+          {{- if gt (int .preStop) 0 }}
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ .preStop }}
+          {{- end }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+      {{- with $v.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if $v.spreadOverNodes }}
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "rill.selectorLabels" . | nindent 14 }}
+      {{- end }}
+{{- end }}
+
+{{/* Service, PodDisruptionBudget and HPA of a component; dict root,
+component, values, metrics (rendered HPA metrics list). */}}
+{{- define "rill.service" -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "rill.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .values.port }}
+      targetPort: http
+      protocol: TCP
+{{- end }}
+
+{{- define "rill.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .values.pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "rill.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{- define "rill.cpuMetric" -}}
+- type: Resource
+  resource:
+    name: cpu
+    target:
+      type: Utilization
+      averageUtilization: {{ .values.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+
+{{- define "rill.hpa" -}}
+{{- $a := .values.autoscaling }}
+{{- if gt (int $a.minReplicas) (int $a.maxReplicas) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" .component $a.minReplicas $a.maxReplicas) }}
+{{- end }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "rill.componentName" . }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  metrics:
+    {{- .metrics | nindent 4 }}
+  {{- with .behavior }}
+  behavior:
+    {{- . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* A Job run by Helm before install and upgrade; dict root, component
+(job name suffix), args, env. */}}
+{{- define "rill.job" -}}
+{{- $root := .root }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+  annotations:
+    # Before the services start (and before every upgrade rolls them);
+    # deleted once it succeeded, kept for its logs when it failed.
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+spec:
+  backoffLimit: {{ $root.Values.jobs.backoffLimit }}
+  activeDeadlineSeconds: {{ $root.Values.jobs.activeDeadlineSeconds }}
+  template:
+    metadata:
+      labels:
+        {{- include "rill.selectorLabels" . | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      containers:
+        - name: admin
+          image: {{ include "rill.image" (dict "root" $root "component" "admin") | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args: [{{ .args | quote }}]
+          env:
+            {{- .env | trim | nindent 12 }}
+          resources:
+            {{- toYaml $root.Values.jobs.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+{{- end }}
