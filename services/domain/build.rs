@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rill/v1/chat.proto",
         "rill/v1/directory.proto",
         "rill/v1/push.proto",
+        "rill/v1/presence.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

@@ -116,11 +116,30 @@ impl MessageId {
         let (secs, nanos) = self.0.get_timestamp()?.to_unix();
         Some(secs * 1000 + u64::from(nanos) / 1_000_000)
     }
+
+    /// The smallest id of millisecond `ms`: every id made at or after `ms`
+    /// is at least this, every id made before is below it.
+    pub fn first_at(ms: u64) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        bytes[6] = 0x70; // version 7
+        bytes[8] = 0x80; // RFC 4122 variant
+        Self(Uuid::from_bytes(bytes))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_at_orders_below_every_later_id() {
+        let id = MessageId::now();
+        let ms = id.timestamp_ms().expect("v7");
+        assert!(MessageId::first_at(ms) <= id);
+        assert!(MessageId::first_at(ms + 1) > id);
+        assert_eq!(MessageId::first_at(ms).timestamp_ms(), Some(ms));
+    }
 
     #[test]
     fn parses_and_prints_the_same_uuid() {

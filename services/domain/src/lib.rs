@@ -11,6 +11,7 @@
 //! - [`name`]: `Name`, a validated display name.
 //! - [`directory`]: `User`, `Profile`, and `DirectoryEvent`s that change them.
 //! - [`push`]: `Push`, an event the api publishes to live sessions.
+//! - [`presence`]: `PresenceChange`, a live session opened or closed.
 //! - [`proto`]: the code generated from `proto/`.
 
 pub mod body;
@@ -18,6 +19,7 @@ pub mod directory;
 pub mod ids;
 pub mod message;
 pub mod name;
+pub mod presence;
 pub mod proto;
 pub mod push;
 
@@ -26,4 +28,5 @@ pub use directory::{DirectoryChange, DirectoryEvent, Profile, User};
 pub use ids::{IdError, MessageId, ProfileId, UserId};
 pub use message::{ChatMessage, DecodeError};
 pub use name::{Name, NameError};
+pub use presence::PresenceChange;
 pub use push::{Push, PushTarget};

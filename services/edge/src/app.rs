@@ -1,5 +1,5 @@
-//! Building an edge from its settings and serving it on a bound listener
-//! until shutdown.
+//! Building an edge from its settings, serving it on a bound listener, and
+//! draining it on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,22 +8,22 @@ use prometheus_client::registry::Registry;
 use rill_runtime::SettingsError;
 use rill_runtime::session_cookie::SessionCookies;
 use rill_runtime::shutdown::CancellationToken;
+use rill_store::Store;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::availability::{Availability, Level};
 use crate::capacity::Capacity;
 use crate::from_kafka::Delivery;
-use crate::hub::Hub;
+use crate::hub::{End, Hub, ReconnectReason};
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
+use crate::recovery::RecentMessages;
 use crate::routes;
+use crate::session::SessionLocks;
 use crate::settings::EdgeSettings;
 use crate::to_kafka::Publisher;
-use rill_sessions::LiveSessions;
-
-/// How long shutdown waits for sessions to close and Kafka to take what is
-/// queued.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +46,26 @@ pub struct EdgeState {
     pub cookies: SessionCookies,
     pub hub: Arc<Hub>,
     pub membership: Arc<Membership>,
-    /// The cluster-wide registry of live sessions (Redis).
-    pub live: LiveSessions,
+    pub store: Arc<dyn Store>,
+    /// Live-session locks and the registry in Redis.
+    pub locks: Arc<SessionLocks>,
     pub capacity: Arc<Capacity>,
-    pub publisher: Publisher,
+    pub availability: Arc<Availability>,
+    pub publisher: Arc<Publisher>,
     pub metrics: Arc<EdgeMetrics>,
+    /// Cancelled by the shutdown signal: the edge drains from then on.
     pub shutdown: CancellationToken,
+    /// Cancelled when the drain is over: the server and its tasks stop.
+    pub stop: CancellationToken,
     /// WebSocket sessions, which outlive the HTTP request that opened them.
     pub tasks: TaskTracker,
+}
+
+impl EdgeState {
+    /// Ready for new sessions: not draining, and available.
+    pub fn is_ready(&self) -> bool {
+        !self.shutdown.is_cancelled() && self.availability.level() == Level::Available
+    }
 }
 
 /// An edge connected to Kafka, ready to serve.
@@ -65,8 +77,9 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Connects to Kafka and positions the delivery consumer at the end of
-    /// the message topic. Stops when `shutdown` is cancelled.
+    /// Connects to Kafka, the store and Redis, and positions the delivery
+    /// consumer at the end of the topics. Drains when `shutdown` is
+    /// cancelled.
     pub async fn start(
         settings: EdgeSettings,
         shutdown: CancellationToken,
@@ -76,22 +89,28 @@ impl Edge {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let cookies = SessionCookies::new(&settings.session)?;
-        let hub = Hub::new(metrics.clone());
+        let hub = Hub::new(
+            RecentMessages::new(&settings.recovery),
+            Duration::from_secs(settings.limits.slow_client_secs),
+            metrics.clone(),
+        );
         let store = rill_store::open(&settings.store).await?;
-        let live = LiveSessions::connect(&settings.redis).await?;
+        let (lock_manager, live) = rill_sessions::connect(&settings.redis).await?;
+        let locks = SessionLocks::new(lock_manager, live);
         let membership = Arc::new(Membership::new(
-            store,
+            store.clone(),
             Duration::from_secs(settings.membership_cache_secs),
         ));
         let producer = rill_runtime::kafka::producer(&settings.kafka, &edge_id)?;
-        let publisher = Publisher::new(
+        let publisher = Arc::new(Publisher::new(
             producer,
             settings.kafka.message_topic.clone(),
+            settings.kafka.presence_topic.clone(),
             edge_id.clone(),
             settings.limits.max_message_bytes,
             Duration::from_millis(u64::from(settings.kafka.message_timeout_ms)),
             metrics.clone(),
-        );
+        ));
         let delivery = Delivery::start(
             &settings.kafka,
             &edge_id,
@@ -102,17 +121,25 @@ impl Edge {
         )
         .await?;
         let capacity = Capacity::new(settings.limits.max_connections, metrics.clone());
+        let availability = Availability::new(
+            settings.availability.clone(),
+            capacity.clone(),
+            metrics.clone(),
+        );
         let state = Arc::new(EdgeState {
             settings,
             edge_id,
             cookies,
             hub,
             membership,
-            live,
+            store,
+            locks,
             capacity,
+            availability,
             publisher,
             metrics,
             shutdown,
+            stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         Ok(Self {
@@ -127,53 +154,81 @@ impl Edge {
         &self.state.edge_id
     }
 
-    /// Serves on `listener` until shutdown, then closes every session and
-    /// flushes what Kafka has not yet acknowledged.
+    /// Serves on `listener`. On shutdown, drains (see [`drain`]), then
+    /// stops, waits for sessions to close and flushes what Kafka has not yet
+    /// acknowledged.
     pub async fn serve(self, listener: TcpListener) {
         let Self {
             state,
             delivery,
             registry,
         } = self;
-        let delivering = tokio::spawn(delivery.run(state.shutdown.clone()));
-        let refreshing = tokio::spawn(refresh_live_sessions(state.clone()));
+        let stop = state.stop.clone();
+        let background = [
+            tokio::spawn(delivery.run(stop.clone())),
+            tokio::spawn(state.locks.clone().keep(state.hub.clone(), stop.clone())),
+            tokio::spawn(state.availability.clone().probe_lag(stop.clone())),
+            tokio::spawn(drain(state.clone())),
+        ];
         let routes = routes::all(state.clone(), registry);
         tracing::info!(edge_id = %state.edge_id, addr = ?listener.local_addr().ok(), "edge serving");
         warp::serve(routes)
             .incoming(listener)
-            .graceful(state.shutdown.clone().cancelled_owned())
+            .graceful(stop.clone().cancelled_owned())
             .run()
             .await;
+        let grace = stop_grace(&state.settings);
         state.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sessions still open after the shutdown grace period");
+        if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+            tracing::warn!("sessions still open after the drain");
         }
-        let _ = delivering.await;
-        let _ = refreshing.await;
-        let publisher_state = state.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || publisher_state.publisher.flush(SHUTDOWN_GRACE))
-                .await;
+        if tokio::time::timeout(grace, state.locks.released()).await.is_err() {
+            tracing::warn!("some session locks were not released: they expire by their TTL");
+        }
+        for task in background {
+            let _ = task.await;
+        }
+        let publisher = state.publisher.clone();
+        let _ = tokio::task::spawn_blocking(move || publisher.flush(grace)).await;
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
     }
 }
 
-/// Keeps this edge's entries in the live-session registry from expiring,
-/// until shutdown.
-async fn refresh_live_sessions(state: Arc<EdgeState>) {
-    let mut tick = tokio::time::interval(state.live.refresh_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let pairs = state.hub.pairs();
-        if let Err(err) = state.live.register(&pairs).await {
-            tracing::warn!(error = %err, sessions = pairs.len(), "cannot refresh live sessions");
-        }
+/// How long each step after the drain may take: a tenth of the window,
+/// 1 to 2 seconds, so that the edge exits soon after the window.
+fn stop_grace(settings: &EdgeSettings) -> Duration {
+    (Duration::from_secs(settings.drain.window_secs) / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(2))
+}
+
+/// Once shutdown begins: not ready (new sessions get 503), every session
+/// told to reconnect, spread evenly over the first three quarters of
+/// `drain.window_secs`, so that the other edges take them in a steady
+/// stream; then the edge stops, when the last session left or at nine
+/// tenths of the window, whichever comes first.
+async fn drain(state: Arc<EdgeState>) {
+    tokio::select! {
+        _ = state.shutdown.cancelled() => {}
+        _ = state.stop.cancelled() => return,
     }
+    state.metrics.draining.set(1);
+    let started = Instant::now();
+    let window = Duration::from_secs(state.settings.drain.window_secs);
+    let sessions = state.hub.sessions();
+    tracing::info!(sessions = sessions.len(), window_secs = window.as_secs(), "draining");
+    let spread = window * 3 / 4;
+    let count = sessions.len() as u32;
+    for (i, session) in (0u32..).zip(&sessions) {
+        tokio::time::sleep_until(started + spread * i / count.max(1)).await;
+        session.end(End::Reconnect(ReconnectReason::Draining));
+    }
+    let hard_end = started + window * 9 / 10;
+    while state.capacity.live() > 0 && Instant::now() < hard_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for session in state.hub.sessions() {
+        session.end(End::Reconnect(ReconnectReason::Draining));
+    }
+    tracing::info!(left = state.capacity.live(), "drain over: stopping");
+    state.stop.cancel();
 }

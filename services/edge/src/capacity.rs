@@ -46,6 +46,10 @@ impl Capacity {
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }
 
 impl Drop for SessionPermit {

@@ -7,6 +7,20 @@ use rill_runtime::session_cookie::SessionError;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+/// WebSocket close codes of the application (4000-4999), echoing the HTTP
+/// status of the same refusal.
+pub mod close_code {
+    /// The user is not (or no longer) a member of the profile.
+    pub const NOT_A_MEMBER: u16 = 4403;
+    /// The user already has a live session on the profile.
+    pub const ALREADY_LIVE: u16 = 4409;
+    /// Standard codes the edge uses: going away (drain, reconnect), too
+    /// large a frame, policy (too slow).
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const TOO_SLOW: u16 = 1008;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error(transparent)]
@@ -37,6 +51,10 @@ pub enum EdgeError {
     Store(#[from] rill_store::StoreError),
     #[error("the live-session registry failed: {0}")]
     Sessions(#[from] rill_sessions::SessionsError),
+    #[error("this user already has a live session on this profile (another tab, device or edge); close it first")]
+    AlreadyLive,
+    #[error("live-session locks are unavailable: {0}")]
+    LocksUnavailable(rill_sessions::LockError),
     #[error("this edge is at capacity: retry in a moment")]
     AtCapacity,
     #[error("this edge is shutting down: reconnect")]
@@ -60,10 +78,12 @@ impl EdgeError {
             Self::JsonBody(JsonBodyError::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CrossOrigin(_) | Self::NotAMember => StatusCode::FORBIDDEN,
             Self::UnknownProfile | Self::UnknownUser => StatusCode::NOT_FOUND,
+            Self::AlreadyLive => StatusCode::CONFLICT,
             Self::AtCapacity
             | Self::ShuttingDown
             | Self::Kafka(_)
             | Self::Store(_)
+            | Self::LocksUnavailable(_)
             | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -88,6 +108,8 @@ impl EdgeError {
             Self::NotAMember => "not_a_member",
             Self::Store(_) => "store_unavailable",
             Self::Sessions(_) => "sessions_unavailable",
+            Self::AlreadyLive => "already_live",
+            Self::LocksUnavailable(_) => "locks_unavailable",
             Self::AtCapacity => "at_capacity",
             Self::ShuttingDown => "shutting_down",
             Self::Kafka(_) => "unavailable",
@@ -123,6 +145,16 @@ mod tests {
             EdgeError::CrossOrigin("x".into()).status(),
             StatusCode::FORBIDDEN
         );
+        assert_eq!(
+            (EdgeError::AlreadyLive.status(), EdgeError::AlreadyLive.code()),
+            (StatusCode::CONFLICT, "already_live")
+        );
+        let no_quorum = EdgeError::LocksUnavailable(rill_sessions::LockError::NoQuorum {
+            granted_or_busy: 1,
+            servers: 3,
+            needed: 2,
+        });
+        assert_eq!(no_quorum.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

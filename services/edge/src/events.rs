@@ -68,6 +68,25 @@ pub enum ServerEvent<'a> {
     Gap,
     /// The answer to a `ping`.
     Pong,
+    /// Who is live on the profile right now (you included): the second
+    /// event of every session.
+    Presence {
+        profile_id: ProfileId,
+        users: &'a [UserId],
+    },
+    /// A user opened a live session on the profile.
+    Join {
+        profile_id: ProfileId,
+        user_id: UserId,
+    },
+    /// A user's live session on the profile closed.
+    Leave {
+        profile_id: ProfileId,
+        user_id: UserId,
+    },
+    /// Close and reconnect after about `after_ms`: the edge is draining, or
+    /// the session reached its maximum lifetime or lost its lock.
+    Reconnect { after_ms: u64, reason: &'a str },
     /// An event published by the server (the api's publish).
     Push {
         id: MessageId,
@@ -87,6 +106,10 @@ impl ServerEvent<'_> {
             Self::Error { .. } => "error",
             Self::Gap => "gap",
             Self::Pong => "pong",
+            Self::Presence { .. } => "presence",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Reconnect { .. } => "reconnect",
             Self::Push { .. } => "push",
         }
     }
@@ -104,7 +127,7 @@ impl ServerEvent<'_> {
     /// Serialized once, to be written to any number of sessions.
     pub fn to_outbound(&self) -> Arc<Outbound> {
         let id = match self {
-            Self::Message { id, .. } => Some(id.to_string()),
+            Self::Message { id, .. } => Some(*id),
             _ => None,
         };
         // Serializing these plain structs cannot fail.
@@ -121,9 +144,9 @@ impl ServerEvent<'_> {
 #[derive(Debug)]
 pub struct Outbound {
     pub name: &'static str,
-    /// The SSE `id:` (message events only), which the browser sends back as
-    /// `Last-Event-ID` when it reconnects.
-    pub id: Option<String>,
+    /// The message id (message events only): the SSE `id:`, which the
+    /// browser sends back as `Last-Event-ID` when it reconnects.
+    pub id: Option<MessageId>,
     pub json: tokio_tungstenite::tungstenite::Utf8Bytes,
 }
 
@@ -170,7 +193,7 @@ mod tests {
         };
         let out = event.to_outbound();
         assert_eq!(out.name, "message");
-        assert_eq!(out.id.as_deref(), Some(id.to_string().as_str()));
+        assert_eq!(out.id, Some(id));
         let json: serde_json::Value = serde_json::from_str(out.json.as_str()).expect("json");
         assert_eq!(json["type"], "message");
         assert_eq!(json["body"], "hi");

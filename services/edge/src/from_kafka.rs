@@ -4,7 +4,9 @@
 //!
 //! The same consumer reads the directory topic, so that an unbind (or a
 //! deleted user or profile) reaches the membership cache and ends the
-//! affected sessions within moments.
+//! affected sessions within moments; the push topic (the api's publishes);
+//! and the presence topic (joins and leaves, for every session on the
+//! profile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, Push, PushTarget};
+use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, PresenceChange, Push, PushTarget};
 use rill_runtime::KafkaSettings;
 use rill_runtime::kafka::{OffsetGuard, partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
@@ -33,6 +35,7 @@ pub struct Delivery {
     consumer: StreamConsumer,
     message_topic: String,
     push_topic: String,
+    presence_topic: String,
     hub: Arc<Hub>,
     membership: Arc<Membership>,
     max_body_bytes: usize,
@@ -66,6 +69,7 @@ impl Delivery {
             settings.message_topic.clone(),
             settings.directory_topic.clone(),
             settings.push_topic.clone(),
+            settings.presence_topic.clone(),
         ];
         let assignment = {
             let config = config.clone();
@@ -83,6 +87,7 @@ impl Delivery {
             consumer,
             message_topic: settings.message_topic.clone(),
             push_topic: settings.push_topic.clone(),
+            presence_topic: settings.presence_topic.clone(),
             hub,
             membership,
             max_body_bytes,
@@ -115,6 +120,8 @@ impl Delivery {
                 self.deliver(&record).await;
             } else if record.topic() == self.push_topic {
                 self.push(&record);
+            } else if record.topic() == self.presence_topic {
+                self.presence(&record);
             } else {
                 self.apply_directory(&record);
             }
@@ -131,7 +138,9 @@ impl Delivery {
         rill_runtime::trace_context::set_parent_from(&span, record.headers());
         async {
             let event = ServerEvent::from_message(&message).to_outbound();
-            let sessions = self.hub.deliver(message.profile_id, &event);
+            let sessions = self
+                .hub
+                .deliver_message(message.profile_id, message.id, &event);
             tracing::Span::current().record("sessions", sessions);
         }
         .instrument(span)
@@ -159,6 +168,25 @@ impl Delivery {
             PushTarget::User(user) => self.hub.deliver_to_user(user, &event),
         };
         tracing::debug!(push_id = %push.id, sessions, "push delivered");
+    }
+
+    fn presence(&self, record: &BorrowedMessage<'_>) {
+        let change = match PresenceChange::decode(record.payload().unwrap_or_default()) {
+            Ok(change) => change,
+            Err(err) => return self.invalid(record, &err),
+        };
+        let event = if change.joined {
+            ServerEvent::Join {
+                profile_id: change.profile,
+                user_id: change.user,
+            }
+        } else {
+            ServerEvent::Leave {
+                profile_id: change.profile,
+                user_id: change.user,
+            }
+        };
+        self.hub.deliver(change.profile, &event.to_outbound());
     }
 
     fn apply_directory(&self, record: &BorrowedMessage<'_>) {

@@ -3,24 +3,69 @@
 //!
 //! Each session has a bounded queue. Delivery never waits: when a session's
 //! queue is full the event is dropped for that session, and the session's
-//! next event is a `gap` notice telling the client to fetch history.
+//! next event is a `gap` notice telling the client to fetch history. A
+//! session that stays behind for `limits.slow_client_secs` is ended.
+//!
+//! Sessions end from outside through their [`SessionHandle`]: an unbind,
+//! a lost lock, the drain.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use rill_domain::{ProfileId, UserId};
+use rill_domain::{MessageId, ProfileId, UserId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Outbound, ServerEvent};
 use crate::metrics::EdgeMetrics;
+use crate::recovery::RecentMessages;
+
+/// Why a session ends from outside its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The user was unbound from the profile, or the user or the profile
+    /// was deleted.
+    NotAMember,
+    /// The client should come back (to this edge or another) after a short
+    /// wait.
+    Reconnect(ReconnectReason),
+    /// The client stayed behind for longer than `limits.slow_client_secs`.
+    TooSlow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectReason {
+    /// The edge is shutting down.
+    Draining,
+    /// The session reached `lifetime.max_secs`.
+    Lifetime,
+    /// The session's lock could not be kept (Redis unreachable, or it
+    /// expired).
+    LockLost,
+}
+
+impl ReconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Lifetime => "lifetime",
+            Self::LockLost => "lock_lost",
+        }
+    }
+}
 
 /// The local sessions of this edge, by profile.
 #[derive(Debug)]
 pub struct Hub {
     profiles: RwLock<HashMap<ProfileId, Vec<Arc<Slot>>>>,
     next_slot: AtomicU64,
+    recent: RecentMessages,
+    slow_after: Duration,
+    /// The hub's clock starts here; slots keep times as ms since.
+    epoch: Instant,
     metrics: Arc<EdgeMetrics>,
 }
 
@@ -29,17 +74,35 @@ struct Slot {
     id: u64,
     user: UserId,
     queue: mpsc::Sender<Arc<Outbound>>,
-    /// Cancelled when the session must end (its user was unbound).
-    evicted: CancellationToken,
+    /// Cancelled when the session must end; `reason` says why.
+    ended: CancellationToken,
+    reason: OnceLock<End>,
     /// Set when an event was dropped for this session.
     gap: AtomicBool,
+    /// When this session first had an event dropped since its queue was
+    /// last empty (ms since the hub's epoch, plus one); 0 when none.
+    behind_since: AtomicU64,
+}
+
+impl Slot {
+    fn end(&self, reason: End) {
+        let _ = self.reason.set(reason);
+        self.ended.cancel();
+    }
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<EdgeMetrics>) -> Arc<Self> {
+    pub fn new(
+        recent: RecentMessages,
+        slow_after: Duration,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             profiles: RwLock::default(),
             next_slot: AtomicU64::new(0),
+            recent,
+            slow_after,
+            epoch: Instant::now(),
             metrics,
         })
     }
@@ -56,17 +119,44 @@ impl Hub {
             id: self.next_slot.fetch_add(1, Ordering::Relaxed),
             user,
             queue,
-            evicted: CancellationToken::new(),
+            ended: CancellationToken::new(),
+            reason: OnceLock::new(),
             gap: AtomicBool::new(false),
+            behind_since: AtomicU64::new(0),
         });
         let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
         profiles.entry(profile).or_default().push(slot.clone());
+        drop(profiles);
         Subscription {
             hub: self.clone(),
             profile,
             slot,
             rx,
         }
+    }
+
+    /// Like [`Hub::subscribe`], and also the window's messages of `profile`
+    /// from `since` on. Every message delivered from now on is in the
+    /// window's answer or in the queue (or both): the window is read after
+    /// the session joined, and a message enters the window before it is
+    /// queued.
+    pub fn subscribe_since(
+        self: &Arc<Self>,
+        profile: ProfileId,
+        user: UserId,
+        depth: usize,
+        since: MessageId,
+    ) -> (Subscription, Vec<(MessageId, Arc<Outbound>)>) {
+        let subscription = self.subscribe(profile, user, depth);
+        let recent = self.recent.since(profile, since);
+        (subscription, recent)
+    }
+
+    /// Remembers chat message `id` for recovery, then queues it for every
+    /// session on `profile`; returns how many sessions it was queued for.
+    pub fn deliver_message(&self, profile: ProfileId, id: MessageId, event: &Arc<Outbound>) -> usize {
+        self.recent.push(profile, id, event);
+        self.deliver(profile, event)
     }
 
     /// Queues `event` for every session on `profile`; returns how many
@@ -98,6 +188,13 @@ impl Hub {
                 Ok(()) => queued += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     slot.gap.store(true, Ordering::Release);
+                    let now = self.now_ms() + 1;
+                    let _ = slot.behind_since.compare_exchange(
+                        0,
+                        now,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
                     self.metrics.dropped_events.inc();
                 }
                 // The session is ending and will unsubscribe.
@@ -105,7 +202,14 @@ impl Hub {
             }
         }
         self.metrics.queued_events.inc_by(queued as u64);
+        self.metrics
+            .queued_bytes
+            .inc_by((queued * event.json.len()) as i64);
         queued
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The (user, profile) pair of every local session.
@@ -117,14 +221,24 @@ impl Hub {
             .collect()
     }
 
-    /// Ends the sessions for which `matches(user, profile)` holds; returns
-    /// how many.
+    /// A handle on every local session.
+    pub fn sessions(&self) -> Vec<SessionHandle> {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        profiles
+            .values()
+            .flatten()
+            .map(|s| SessionHandle(s.clone()))
+            .collect()
+    }
+
+    /// Ends the sessions for which `matches(user, profile)` holds, because
+    /// the user is no longer a member; returns how many.
     pub fn evict(&self, matches: impl Fn(UserId, ProfileId) -> bool) -> usize {
         let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
         let mut evicted = 0;
         for (profile, slots) in profiles.iter() {
             for slot in slots.iter().filter(|s| matches(s.user, *profile)) {
-                slot.evicted.cancel();
+                slot.end(End::NotAMember);
                 evicted += 1;
             }
         }
@@ -148,6 +262,20 @@ impl Hub {
     }
 }
 
+/// Ends one session from outside it.
+#[derive(Debug, Clone)]
+pub struct SessionHandle(Arc<Slot>);
+
+impl SessionHandle {
+    pub fn end(&self, reason: End) {
+        self.0.end(reason);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.0.ended.is_cancelled()
+    }
+}
+
 /// One session's place in the hub; leaving it (drop) unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
@@ -158,24 +286,49 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// This session's number in the hub, unique on this edge.
+    pub fn id(&self) -> u64 {
+        self.slot.id
+    }
+
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle(self.slot.clone())
+    }
+
     /// The next thing for this session: a `gap` notice first if events were
-    /// dropped since the last call, then queued events; `Evicted` once the
-    /// session must end because its user is no longer a member.
+    /// dropped since the last call, then queued events; `End` once the
+    /// session must end.
     pub async fn next(&mut self) -> Next {
-        if self.slot.evicted.is_cancelled() {
-            return Next::Evicted;
+        if let Some(end) = self.ended() {
+            return Next::End(end);
         }
         if self.slot.gap.swap(false, Ordering::AcqRel) {
             return Next::Event(ServerEvent::Gap.to_outbound());
         }
-        tokio::select! {
-            _ = self.slot.evicted.cancelled() => Next::Evicted,
-            event = self.rx.recv() => match event {
-                Some(event) => Next::Event(event),
-                // The hub holds the sender while subscribed: not reached.
-                None => Next::Evicted,
-            },
+        let event = tokio::select! {
+            _ = self.slot.ended.cancelled() => return Next::End(self.ended().unwrap_or(End::NotAMember)),
+            event = self.rx.recv() => event,
+        };
+        let Some(event) = event else {
+            // The hub holds the sender while subscribed: not reached.
+            return Next::End(End::NotAMember);
+        };
+        self.hub.metrics.queued_bytes.dec_by(event.json.len() as i64);
+        if self.rx.is_empty() {
+            self.slot.behind_since.store(0, Ordering::Release);
         }
+        Next::Event(event)
+    }
+
+    /// Why the session must end, if it must: ended from outside, or behind
+    /// for too long.
+    fn ended(&self) -> Option<End> {
+        if self.slot.ended.is_cancelled() {
+            return self.slot.reason.get().copied();
+        }
+        let since = self.slot.behind_since.load(Ordering::Acquire);
+        let behind = since > 0 && self.hub.now_ms() + 1 - since > self.hub.slow_after.as_millis() as u64;
+        behind.then_some(End::TooSlow)
     }
 }
 
@@ -183,14 +336,17 @@ impl Subscription {
 #[derive(Debug)]
 pub enum Next {
     Event(Arc<Outbound>),
-    /// The session must end: its user was unbound from the profile, or the
-    /// user or the profile was deleted.
-    Evicted,
+    End(End),
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.profile, self.slot.id);
+        let mut left = 0;
+        while let Ok(event) = self.rx.try_recv() {
+            left += event.json.len();
+        }
+        self.hub.metrics.queued_bytes.dec_by(left as i64);
     }
 }
 
@@ -198,11 +354,24 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
     use crate::events::ServerEvent;
+    use crate::settings::Recovery;
+
+    fn hub_with(metrics: Arc<EdgeMetrics>) -> Arc<Hub> {
+        Hub::new(
+            RecentMessages::new(&Recovery::default()),
+            Duration::from_secs(10),
+            metrics,
+        )
+    }
+
+    fn hub() -> Arc<Hub> {
+        hub_with(Arc::new(EdgeMetrics::default()))
+    }
 
     fn name(next: Next) -> &'static str {
         match next {
             Next::Event(out) => out.name,
-            Next::Evicted => "evicted",
+            Next::End(_) => "end",
         }
     }
 
@@ -212,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivers_only_to_sessions_on_the_profile() {
-        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let hub = hub();
         let (a, b) = (ProfileId::random(), ProfileId::random());
         let mut on_a = hub.subscribe(a, UserId::random(), 4);
         let mut on_b = hub.subscribe(b, UserId::random(), 4);
@@ -224,36 +393,82 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_then_reports_a_gap() {
         let metrics = Arc::new(EdgeMetrics::default());
-        let hub = Hub::new(metrics.clone());
+        let hub = hub_with(metrics.clone());
         let p = ProfileId::random();
         let mut sub = hub.subscribe(p, UserId::random(), 2);
         for _ in 0..5 {
             hub.deliver(p, &event());
         }
         assert_eq!(metrics.dropped_events.get(), 3);
+        let size = event().json.len() as i64;
+        assert_eq!(metrics.queued_bytes.get(), 2 * size);
         assert_eq!(name(sub.next().await), "gap");
         assert_eq!(name(sub.next().await), "pong");
         assert_eq!(name(sub.next().await), "pong");
         assert!(sub.rx.try_recv().is_err());
+        assert_eq!(metrics.queued_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_subscription_gives_back_its_queued_bytes() {
+        let metrics = Arc::new(EdgeMetrics::default());
+        let hub = hub_with(metrics.clone());
+        let p = ProfileId::random();
+        let sub = hub.subscribe(p, UserId::random(), 4);
+        hub.deliver(p, &event());
+        hub.deliver(p, &event());
+        assert!(metrics.queued_bytes.get() > 0);
+        drop(sub);
+        assert_eq!(metrics.queued_bytes.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_behind_for_too_long_ends() {
+        let hub = hub();
+        let p = ProfileId::random();
+        let mut sub = hub.subscribe(p, UserId::random(), 1);
+        hub.deliver(p, &event());
+        hub.deliver(p, &event()); // dropped: behind from now
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(name(sub.next().await), "gap");
+        assert_eq!(name(sub.next().await), "pong", "caught up: no longer behind");
+        hub.deliver(p, &event());
+        hub.deliver(p, &event()); // behind again
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(matches!(sub.next().await, Next::End(End::TooSlow)));
     }
 
     #[tokio::test]
     async fn eviction_ends_only_the_matching_sessions() {
-        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let hub = hub();
         let (p, q) = (ProfileId::random(), ProfileId::random());
         let (ada, bob) = (UserId::random(), UserId::random());
         let mut ada_on_p = hub.subscribe(p, ada, 1);
         let ada_on_q = hub.subscribe(q, ada, 1);
         let bob_on_p = hub.subscribe(p, bob, 1);
         assert_eq!(hub.evict(|u, pr| u == ada && pr == p), 1);
-        assert!(matches!(ada_on_p.next().await, Next::Evicted));
-        assert!(!ada_on_q.slot.evicted.is_cancelled());
-        assert!(!bob_on_p.slot.evicted.is_cancelled());
+        assert!(matches!(ada_on_p.next().await, Next::End(End::NotAMember)));
+        assert!(!ada_on_q.handle().is_ended());
+        assert!(!bob_on_p.handle().is_ended());
+    }
+
+    #[tokio::test]
+    async fn a_handle_ends_its_session_with_its_reason() {
+        let hub = hub();
+        let p = ProfileId::random();
+        let mut sub = hub.subscribe(p, UserId::random(), 1);
+        let handles = hub.sessions();
+        assert_eq!(handles.len(), 1);
+        handles[0].end(End::Reconnect(ReconnectReason::Draining));
+        assert!(matches!(
+            sub.next().await,
+            Next::End(End::Reconnect(ReconnectReason::Draining))
+        ));
     }
 
     #[tokio::test]
     async fn delivery_to_a_user_reaches_all_their_sessions_only() {
-        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let hub = hub();
         let (p, q) = (ProfileId::random(), ProfileId::random());
         let (ada, bob) = (UserId::random(), UserId::random());
         let mut ada_p = hub.subscribe(p, ada, 2);
@@ -271,8 +486,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn messages_delivered_after_subscribing_are_in_the_window_or_the_queue() {
+        let hub = hub();
+        let p = ProfileId::random();
+        let before = MessageId::now();
+        hub.deliver_message(p, before, &event());
+        let (mut sub, recent) = hub.subscribe_since(p, UserId::random(), 4, before);
+        assert_eq!(recent.len(), 1, "the earlier message is in the window");
+        let after = MessageId::now();
+        hub.deliver_message(p, after, &event());
+        assert_eq!(name(sub.next().await), "pong", "the later one is queued");
+    }
+
+    #[tokio::test]
     async fn dropping_a_subscription_unsubscribes() {
-        let hub = Hub::new(Arc::new(EdgeMetrics::default()));
+        let hub = hub();
         let p = ProfileId::random();
         let sub = hub.subscribe(p, UserId::random(), 1);
         assert_eq!(hub.sessions_on(p), 1);

@@ -10,11 +10,18 @@
 //! - [`hub`]: which local sessions get it;
 //! - [`membership`]: who may open a stream on, or send to, a profile.
 //!
-//! Around them: [`app`] builds and serves an edge, [`routes`] lists its
-//! routes, [`events`] defines the JSON frames, [`error`] maps failures to
-//! statuses, [`capacity`] counts sessions, [`metrics`], [`settings`].
+//! A live session's life: [`session`] opens it (checks, the Redis lock,
+//! presence, replay of what a reconnecting client missed, from
+//! [`recovery`]) and says when it ends.
+//!
+//! Around them: [`app`] builds, serves and drains an edge, [`routes`] lists
+//! its routes, [`events`] defines the JSON frames, [`error`] maps failures
+//! to statuses and close codes, [`capacity`] counts sessions,
+//! [`availability`] says whether the edge takes more, [`metrics`],
+//! [`settings`].
 
 pub mod app;
+pub mod availability;
 pub mod capacity;
 pub mod error;
 pub mod events;
@@ -22,7 +29,9 @@ pub mod from_kafka;
 pub mod hub;
 pub mod membership;
 pub mod metrics;
+pub mod recovery;
 pub mod routes;
+pub mod session;
 pub mod settings;
 pub mod to_kafka;
 pub mod transport;

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Transport {
@@ -35,6 +36,16 @@ pub struct EdgeMetrics {
     pub queued_events: Counter,
     pub dropped_events: Counter,
     pub delivered_events: Counter,
+    /// Bytes of events waiting in session queues (an event queued for n
+    /// sessions counts n times).
+    pub queued_bytes: Gauge,
+    pub sessions_refused: Family<ReasonLabels, Counter>,
+    pub sessions_ended: Family<ReasonLabels, Counter>,
+    pub replayed_messages: Counter,
+    /// 0 available, 1 warning, 2 critical.
+    pub availability: Gauge,
+    pub event_loop_lag_seconds: Gauge<f64, AtomicU64>,
+    pub draining: Gauge,
 }
 
 impl Default for EdgeMetrics {
@@ -50,6 +61,13 @@ impl Default for EdgeMetrics {
             queued_events: Counter::default(),
             dropped_events: Counter::default(),
             delivered_events: Counter::default(),
+            queued_bytes: Gauge::default(),
+            sessions_refused: Family::default(),
+            sessions_ended: Family::default(),
+            replayed_messages: Counter::default(),
+            availability: Gauge::default(),
+            event_loop_lag_seconds: Gauge::default(),
+            draining: Gauge::default(),
         }
     }
 }
@@ -63,6 +81,18 @@ impl EdgeMetrics {
 
     pub fn refused(&self, reason: &'static str) {
         self.sends_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn session_refused(&self, reason: &'static str) {
+        self.sessions_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn session_ended(&self, reason: &'static str) {
+        self.sessions_ended
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
@@ -120,6 +150,43 @@ impl EdgeMetrics {
             "delivered_events",
             "Events written to clients",
             self.delivered_events.clone(),
+        );
+        r.register_with_unit(
+            "queued",
+            "Event bytes waiting in session queues",
+            Unit::Bytes,
+            self.queued_bytes.clone(),
+        );
+        r.register(
+            "sessions_refused",
+            "Streams refused, by reason (already_live, at_capacity, ...)",
+            self.sessions_refused.clone(),
+        );
+        r.register(
+            "sessions_ended",
+            "Sessions ended by the edge, by reason",
+            self.sessions_ended.clone(),
+        );
+        r.register(
+            "replayed_messages",
+            "Messages replayed to reconnecting clients",
+            self.replayed_messages.clone(),
+        );
+        r.register(
+            "availability",
+            "0 available, 1 warning (not ready), 2 critical (refusing sessions)",
+            self.availability.clone(),
+        );
+        r.register_with_unit(
+            "event_loop_lag",
+            "How late the event loop ran a timer, at the last probe",
+            Unit::Seconds,
+            self.event_loop_lag_seconds.clone(),
+        );
+        r.register(
+            "draining",
+            "1 while the edge drains its sessions before exiting",
+            self.draining.clone(),
         );
     }
 }

@@ -23,7 +23,7 @@ pub fn all(
     registry: Arc<Registry>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let ready_state = state.clone();
-    let ready = Arc::new(move || !ready_state.shutdown.is_cancelled());
+    let ready = Arc::new(move || ready_state.is_ready());
     let ops = rill_runtime::ops::routes(registry, ready);
     let edge_id = warp::http::HeaderValue::from_str(&state.edge_id)
         .unwrap_or_else(|_| warp::http::HeaderValue::from_static("edge"));

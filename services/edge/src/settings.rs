@@ -29,6 +29,11 @@ pub struct EdgeSettings {
     pub membership_cache_secs: u64,
     pub session: SessionSettings,
     pub limits: Limits,
+    pub heartbeat: Heartbeat,
+    pub lifetime: Lifetime,
+    pub recovery: Recovery,
+    pub drain: Drain,
+    pub availability: Availability,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub redis: RedisSettings,
@@ -55,8 +60,129 @@ pub struct Limits {
     /// Sends of one WebSocket session waiting for Kafka at once; past it the
     /// edge stops reading that socket until one completes. Default 32.
     pub max_inflight_sends: usize,
-    /// Seconds between SSE keep-alive comments. Default 15.
-    pub sse_keepalive_secs: u64,
+    /// A client whose socket takes longer than this to accept a write, or
+    /// that stays behind (events dropped, queue never empty) for longer,
+    /// is disconnected, in seconds. Default 10.
+    pub slow_client_secs: u64,
+}
+
+/// Keeping idle sessions alive, and finding the dead ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Seconds between WebSocket pings and SSE comments. Below the idle
+    /// timeouts of every proxy on the way (Traefik's default is 180 s).
+    /// Default 15.
+    pub interval_secs: u64,
+    /// A WebSocket client that sends nothing (not even a pong) for
+    /// `interval_secs + timeout_secs` is closed and its lock released.
+    /// Default 10.
+    pub timeout_secs: u64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            interval_secs: 15,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// A maximum session lifetime, so that long-lived clients spread over the
+/// edges added by a scale-out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lifetime {
+    /// Seconds after which a session gets `reconnect` and is closed; 0 is
+    /// no limit. Default 0 (off).
+    pub max_secs: u64,
+    /// A random 0..dither_secs added to each session's lifetime, so that
+    /// sessions opened together do not all reconnect together. Default 0.
+    pub dither_secs: u64,
+}
+
+/// What a reconnecting client gets back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recovery {
+    /// Recent messages the edge keeps per profile (every profile it saw a
+    /// message on), for clients that come back before persist stored them.
+    /// Default 256.
+    pub window_messages: usize,
+    /// How long a message stays in that window, in seconds. Default 60.
+    pub window_secs: u64,
+    /// Most messages replayed to one reconnecting client; past it the client
+    /// gets the newest ones and a `gap`. Default 5000.
+    pub max_replay: usize,
+    /// Replay starts this many ms before the client's last seen message, so
+    /// that a message with a smaller id that arrived later is not lost
+    /// (clients drop what they already have, by id). Default 2000.
+    pub slack_ms: u64,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Self {
+            window_messages: 256,
+            window_secs: 60,
+            max_replay: 5000,
+            slack_ms: 2000,
+        }
+    }
+}
+
+/// Leaving on SIGTERM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Drain {
+    /// Seconds over which sessions are told to reconnect, spread evenly;
+    /// the edge exits at the end of it at the latest. Keep it below the
+    /// orchestrator's grace period. Default 20.
+    pub window_secs: u64,
+    /// Most milliseconds a client is told to wait before reconnecting (a
+    /// random 0..this each), so that they do not all land at once. Default
+    /// 1000.
+    pub reconnect_jitter_ms: u64,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            window_secs: 20,
+            reconnect_jitter_ms: 1000,
+        }
+    }
+}
+
+/// When the edge is available, warning (not ready: no new sessions from the
+/// ingress, current ones stay) or critical (new sessions get 503).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Availability {
+    /// Warning from this share of `limits.max_connections`, in percent.
+    /// Default 80.
+    pub warning_percent: u8,
+    /// Critical from this share of `limits.max_connections`. Default 100.
+    pub critical_percent: u8,
+    /// Warning when the event loop runs this late, in ms. Default 100.
+    pub lag_warning_ms: u64,
+    /// Critical when the event loop runs this late, in ms. Default 500.
+    pub lag_critical_ms: u64,
+    /// How often the event-loop lag is probed, in ms. Default 250.
+    pub probe_interval_ms: u64,
+}
+
+impl Default for Availability {
+    fn default() -> Self {
+        Self {
+            warning_percent: 80,
+            critical_percent: 100,
+            lag_warning_ms: 100,
+            lag_critical_ms: 500,
+            probe_interval_ms: 250,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -67,7 +193,7 @@ impl Default for Limits {
             max_connections: 10_000,
             session_queue_depth: 256,
             max_inflight_sends: 32,
-            sse_keepalive_secs: 15,
+            slow_client_secs: 10,
         }
     }
 }
@@ -82,6 +208,11 @@ impl Default for EdgeSettings {
             membership_cache_secs: 30,
             session: SessionSettings::default(),
             limits: Limits::default(),
+            heartbeat: Heartbeat::default(),
+            lifetime: Lifetime::default(),
+            recovery: Recovery::default(),
+            drain: Drain::default(),
+            availability: Availability::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
             redis: RedisSettings::default(),
@@ -97,6 +228,7 @@ impl ServiceSettings for EdgeSettings {
         self.store.validate()?;
         self.redis.validate()?;
         self.limits.validate()?;
+        self.validate_sessions()?;
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(SettingsError::invalid(
@@ -139,10 +271,47 @@ impl Limits {
                 "must be at least twice limits.max_message_bytes plus 1024",
             ));
         }
-        if self.sse_keepalive_secs == 0 {
+        if self.slow_client_secs == 0 {
             return Err(SettingsError::invalid(
-                "limits.sse_keepalive_secs",
+                "limits.slow_client_secs",
                 "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl EdgeSettings {
+    fn validate_sessions(&self) -> Result<(), SettingsError> {
+        let positive = [
+            ("heartbeat.interval_secs", self.heartbeat.interval_secs),
+            ("heartbeat.timeout_secs", self.heartbeat.timeout_secs),
+            ("recovery.window_messages", self.recovery.window_messages as u64),
+            ("recovery.window_secs", self.recovery.window_secs),
+            ("recovery.max_replay", self.recovery.max_replay as u64),
+            ("drain.window_secs", self.drain.window_secs),
+            ("availability.probe_interval_ms", self.availability.probe_interval_ms),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(SettingsError::invalid(field, "must be above 0"));
+        }
+        let a = &self.availability;
+        if !(1..=100).contains(&a.critical_percent) || a.warning_percent > a.critical_percent {
+            return Err(SettingsError::invalid(
+                "availability.warning_percent",
+                "need 0 <= warning_percent <= critical_percent <= 100, critical above 0",
+            ));
+        }
+        if a.lag_warning_ms > a.lag_critical_ms {
+            return Err(SettingsError::invalid(
+                "availability.lag_warning_ms",
+                "must not be above availability.lag_critical_ms",
+            ));
+        }
+        if self.lifetime.max_secs == 0 && self.lifetime.dither_secs > 0 {
+            return Err(SettingsError::invalid(
+                "lifetime.dither_secs",
+                "needs lifetime.max_secs above 0",
             ));
         }
         Ok(())
@@ -179,6 +348,23 @@ mod tests {
         s.limits.max_connections = 0;
         let err = s.validate().expect_err("must fail");
         assert!(err.to_string().contains("limits.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn session_settings_name_their_field() {
+        let mut s = valid();
+        s.availability.warning_percent = 90;
+        s.availability.critical_percent = 80;
+        let err = s.validate().expect_err("warning above critical");
+        assert!(err.to_string().contains("availability.warning_percent"), "{err}");
+        let mut s = valid();
+        s.drain.window_secs = 0;
+        let err = s.validate().expect_err("no window");
+        assert!(err.to_string().contains("drain.window_secs"), "{err}");
+        let mut s = valid();
+        s.lifetime.dither_secs = 5;
+        let err = s.validate().expect_err("dither without lifetime");
+        assert!(err.to_string().contains("lifetime.dither_secs"), "{err}");
     }
 
     #[test]

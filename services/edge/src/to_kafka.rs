@@ -1,20 +1,22 @@
 //! Where a message goes to Kafka: validated, given its id, encoded as
 //! protobuf, keyed by its sender, and acknowledged to the client only once
-//! Kafka acknowledged it.
+//! Kafka acknowledged it. Presence changes (a session opened or closed) go
+//! the same way, to the presence topic.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rill_domain::{ChatMessage, MessageBody, MessageId, ProfileId, UserId};
+use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
 
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
 
-/// Publishes chat messages to the message topic.
+/// Publishes chat messages to the message topic, and presence changes.
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    presence_topic: String,
     edge_id: String,
     max_body_bytes: usize,
     timeout: Duration,
@@ -33,6 +35,7 @@ impl Publisher {
     pub fn new(
         producer: FutureProducer,
         topic: String,
+        presence_topic: String,
         edge_id: String,
         max_body_bytes: usize,
         timeout: Duration,
@@ -41,6 +44,7 @@ impl Publisher {
         Self {
             producer,
             topic,
+            presence_topic,
             edge_id,
             max_body_bytes,
             timeout,
@@ -94,6 +98,19 @@ impl Publisher {
         }
     }
 
+    /// Publishes a presence change and waits for Kafka's answer; a failure
+    /// is logged (presence is a view: the registry in Redis stays right).
+    pub async fn presence(&self, change: PresenceChange) {
+        let key = change.key();
+        let payload = change.encode();
+        let record = FutureRecord::to(&self.presence_topic)
+            .key(&key)
+            .payload(&payload);
+        if let Err((err, _)) = self.producer.send(record, self.timeout).await {
+            tracing::warn!(error = %err, user_id = %change.user, profile_id = %change.profile, joined = change.joined, "presence change not published");
+        }
+    }
+
     /// Waits for queued messages to reach Kafka, at most `timeout`.
     pub fn flush(&self, timeout: Duration) {
         use rdkafka::producer::Producer as _;
@@ -103,7 +120,7 @@ impl Publisher {
     }
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

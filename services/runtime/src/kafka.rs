@@ -80,7 +80,7 @@ pub fn partitions_of(
     Ok(partitions)
 }
 
-/// Creates the message, directory and push topics, each with
+/// Creates the message, directory, push and presence topics, each with
 /// `settings.partitions` partitions. Topics that exist are left as they are.
 pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -90,6 +90,7 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
         &settings.message_topic,
         &settings.directory_topic,
         &settings.push_topic,
+        &settings.presence_topic,
     ];
     let new_topics: Vec<NewTopic> = topics
         .iter()

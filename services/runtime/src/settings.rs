@@ -120,6 +120,9 @@ pub struct KafkaSettings {
     pub directory_topic: String,
     /// Topic of server-side publishes, keyed by target. Default `rill.push`.
     pub push_topic: String,
+    /// Topic of presence changes (a user's session on a profile opened or
+    /// closed), keyed by user. Default `rill.presence`.
+    pub presence_topic: String,
     /// Partitions of each topic when `rill-admin create-topics` creates it.
     /// Default 8.
     pub partitions: i32,
@@ -142,6 +145,7 @@ impl Default for KafkaSettings {
             message_topic: "rill.messages".into(),
             directory_topic: "rill.directory".into(),
             push_topic: "rill.push".into(),
+            presence_topic: "rill.presence".into(),
             partitions: 8,
             idempotence: true,
             linger_ms: 1,
@@ -162,6 +166,7 @@ impl KafkaSettings {
         if self.message_topic.is_empty()
             || self.directory_topic.is_empty()
             || self.push_topic.is_empty()
+            || self.presence_topic.is_empty()
         {
             return Err(SettingsError::invalid(
                 "kafka.message_topic",

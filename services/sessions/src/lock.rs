@@ -1,26 +1,63 @@
 //! The live-session lock: at most one live session per (user, profile) in
-//! the whole cluster.
+//! the whole cluster, over one Redis or a majority of several (Redlock).
 //!
-//! `SET key token NX PX ttl` takes the lock with a random token; a refresh
-//! or a release first checks the token (in a Lua script, atomically), so an
-//! edge can never extend or drop a lock that expired and was taken by
-//! another. Each acquisition gets a fencing number from `INCR`, which only
-//! grows. (Not wired into the edge yet; Redlock over several Redis servers
-//! comes with it.)
+//! Taking the lock sets `{prefix}:lock:{user}:{profile}` to a random token
+//! with `NX` and a TTL, on every server at once; it is held when a majority
+//! said yes within the TTL. A refresh or a release first compares the token
+//! (in a Lua script, atomically), so an edge can never extend or drop a lock
+//! that expired and was taken by another.
+//!
+//! Fencing: each server keeps one counter, `{prefix}:fence`. An acquisition
+//! increments it on every server that granted the lock (never below the
+//! current time in ms, so a server restarted without its data does not go
+//! back), takes the largest value as the lock's fence, and raises the
+//! counters of those servers to that value before the lock counts as held.
+//! The next holder of the same pair needs a majority too, so it meets at
+//! least one of those servers after this lock left it, and its fence is
+//! larger. Fences grow across all pairs, not only per pair.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionManager;
 use rill_domain::{ProfileId, UserId};
 
-use crate::SessionsError;
+use crate::nodes::Nodes;
 
-/// Extends the lock only if it still holds our token.
-const REFRESH: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+/// Takes the lock and bumps the fence counter; returns the fence, or 0 when
+/// the lock is held by someone else.
+const ACQUIRE: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
 end
-return 0";
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+local floor = tonumber(ARGV[3])
+if fence < floor then fence = floor end
+redis.call('SET', KEYS[2], string.format('%d', fence))
+return fence";
+
+/// Raises the fence counter to ARGV[2] while the lock holds our token.
+const RAISE_FENCE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1";
+
+/// Extends each lock in KEYS whose value is its token (ARGV[i + 1]) by
+/// ARGV[1] ms; one 1 (extended) or 0 (not ours) per key.
+const REFRESH: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out";
 
 /// Deletes the lock only if it still holds our token.
 const RELEASE: &str = r"
@@ -29,20 +66,50 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
+/// Locks refreshed by one script call, so that no call holds a server for
+/// long.
+const REFRESH_CHUNK: usize = 500;
+
 /// A held lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
     pub user: UserId,
     pub profile: ProfileId,
     token: String,
-    /// Grows with every acquisition of this pair's lock.
+    /// Larger than the fence of every earlier holder of this pair's lock.
     pub fence: u64,
 }
 
-/// Takes, refreshes and releases live-session locks in one Redis.
+/// Why a lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another session holds it.
+    #[error("a live session of this user on this profile is already open")]
+    Busy,
+    /// Too few Redis servers answered to know: refuse rather than guess.
+    #[error("only {granted_or_busy} of {servers} Redis servers answered; {needed} are needed")]
+    NoQuorum {
+        granted_or_busy: usize,
+        servers: usize,
+        needed: usize,
+    },
+}
+
+/// What a refresh found out about one lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// A majority extended it.
+    Held,
+    /// A majority no longer holds it: it expired, maybe taken by another.
+    Lost,
+    /// Too few servers answered to say.
+    Unknown,
+}
+
+/// Takes, refreshes and releases live-session locks.
 #[derive(Clone)]
 pub struct LockManager {
-    redis: ConnectionManager,
+    nodes: Nodes,
     prefix: String,
     ttl: Duration,
 }
@@ -50,7 +117,7 @@ pub struct LockManager {
 impl std::fmt::Debug for LockManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockManager")
-            .field("prefix", &self.prefix)
+            .field("nodes", &self.nodes)
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -58,69 +125,187 @@ impl std::fmt::Debug for LockManager {
 
 impl LockManager {
     /// Locks that expire `ttl` after their last refresh.
-    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, SessionsError> {
-        let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
-        Ok(Self {
-            redis,
+    pub fn new(nodes: Nodes, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            nodes,
             prefix: prefix.to_owned(),
             ttl,
-        })
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     fn key(&self, user: UserId, profile: ProfileId) -> String {
         format!("{}:lock:{user}:{profile}", self.prefix)
     }
 
-    /// The lock of (user, profile), or `None` if someone holds it.
-    pub async fn acquire(
-        &self,
-        user: UserId,
-        profile: ProfileId,
-    ) -> Result<Option<Lock>, SessionsError> {
+    fn fence_key(&self) -> String {
+        format!("{}:fence", self.prefix)
+    }
+
+    /// The lock of (user, profile) if a majority grants it.
+    pub async fn acquire(&self, user: UserId, profile: ProfileId) -> Result<Lock, LockError> {
+        let started = Instant::now();
         let key = self.key(user, profile);
+        let fence_key = self.fence_key();
         let token = format!("{:032x}", rand::random::<u128>());
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
-            .query_async(&mut self.redis.clone())
-            .await?;
-        if taken.is_none() {
-            return Ok(None);
+        let ttl_ms = self.ttl.as_millis() as u64;
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let (key, fence_key, token) = (&key, &fence_key, &token);
+                async move {
+                    redis::Script::new(ACQUIRE)
+                        .key(key)
+                        .key(fence_key)
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .arg(now_ms())
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        let granted: Vec<(usize, u64)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                Ok(fence) if *fence > 0 => Some((i, *fence)),
+                _ => None,
+            })
+            .collect();
+        let busy = answers.iter().filter(|a| matches!(a, Ok(0))).count();
+        for (i, answer) in answers.iter().enumerate() {
+            if let Err(err) = answer {
+                tracing::warn!(redis = self.nodes.name(i), error = %err, "lock: Redis did not answer");
+            }
         }
-        let fence: u64 = redis::cmd("INCR")
-            .arg(format!("{key}:fence"))
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(Some(Lock {
+        let fence = granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
+        let mut lock = Lock {
             user,
             profile,
             token,
             fence,
-        }))
+        };
+        let mut holders = granted.len();
+        // Servers whose counter is behind the fence must catch up before
+        // the lock counts (see the module doc).
+        let behind: Vec<usize> = granted
+            .iter()
+            .filter(|(_, f)| *f < fence)
+            .map(|(i, _)| *i)
+            .collect();
+        if holders >= self.nodes.quorum() && !behind.is_empty() {
+            let raised = self
+                .nodes
+                .on(&behind, |mut conn| {
+                    let (key, fence_key, token) = (&key, &fence_key, &lock.token);
+                    async move {
+                        redis::Script::new(RAISE_FENCE)
+                            .key(key)
+                            .key(fence_key)
+                            .arg(token)
+                            .arg(fence)
+                            .invoke_async::<u64>(&mut conn)
+                            .await
+                    }
+                })
+                .await;
+            holders -= raised.iter().filter(|r| !matches!(r, Ok(1))).count();
+        }
+        // Redlock's validity check: a lock that took most of its TTL to
+        // take may already be expiring on the first servers.
+        let in_time = started.elapsed() < self.ttl / 2;
+        if holders >= self.nodes.quorum() && in_time {
+            return Ok(lock);
+        }
+        if !granted.is_empty() {
+            self.release(&lock).await;
+        }
+        lock.fence = 0;
+        if busy > 0 && busy + granted.len() >= self.nodes.quorum() {
+            return Err(LockError::Busy);
+        }
+        Err(LockError::NoQuorum {
+            granted_or_busy: busy + granted.len(),
+            servers: self.nodes.len(),
+            needed: self.nodes.quorum(),
+        })
     }
 
-    /// Extends `lock` by the TTL; false if it was lost (expired, or taken by
-    /// another since).
-    pub async fn refresh(&self, lock: &Lock) -> Result<bool, SessionsError> {
-        let done: i64 = redis::Script::new(REFRESH)
-            .key(self.key(lock.user, lock.profile))
-            .arg(&lock.token)
-            .arg(self.ttl.as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(done == 1)
+    /// Extends every lock in `locks` by the TTL; one outcome per lock, in
+    /// order. One script call per server per [`REFRESH_CHUNK`] locks.
+    pub async fn refresh(&self, locks: &[Lock]) -> Vec<Refresh> {
+        let mut outcomes = Vec::with_capacity(locks.len());
+        for chunk in locks.chunks(REFRESH_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|l| self.key(l.user, l.profile)).collect();
+            let ttl_ms = self.ttl.as_millis() as u64;
+            let answers = self
+                .nodes
+                .on_each(|mut conn: ConnectionManager| {
+                    let keys = &keys;
+                    async move {
+                        let script = redis::Script::new(REFRESH);
+                        let mut call = script.prepare_invoke();
+                        call.arg(ttl_ms);
+                        for (key, lock) in keys.iter().zip(chunk) {
+                            call.key(key).arg(&lock.token);
+                        }
+                        call.invoke_async::<Vec<i64>>(&mut conn).await
+                    }
+                })
+                .await;
+            outcomes.extend((0..chunk.len()).map(|i| {
+                let held = answers
+                    .iter()
+                    .filter(|a| matches!(a, Ok(v) if v.get(i) == Some(&1)))
+                    .count();
+                let gone = answers
+                    .iter()
+                    .filter(|a| matches!(a, Ok(v) if v.get(i) == Some(&0)))
+                    .count();
+                if held >= self.nodes.quorum() {
+                    Refresh::Held
+                } else if gone > self.nodes.len() - self.nodes.quorum() {
+                    Refresh::Lost
+                } else {
+                    Refresh::Unknown
+                }
+            }));
+        }
+        outcomes
     }
 
-    /// Releases `lock` if it is still ours; false if it was lost.
-    pub async fn release(&self, lock: &Lock) -> Result<bool, SessionsError> {
-        let done: i64 = redis::Script::new(RELEASE)
-            .key(self.key(lock.user, lock.profile))
-            .arg(&lock.token)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(done == 1)
+    /// Releases `lock` on every server that still holds it for us. A server
+    /// that does not answer lets it expire by its TTL.
+    pub async fn release(&self, lock: &Lock) {
+        let key = self.key(lock.user, lock.profile);
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let (key, token) = (&key, &lock.token);
+                async move {
+                    redis::Script::new(RELEASE)
+                        .key(key)
+                        .arg(token)
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        for (i, answer) in answers.iter().enumerate() {
+            if let Err(err) = answer {
+                tracing::debug!(redis = self.nodes.name(i), error = %err, "lock release: Redis did not answer; the TTL will");
+            }
+        }
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

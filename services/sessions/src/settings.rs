@@ -6,14 +6,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Redis URLs, a list or comma separated. Default `redis://127.0.0.1:6379`.
+    /// Redis URLs, a list or comma separated. Several URLs are independent
+    /// servers (not replicas): a live-session lock then needs a majority of
+    /// them (Redlock). Default `redis://127.0.0.1:6379`.
     #[serde(deserialize_with = "rill_runtime::settings::one_or_many")]
     pub urls: Vec<String>,
     /// Prefix of every key. Default `rill`.
     pub key_prefix: String,
-    /// How long a live session's entry lives without a refresh, in seconds:
-    /// how long the sessions of a crashed edge still count. Default 30.
+    /// How long a live session's lock and registry entry live without a
+    /// refresh, in seconds: how long the sessions of a crashed edge still
+    /// count, and so how long after a `kill -9` the same user can open the
+    /// same profile again. Default 30.
     pub session_ttl_secs: u64,
+    /// How long one Redis command may take (connect or answer), in
+    /// milliseconds; a server slower than that counts as down for that
+    /// command. Default 500.
+    pub timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -22,6 +30,7 @@ impl Default for RedisSettings {
             urls: vec!["redis://127.0.0.1:6379".into()],
             key_prefix: "rill".into(),
             session_ttl_secs: 30,
+            timeout_ms: 500,
         }
     }
 }
@@ -48,6 +57,12 @@ impl RedisSettings {
             return Err(SettingsError::invalid(
                 "redis.session_ttl_secs",
                 "must be between 3 and 3600",
+            ));
+        }
+        if !(10..=10_000).contains(&self.timeout_ms) {
+            return Err(SettingsError::invalid(
+                "redis.timeout_ms",
+                "must be between 10 and 10000",
             ));
         }
         if self.key_prefix.is_empty() {

@@ -1,48 +1,42 @@
-//! The live-session lock against a real Redis.
+//! The live-session lock against real Redis servers: one, and three
+//! independent ones (Redlock) of which some are killed.
 
 use std::time::Duration;
 
 use rill_domain::{ProfileId, UserId};
-use rill_sessions::LockManager;
+use rill_sessions::{LockError, LockManager, Nodes, RedisSettings, Refresh};
 use rill_testkit::redis::Redis;
 
-async fn locks(redis: &Redis, ttl: Duration) -> LockManager {
-    LockManager::connect(&redis.url(), "test", ttl)
-        .await
-        .expect("connect")
+fn locks(servers: &[&Redis], ttl: Duration) -> LockManager {
+    let settings = RedisSettings {
+        urls: servers.iter().map(|r| r.url()).collect(),
+        timeout_ms: 300,
+        ..RedisSettings::default()
+    };
+    LockManager::new(Nodes::new(&settings).expect("urls"), "test", ttl)
 }
+
+fn pair() -> (UserId, ProfileId) {
+    (UserId::random(), ProfileId::random())
+}
+
+const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn one_holder_per_pair_until_released() {
     let redis = Redis::start();
-    let (a, b) = (
-        locks(&redis, Duration::from_secs(30)).await,
-        locks(&redis, Duration::from_secs(30)).await,
-    );
-    let (user, profile) = (UserId::random(), ProfileId::random());
-    let first = a
-        .acquire(user, profile)
-        .await
-        .expect("redis")
-        .expect("free");
+    let (a, b) = (locks(&[&redis], LONG), locks(&[&redis], LONG));
+    let (user, profile) = pair();
+    let first = a.acquire(user, profile).await.expect("free");
     assert!(
-        b.acquire(user, profile).await.expect("redis").is_none(),
+        matches!(b.acquire(user, profile).await, Err(LockError::Busy)),
         "held by a"
     );
-    assert!(
-        b.acquire(user, ProfileId::random())
-            .await
-            .expect("redis")
-            .is_some(),
-        "other pairs are free"
-    );
-    assert!(a.release(&first).await.expect("redis"));
-    assert!(!a.release(&first).await.expect("redis"), "already released");
-    let second = b
-        .acquire(user, profile)
+    b.acquire(user, ProfileId::random())
         .await
-        .expect("redis")
-        .expect("free again");
+        .expect("other pairs are free");
+    a.release(&first).await;
+    let second = b.acquire(user, profile).await.expect("free again");
     assert!(
         second.fence > first.fence,
         "fencing numbers grow: {} then {}",
@@ -54,34 +48,94 @@ async fn one_holder_per_pair_until_released() {
 #[tokio::test]
 async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_touch_it() {
     let redis = Redis::start();
-    let short = locks(&redis, Duration::from_millis(300)).await;
-    let (user, profile) = (UserId::random(), ProfileId::random());
-    let old = short
-        .acquire(user, profile)
-        .await
-        .expect("redis")
-        .expect("free");
-    assert!(
-        short.refresh(&old).await.expect("redis"),
-        "a held lock refreshes"
-    );
+    let short = locks(&[&redis], Duration::from_millis(300));
+    let (user, profile) = pair();
+    let old = short.acquire(user, profile).await.expect("free");
+    assert_eq!(short.refresh(std::slice::from_ref(&old)).await, [Refresh::Held]);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let new = short
-        .acquire(user, profile)
+    let new = short.acquire(user, profile).await.expect("expired, so free");
+    assert_eq!(
+        short.refresh(&[old.clone(), new.clone()]).await,
+        [Refresh::Lost, Refresh::Held],
+        "the old holder lost it, the new one holds it"
+    );
+    short.release(&old).await;
+    assert!(
+        matches!(short.acquire(user, profile).await, Err(LockError::Busy)),
+        "releasing the old lock left the new one alone"
+    );
+}
+
+#[tokio::test]
+async fn a_majority_of_three_servers_is_enough_and_needed() {
+    let (a, b, c) = (Redis::start(), Redis::start(), Redis::start());
+    let locks = locks(&[&a, &b, &c], LONG);
+    let (user, profile) = pair();
+    let held = locks.acquire(user, profile).await.expect("all three up");
+
+    drop(a); // killed
+    let (user2, profile2) = pair();
+    let second = locks
+        .acquire(user2, profile2)
         .await
-        .expect("redis")
-        .expect("expired, so free");
+        .expect("two of three still make a majority");
+    assert!(second.fence > held.fence);
     assert!(
-        !short.refresh(&old).await.expect("redis"),
-        "the old holder lost it"
+        matches!(locks.acquire(user, profile).await, Err(LockError::Busy)),
+        "the lock taken on three servers still holds on the two left"
     );
+    assert_eq!(locks.refresh(std::slice::from_ref(&held)).await, [Refresh::Held]);
+
+    drop(b); // killed: one of three left
+    let refused = locks.acquire(UserId::random(), ProfileId::random()).await;
     assert!(
-        !short.release(&old).await.expect("redis"),
-        "and cannot release the new one"
+        matches!(refused, Err(LockError::NoQuorum { granted_or_busy: 1, servers: 3, needed: 2 })),
+        "one server of three must not grant a lock: {refused:?}"
     );
+    assert_eq!(
+        locks.refresh(std::slice::from_ref(&held)).await,
+        [Refresh::Unknown],
+        "one server cannot confirm a lock either"
+    );
+    let c_key_count = {
+        let client = redis::Client::open(c.url()).expect("url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("c is up");
+        redis::cmd("KEYS")
+            .arg("test:lock:*")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .expect("keys")
+            .len()
+    };
+    assert_eq!(c_key_count, 2, "the refused attempt left no lock behind");
+}
+
+#[tokio::test]
+async fn fences_grow_when_the_majority_changes_and_servers_lose_their_data() {
+    let (a, b, c) = (Redis::start(), Redis::start(), Redis::start());
+    let (a_addr, c_addr) = (a.addr, c.addr);
+    let locks = locks(&[&a, &b, &c], LONG);
+    let (user, profile) = pair();
+    let first = locks.acquire(user, profile).await.expect("all up");
+    locks.release(&first).await;
+
+    drop(a);
+    let second = locks.acquire(user, profile).await.expect("b and c");
+    locks.release(&second).await;
+    assert!(second.fence > first.fence);
+
+    // a and c come back empty (no persistence), b dies: the new majority
+    // has never seen the counters of the last acquisition.
+    let _a = Redis::start_on(a_addr);
+    drop(c);
+    let _c = Redis::start_on(c_addr);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let third = locks.acquire(user, profile).await.expect("a and c, empty");
     assert!(
-        short.acquire(user, profile).await.expect("redis").is_none(),
-        "the new holder still has it"
+        third.fence > second.fence,
+        "fences never go back: {} after {}",
+        third.fence,
+        second.fence
     );
-    assert!(short.release(&new).await.expect("redis"));
 }

@@ -15,7 +15,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Self {
-        let addr = free_addr();
+        Self::start_on(free_addr())
+    }
+
+    /// A new, empty server on `addr` (say, where a killed one was).
+    pub fn start_on(addr: SocketAddr) -> Self {
         let port = addr.port().to_string();
         let mut command = Command::new(tools::redis_server());
         command.args([

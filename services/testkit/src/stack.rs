@@ -273,6 +273,9 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, db: &TempDb, n: usize) -> E
     settings.store = db.settings();
     settings.redis = redis_settings(redis);
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
+    // Tests stop edges often: drain quickly.
+    settings.drain.window_secs = 2;
+    settings.drain.reconnect_jitter_ms = 100;
     settings
 }
 

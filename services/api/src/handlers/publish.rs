@@ -42,7 +42,7 @@ pub async fn to_profile(
     let profile = profiles::existing(state, id.parse()?).await?.id;
     let request = parse_request(state, ct, body)?;
     let id = send(state, PushTarget::Profile(profile), request).await?;
-    let sessions = state.live.live_on(profile).await?;
+    let sessions = state.live.live_users(profile).await?.len();
     Ok(json(StatusCode::ACCEPTED, &Published { id, sessions }))
 }
 

@@ -1,6 +1,9 @@
-//! Server-Sent Events: `GET /live/{profile}/sse`. The stream opens with a
-//! `ready` event; each message event carries its id as the SSE `id:`, so a
-//! browser's EventSource sends it back as `Last-Event-ID` when it reconnects.
+//! Server-Sent Events: `GET /live/{profile}/sse`. The stream opens with
+//! `ready` and `presence`; each message event carries its id as the SSE
+//! `id:`, so a browser's EventSource sends it back as `Last-Event-ID` when
+//! it reconnects, and gets what it missed (`?last_id=` does the same for
+//! clients that reconnect by hand). A comment every
+//! `heartbeat.interval_secs` keeps idle streams open through proxies.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,9 +16,10 @@ use warp::reply::Response;
 use crate::app::EdgeState;
 use crate::error::EdgeError;
 use crate::events::{Outbound, ServerEvent};
-use crate::hub::Next;
+use crate::hub::{End, Next};
 use crate::metrics::Transport;
-use crate::transport::{LiveSession, authenticate, open_session};
+use crate::session::{self, LiveSession};
+use crate::transport::{authenticate, query_param};
 
 pub fn routes(
     state: Arc<EdgeState>,
@@ -24,10 +28,24 @@ pub fn routes(
         .and(warp::get())
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::optional::<String>("cookie"))
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(
+            warp::query::raw()
+                .or(warp::any().map(String::new))
+                .unify(),
+        )
         .then(
-            |profile: String, state: Arc<EdgeState>, cookie: Option<String>| async move {
+            |profile: String,
+             state: Arc<EdgeState>,
+             cookie: Option<String>,
+             last_event_id: Option<String>,
+             query: String| async move {
+                let last_id = last_event_id
+                    .as_deref()
+                    .filter(|id| !id.is_empty())
+                    .or_else(|| query_param(&query, "last_id"));
                 let opened = match authenticate(&state, cookie.as_deref()) {
-                    Ok(user) => open_session(&state, user, &profile, Transport::Sse).await,
+                    Ok(user) => session::open(&state, user, &profile, Transport::Sse, last_id).await,
                     Err(err) => Err(err),
                 };
                 opened
@@ -37,47 +55,53 @@ pub fn routes(
         )
 }
 
-/// Where a session's stream stands.
-enum Step {
-    Ready(Arc<Outbound>),
-    Live,
-    Ended,
-}
-
-fn stream(state: &EdgeState, session: LiveSession) -> Response {
-    let ready = session.ready_event(&state.edge_id);
+fn stream(state: &Arc<EdgeState>, session: LiveSession) -> Response {
+    let events = futures_util::stream::unfold(
+        (session, state.clone(), false),
+        |(mut session, state, ended)| async move {
+            if ended {
+                return None;
+            }
+            match session.next().await {
+                Next::Event(event) => Some((event, (session, state, false))),
+                Next::End(end) => {
+                    let (last, reason) = last_event(end, &state);
+                    state.metrics.session_ended(reason);
+                    tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "SSE session ended");
+                    last.map(|event| (event, (session, state, true)))
+                }
+            }
+        },
+    );
     let metrics = state.metrics.clone();
-    let start = (session, Step::Ready(ready));
-    let events = futures_util::stream::unfold(start, |(mut session, step)| async move {
-        let next = match step {
-            Step::Ready(ready) => ready,
-            Step::Ended => return None,
-            Step::Live => match session.subscription.next().await {
-                Next::Event(event) => event,
-                // The user was unbound: say so, then end the stream.
-                Next::Evicted => return Some((not_a_member(), (session, Step::Ended))),
-            },
-        };
-        Some((next, (session, Step::Live)))
-    })
-    .map(move |out| {
+    let events = events.map(move |out| {
         metrics.delivered_events.inc();
         Ok::<_, Infallible>(to_sse(&out))
-    })
-    .take_until(state.shutdown.clone().cancelled_owned());
-    let keepalive = Duration::from_secs(state.settings.limits.sse_keepalive_secs);
-    let stream = warp::sse::keep_alive().interval(keepalive).stream(events);
+    });
+    let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
+    let stream = warp::sse::keep_alive().interval(heartbeat).stream(events);
     warp::reply::Reply::into_response(warp::sse::reply(stream))
 }
 
-fn not_a_member() -> Arc<Outbound> {
-    let err = EdgeError::NotAMember;
-    ServerEvent::Error {
-        code: err.code(),
-        message: &err.to_string(),
-        reference: None,
+/// The event that ends a stream (if any), and why it ends.
+fn last_event(end: End, state: &EdgeState) -> (Option<Arc<Outbound>>, &'static str) {
+    match end {
+        End::NotAMember => {
+            let err = EdgeError::NotAMember;
+            let event = ServerEvent::Error {
+                code: err.code(),
+                message: &err.to_string(),
+                reference: None,
+            }
+            .to_outbound();
+            (Some(event), "not_a_member")
+        }
+        End::Reconnect(why) => (
+            Some(session::reconnect_event(why, state.settings.drain.reconnect_jitter_ms)),
+            why.as_str(),
+        ),
+        End::TooSlow => (None, "too_slow"),
     }
-    .to_outbound()
 }
 
 fn to_sse(out: &Outbound) -> warp::sse::Event {
@@ -85,7 +109,7 @@ fn to_sse(out: &Outbound) -> warp::sse::Event {
         .event(out.name)
         .data(out.json.as_str());
     match &out.id {
-        Some(id) => event.id(id.as_str()),
+        Some(id) => event.id(id.to_string()),
         None => event,
     }
 }

@@ -6,11 +6,13 @@
 //! memory (see docs/ARCHITECTURE.md).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesUnordered, SplitSink};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -21,19 +23,19 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use crate::app::EdgeState;
-use crate::error::EdgeError;
+use crate::error::{EdgeError, close_code};
 use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
-use crate::hub::Next;
+use crate::hub::{End, Next};
 use crate::metrics::Transport;
-use crate::transport::{LiveSession, authenticate, open_session};
+use crate::session::{self, LiveSession};
+use crate::transport::{authenticate, query_param};
 
 /// Read and write buffer of each socket. Frames larger than this are still
 /// read whole; the buffer only grows for them.
 const SOCKET_BUFFER_BYTES: usize = 1024;
 
-/// Close code when the user is unbound from the profile (4000-4999 are the
-/// application's; 4403 echoes HTTP 403).
-pub const NOT_A_MEMBER_CLOSE_CODE: u16 = 4403;
+/// How long a close frame may take to write before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn routes(
     state: Arc<EdgeState>,
@@ -43,9 +45,15 @@ pub fn routes(
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
+        .and(
+            warp::query::raw()
+                .or(warp::any().map(String::new))
+                .unify(),
+        )
         .then(
-            |profile: String, state: Arc<EdgeState>, headers: HeaderMap, on_upgrade| async move {
-                upgrade(&state, &profile, &headers, on_upgrade)
+            |profile: String, state: Arc<EdgeState>, headers: HeaderMap, on_upgrade, query: String| async move {
+                let last_id = query_param(&query, "last_id");
+                upgrade(&state, &profile, &headers, on_upgrade, last_id)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
             },
@@ -57,33 +65,38 @@ async fn upgrade(
     profile: &str,
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
+    last_id: Option<&str>,
 ) -> Result<Response, EdgeError> {
     let cookie = headers.get("cookie").and_then(|v| v.to_str().ok());
     let user = authenticate(state, cookie)?;
     let accept = accept_key(headers)?;
     check_origin(headers, &state.settings.allowed_origins)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
-    let session = open_session(state, user, profile, Transport::Websocket).await?;
+    // A second session of the pair is refused after the upgrade, with a
+    // close code a browser can read (it cannot read an HTTP status).
+    let opened = match session::open(state, user, profile, Transport::Websocket, last_id).await {
+        Err(EdgeError::AlreadyLive) => None,
+        opened => Some(opened?),
+    };
     let state = state.clone();
     state.tasks.clone().spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let max = state.settings.limits.max_frame_bytes;
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(SOCKET_BUFFER_BYTES)
-                    .write_buffer_size(0)
-                    .max_write_buffer_size(max + SOCKET_BUFFER_BYTES)
-                    .max_message_size(Some(max))
-                    .max_frame_size(Some(max));
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
+        };
+        let max = state.settings.limits.max_frame_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(SOCKET_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max + SOCKET_BUFFER_BYTES)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-                run(socket, session, &state).await;
-            }
-            Err(err) => tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
+        match opened {
+            Some(session) => run(socket, session, &state).await,
+            None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
         }
     });
     let mut response = Response::new(Default::default());
@@ -99,6 +112,14 @@ async fn upgrade(
         warp::http::HeaderValue::from_str(&accept).map_err(|_| EdgeError::NotUpgrade)?,
     );
     Ok(response)
+}
+
+/// Says why in an error event, then closes with `code`.
+async fn refuse(socket: Socket, err: &EdgeError, code: u16) {
+    let (mut sink, _) = socket.split();
+    let event = error_event(err, None);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Text(event.json.clone()))).await;
+    close(&mut sink, code, "already live").await;
 }
 
 /// The `Sec-WebSocket-Accept` answer, if this is a WebSocket upgrade.
@@ -145,69 +166,102 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Sink = SplitSink<Socket, Message>;
 
 /// One session: hub events out, client frames in, sends in flight awaited
-/// side by side (at most `limits.max_inflight_sends`).
+/// side by side (at most `limits.max_inflight_sends`), a ping every
+/// `heartbeat.interval_secs`.
 async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
     let (mut sink, mut stream) = socket.split();
     let mut pending = FuturesUnordered::new();
-    let max_inflight = state.settings.limits.max_inflight_sends;
-    if write(&mut sink, &session.ready_event(&state.edge_id), state)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
+    let limits = &state.settings.limits;
+    let write_timeout = Duration::from_secs(limits.slow_client_secs);
+    let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
+    let silence_allowed = heartbeat + Duration::from_secs(state.settings.heartbeat.timeout_secs);
+    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let ended = loop {
         let out = tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                close(&mut sink, CloseCode::Away, "edge shutting down: reconnect").await;
-                break;
-            }
-            next = session.subscription.next() => match next {
+            next = session.next() => match next {
                 Next::Event(event) => event,
-                Next::Evicted => {
-                    let _ = write(&mut sink, &error_event(&EdgeError::NotAMember, None), state).await;
-                    let code = CloseCode::Library(NOT_A_MEMBER_CLOSE_CODE);
-                    close(&mut sink, code, "no longer a member of this profile").await;
-                    break;
-                }
+                Next::End(end) => break end_session(&mut sink, end, state).await,
             },
             Some((reference, result)) = pending.next(), if !pending.is_empty() => {
                 send_result(reference, result)
             }
-            frame = stream.next(), if pending.len() < max_inflight => match frame {
-                Some(Ok(Message::Text(text))) => match handle_frame(&text, &session) {
-                    Ok(Request::Send { body, reference }) => {
-                        let (user, profile) = (session.user, session.profile);
-                        pending.push(async move {
-                            (reference, state.publisher.publish(user, profile, body).await)
-                        });
-                        continue;
-                    }
-                    Ok(Request::Ping) => ServerEvent::Pong.to_outbound(),
-                    Err((err, reference)) => error_event(&err, reference.as_deref()),
-                },
-                Some(Ok(Message::Binary(_))) => error_event(&EdgeError::BinaryFrame, None),
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
-                Some(Err(tungstenite::Error::Capacity(err))) => {
-                    tracing::info!(user_id = %session.user, error = %err, "frame too large: closing");
-                    close(&mut sink, CloseCode::Size, "frame too large").await;
-                    break;
+            _ = ping.tick() => {
+                if last_heard.elapsed() > silence_allowed {
+                    break "heartbeat_timeout";
                 }
-                Some(Err(err)) => {
-                    tracing::debug!(user_id = %session.user, error = %err, "WebSocket read failed");
-                    break;
+                match tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => break "closed",
+                    Err(_) => break "too_slow",
+                }
+            }
+            frame = stream.next(), if pending.len() < limits.max_inflight_sends => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => match handle_frame(&text, &session) {
+                        Ok(Request::Send { body, reference }) => {
+                            let (user, profile) = (session.user, session.profile);
+                            pending.push(async move {
+                                (reference, state.publisher.publish(user, profile, body).await)
+                            });
+                            continue;
+                        }
+                        Ok(Request::Ping) => ServerEvent::Pong.to_outbound(),
+                        Err((err, reference)) => error_event(&err, reference.as_deref()),
+                    },
+                    Some(Ok(Message::Binary(_))) => error_event(&EdgeError::BinaryFrame, None),
+                    Some(Ok(Message::Close(_))) | None => break "closed",
+                    Some(Ok(_)) => continue, // pings and pongs: tungstenite answers pings itself
+                    Some(Err(tungstenite::Error::Capacity(err))) => {
+                        tracing::info!(user_id = %session.user, error = %err, "frame too large: closing");
+                        close(&mut sink, close_code::TOO_LARGE, "frame too large").await;
+                        break "frame_too_large";
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(user_id = %session.user, error = %err, "WebSocket read failed");
+                        break "closed";
+                    }
                 }
             },
         };
-        if write(&mut sink, &out, state).await.is_err() {
-            break;
+        match tokio::time::timeout(write_timeout, write(&mut sink, &out, state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break "closed",
+            Err(_) => break "too_slow",
         }
-    }
+    };
+    state.metrics.session_ended(ended);
+    tracing::info!(user_id = %session.user, profile_id = %session.profile, reason = ended, "WebSocket session ended");
     // Sends already handed to Kafka complete; their acks have no reader.
     while pending.next().await.is_some() {}
+}
+
+/// Tells the client why its session ends, then closes; the reason, for
+/// metrics.
+async fn end_session(sink: &mut Sink, end: End, state: &EdgeState) -> &'static str {
+    let (event, code, reason) = match end {
+        End::NotAMember => (
+            Some(error_event(&EdgeError::NotAMember, None)),
+            close_code::NOT_A_MEMBER,
+            "not_a_member",
+        ),
+        End::Reconnect(why) => (
+            Some(crate::session::reconnect_event(why, state.settings.drain.reconnect_jitter_ms)),
+            close_code::GOING_AWAY,
+            why.as_str(),
+        ),
+        End::TooSlow => (None, close_code::TOO_SLOW, "too_slow"),
+    };
+    if let Some(event) = event {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write(sink, &event, state)).await;
+    }
+    close(sink, code, reason).await;
+    reason
 }
 
 enum Request {
@@ -257,26 +311,18 @@ fn error_event(err: &EdgeError, reference: Option<&str>) -> Arc<Outbound> {
     .to_outbound()
 }
 
-async fn write(
-    sink: &mut futures_util::stream::SplitSink<Socket, Message>,
-    out: &Outbound,
-    state: &EdgeState,
-) -> Result<(), tungstenite::Error> {
+async fn write(sink: &mut Sink, out: &Outbound, state: &EdgeState) -> Result<(), tungstenite::Error> {
     sink.send(Message::Text(out.json.clone())).await?;
     state.metrics.delivered_events.inc();
     Ok(())
 }
 
-async fn close(
-    sink: &mut futures_util::stream::SplitSink<Socket, Message>,
-    code: CloseCode,
-    reason: &'static str,
-) {
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
     let frame = CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: reason.into(),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }
 
 #[cfg(test)]

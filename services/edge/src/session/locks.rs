@@ -1,0 +1,185 @@
+//! The locks of this edge's live sessions: taken when a session opens,
+//! refreshed together every `ttl / 3` (with the registry entries in Redis),
+//! released when the session closes, after its `leave` reached Kafka (so
+//! that the next session of the pair, which can only start once the lock is
+//! free, publishes its `join` after this `leave`).
+//!
+//! A session whose lock is lost (expired and maybe taken by another) or
+//! could not be confirmed for a whole TTL ends with `reconnect`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rill_domain::{PresenceChange, ProfileId, UserId};
+use rill_runtime::shutdown::CancellationToken;
+use rill_sessions::{LiveSessions, Lock, LockError, LockManager, Refresh};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::error::EdgeError;
+use crate::hub::{End, Hub, ReconnectReason, SessionHandle};
+use crate::to_kafka::{Publisher, now_ms};
+
+#[derive(Debug)]
+pub struct SessionLocks {
+    manager: LockManager,
+    registry: LiveSessions,
+    held: Mutex<HashMap<u64, Held>>,
+    /// Releases under way, which shutdown waits for.
+    releases: TaskTracker,
+}
+
+#[derive(Debug)]
+struct Held {
+    lock: Lock,
+    session: SessionHandle,
+    /// When a majority last confirmed the lock.
+    confirmed: Instant,
+}
+
+/// A session's lock; dropping it releases the lock (see the module doc).
+#[derive(Debug)]
+pub struct Lease {
+    locks: Arc<SessionLocks>,
+    publisher: Arc<Publisher>,
+    lock: Lock,
+    slot: Option<u64>,
+}
+
+impl SessionLocks {
+    pub fn new(manager: LockManager, registry: LiveSessions) -> Arc<Self> {
+        Arc::new(Self {
+            manager,
+            registry,
+            held: Mutex::default(),
+            releases: TaskTracker::new(),
+        })
+    }
+
+    /// Waits for the releases of closed sessions to finish.
+    pub async fn released(&self) {
+        self.releases.close();
+        self.releases.wait().await;
+    }
+
+    pub fn registry(&self) -> &LiveSessions {
+        &self.registry
+    }
+
+    /// The lock of (user, profile): 409 when another session holds it, 503
+    /// when too few Redis servers answer.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        user: UserId,
+        profile: ProfileId,
+        publisher: &Arc<Publisher>,
+    ) -> Result<Lease, EdgeError> {
+        let lock = self.manager.acquire(user, profile).await.map_err(|err| match err {
+            LockError::Busy => EdgeError::AlreadyLive,
+            err @ LockError::NoQuorum { .. } => EdgeError::LocksUnavailable(err),
+        })?;
+        Ok(Lease {
+            locks: self.clone(),
+            publisher: publisher.clone(),
+            lock,
+            slot: None,
+        })
+    }
+
+    /// Refreshes every held lock and registry entry every `ttl / 3`, until
+    /// `shutdown`.
+    pub async fn keep(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.registry.refresh_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.refresh().await;
+            let pairs = hub.pairs();
+            if let Err(err) = self.registry.register(&pairs).await {
+                tracing::warn!(error = %err, sessions = pairs.len(), "cannot refresh live sessions");
+            }
+        }
+    }
+
+    async fn refresh(&self) {
+        let (slots, locks): (Vec<u64>, Vec<Lock>) = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.iter().map(|(slot, h)| (*slot, h.lock.clone())).unzip()
+        };
+        if locks.is_empty() {
+            return;
+        }
+        let asked = Instant::now();
+        let outcomes = self.manager.refresh(&locks).await;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (slot, outcome) in slots.iter().zip(outcomes) {
+            let Some(h) = held.get_mut(slot) else {
+                continue; // closed meanwhile
+            };
+            let lost = match outcome {
+                Refresh::Held => {
+                    h.confirmed = asked;
+                    false
+                }
+                Refresh::Lost => true,
+                Refresh::Unknown => asked.duration_since(h.confirmed) >= self.manager.ttl(),
+            };
+            if lost {
+                tracing::warn!(user_id = %h.lock.user, profile_id = %h.lock.profile, ?outcome, "live-session lock lost: ending the session");
+                h.session.end(End::Reconnect(ReconnectReason::LockLost));
+            }
+        }
+    }
+}
+
+impl Lease {
+    pub fn fence(&self) -> u64 {
+        self.lock.fence
+    }
+
+    /// Starts refreshing the lock for the hub session `session`.
+    pub fn hold(&mut self, slot: u64, session: SessionHandle) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(
+            slot,
+            Held {
+                lock: self.lock.clone(),
+                session,
+                confirmed: Instant::now(),
+            },
+        );
+        self.slot = Some(slot);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.remove(&slot);
+        }
+        let (locks, publisher, lock) = (self.locks.clone(), self.publisher.clone(), self.lock.clone());
+        let joined = self.slot.is_some();
+        self.locks.releases.spawn(async move {
+            if joined {
+                publisher
+                    .presence(PresenceChange {
+                        user: lock.user,
+                        profile: lock.profile,
+                        joined: false,
+                        fence: lock.fence,
+                        at_ms: now_ms(),
+                    })
+                    .await;
+                if let Err(err) = locks.registry.unregister(lock.user, lock.profile).await {
+                    // The entry expires by its TTL instead.
+                    tracing::warn!(error = %err, "cannot unregister a closed session");
+                }
+            }
+            locks.manager.release(&lock).await;
+        });
+    }
+}

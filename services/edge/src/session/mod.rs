@@ -1,0 +1,209 @@
+//! A live session of one user on one profile, whatever its transport: the
+//! checks and the lock it opens with, what it sends first (ready, presence,
+//! what a reconnecting client missed), then live events until it ends.
+//!
+//! - [`locks`]: the one-session-per-pair lock, kept while the session lives.
+
+pub mod locks;
+
+use std::collections::{HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_domain::{MessageId, PresenceChange, ProfileId, UserId};
+use tokio::time::Sleep;
+
+use crate::app::EdgeState;
+use crate::availability::Level;
+use crate::capacity::SessionPermit;
+use crate::error::EdgeError;
+use crate::events::{Outbound, ServerEvent};
+use crate::hub::{End, Next, ReconnectReason, Subscription};
+use crate::metrics::Transport;
+use crate::recovery;
+use crate::to_kafka::now_ms;
+
+pub use locks::{Lease, SessionLocks};
+
+/// A live session. Dropping it leaves the hub, frees its place in the
+/// edge's capacity and releases its lock.
+#[derive(Debug)]
+pub struct LiveSession {
+    pub user: UserId,
+    pub profile: ProfileId,
+    subscription: Subscription,
+    /// Sent before any live event: ready, presence, replayed messages.
+    opening: VecDeque<Arc<Outbound>>,
+    /// Ids of the replayed messages, not to be sent again when they also
+    /// arrive live.
+    replayed: HashSet<MessageId>,
+    /// When the session reaches `lifetime.max_secs` (if set).
+    lifetime: Option<Pin<Box<Sleep>>>,
+    _lease: Lease,
+    _permit: SessionPermit,
+}
+
+/// Opens a session of authenticated `user` on `profile` (an id, unparsed):
+/// a valid profile, an edge taking sessions, membership, the lock, then
+/// presence and, with `last_id`, what the client missed since that message.
+pub async fn open(
+    state: &Arc<EdgeState>,
+    user: UserId,
+    profile: &str,
+    transport: Transport,
+    last_id: Option<&str>,
+) -> Result<LiveSession, EdgeError> {
+    let opened = try_open(state, user, profile, transport, last_id).await;
+    if let Err(err) = &opened {
+        state.metrics.session_refused(err.code());
+    }
+    opened
+}
+
+async fn try_open(
+    state: &Arc<EdgeState>,
+    user: UserId,
+    profile: &str,
+    transport: Transport,
+    last_id: Option<&str>,
+) -> Result<LiveSession, EdgeError> {
+    let profile: ProfileId = profile.parse()?;
+    let last_id: Option<MessageId> = last_id.map(str::parse).transpose()?;
+    if state.shutdown.is_cancelled() {
+        return Err(EdgeError::ShuttingDown);
+    }
+    if state.availability.level() == Level::Critical {
+        return Err(EdgeError::AtCapacity);
+    }
+    let permit = state
+        .capacity
+        .try_acquire(transport)
+        .ok_or(EdgeError::AtCapacity)?;
+    state.membership.check(user, profile).await?;
+    let mut lease = state.locks.acquire(user, profile, &state.publisher).await?;
+
+    let depth = state.settings.limits.session_queue_depth;
+    let recovery = &state.settings.recovery;
+    let (subscription, recent) = match last_id {
+        Some(last) => {
+            let since = recovery::replay_from(last, recovery);
+            let (sub, recent) = state.hub.subscribe_since(profile, user, depth, since);
+            (sub, Some((since, recent)))
+        }
+        None => (state.hub.subscribe(profile, user, depth), None),
+    };
+    lease.hold(subscription.id(), subscription.handle());
+
+    let registry = state.locks.registry();
+    if let Err(err) = registry.register(&[(user, profile)]).await {
+        tracing::warn!(error = %err, "cannot register the session in Redis");
+    }
+    let mut users = registry.live_users(profile).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot read who is live");
+        Vec::new()
+    });
+    if !users.contains(&user) {
+        users.push(user);
+    }
+    state
+        .publisher
+        .presence(PresenceChange {
+            user,
+            profile,
+            joined: true,
+            fence: lease.fence(),
+            at_ms: now_ms(),
+        })
+        .await;
+
+    let mut opening = VecDeque::new();
+    opening.push_back(
+        ServerEvent::Ready {
+            edge_id: &state.edge_id,
+            profile_id: profile,
+            user_id: user,
+        }
+        .to_outbound(),
+    );
+    opening.push_back(
+        ServerEvent::Presence {
+            profile_id: profile,
+            users: &users,
+        }
+        .to_outbound(),
+    );
+    let mut replayed = HashSet::new();
+    if let Some((since, recent)) = recent {
+        match recovery::replay(state.store.as_ref(), profile, since, recent, recovery.max_replay).await {
+            Ok(replay) => {
+                if replay.gap {
+                    opening.push_back(ServerEvent::Gap.to_outbound());
+                }
+                state.metrics.replayed_messages.inc_by(replay.events.len() as u64);
+                opening.extend(replay.events);
+                replayed = replay.ids;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read history to replay: telling the client of a gap");
+                opening.push_back(ServerEvent::Gap.to_outbound());
+            }
+        }
+    }
+    tracing::info!(user_id = %user, profile_id = %profile, ?transport, fence = lease.fence(), replayed = replayed.len(), "session opened");
+    Ok(LiveSession {
+        user,
+        profile,
+        subscription,
+        opening,
+        replayed,
+        lifetime: lifetime(&state.settings.lifetime),
+        _lease: lease,
+        _permit: permit,
+    })
+}
+
+/// A session's deadline: `max_secs` plus a random share of `dither_secs`.
+fn lifetime(settings: &crate::settings::Lifetime) -> Option<Pin<Box<Sleep>>> {
+    if settings.max_secs == 0 {
+        return None;
+    }
+    let dither_ms = settings.dither_secs * 1000;
+    let extra = if dither_ms == 0 { 0 } else { rand::random::<u64>() % dither_ms };
+    let after = Duration::from_secs(settings.max_secs) + Duration::from_millis(extra);
+    Some(Box::pin(tokio::time::sleep(after)))
+}
+
+impl LiveSession {
+    /// The next event for the client, or why the session ends.
+    pub async fn next(&mut self) -> Next {
+        if let Some(event) = self.opening.pop_front() {
+            return Next::Event(event);
+        }
+        loop {
+            let next = match self.lifetime.as_mut() {
+                Some(deadline) => tokio::select! {
+                    _ = deadline => return Next::End(End::Reconnect(ReconnectReason::Lifetime)),
+                    next = self.subscription.next() => next,
+                },
+                None => self.subscription.next().await,
+            };
+            match next {
+                Next::Event(event) if event.id.is_some_and(|id| self.replayed.remove(&id)) => {
+                    continue; // already replayed
+                }
+                next => return next,
+            }
+        }
+    }
+}
+
+/// The event that tells a client to come back after a short random wait.
+pub fn reconnect_event(reason: ReconnectReason, jitter_ms: u64) -> Arc<Outbound> {
+    let after_ms = if jitter_ms == 0 { 0 } else { rand::random::<u64>() % jitter_ms };
+    ServerEvent::Reconnect {
+        after_ms,
+        reason: reason.as_str(),
+    }
+    .to_outbound()
+}

@@ -1,0 +1,171 @@
+//! Which profiles each user has open right now (launched), and who is live
+//! on each profile, across every edge.
+//!
+//! Each entry is a member of a sorted set scored by its expiry time (ms):
+//! - `{prefix}:launched:{user}`: the profile ids the user has open;
+//! - `{prefix}:live:{profile}`: the user ids live on the profile.
+//!
+//! The edge adds an entry when a session opens, refreshes its entries every
+//! `ttl / 3`, and removes them when a session closes. Readers count only
+//! entries whose expiry is in the future, so the entries of an edge that
+//! died (kill -9) vanish after the TTL without anyone cleaning up.
+//!
+//! With several Redis servers, writes go to all of them and reads take the
+//! union of those that answer: the registry is a view for people and the
+//! api, not a lock, so one server that answers is enough.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands as _;
+use rill_domain::{ProfileId, UserId};
+
+use crate::SessionsError;
+use crate::nodes::Nodes;
+
+/// The cluster-wide registry of live sessions.
+#[derive(Clone)]
+pub struct LiveSessions {
+    nodes: Nodes,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions")
+            .field("nodes", &self.nodes)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl LiveSessions {
+    /// The registry on the servers of `settings`, once a majority answers.
+    pub async fn connect(settings: &crate::RedisSettings) -> Result<Self, SessionsError> {
+        let nodes = Nodes::new(settings)?;
+        nodes.ping().await?;
+        Ok(Self::new(
+            nodes,
+            &settings.key_prefix,
+            Duration::from_secs(settings.session_ttl_secs),
+        ))
+    }
+
+    pub fn new(nodes: Nodes, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            nodes,
+            prefix: prefix.to_owned(),
+            ttl,
+        }
+    }
+
+    /// How often an edge must refresh its entries.
+    pub fn refresh_interval(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn launched_key(&self, user: UserId) -> String {
+        format!("{}:launched:{user}", self.prefix)
+    }
+
+    fn live_key(&self, profile: ProfileId) -> String {
+        format!("{}:live:{profile}", self.prefix)
+    }
+
+    /// Adds (or refreshes) live sessions of (user, profile) pairs.
+    pub async fn register(&self, pairs: &[(UserId, ProfileId)]) -> Result<(), SessionsError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let expires = now_ms() + self.ttl.as_millis() as i64;
+        let ttl_ms = self.ttl.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for (user, profile) in pairs {
+            pipe.zadd(self.launched_key(*user), profile.to_string(), expires)
+                .ignore();
+            pipe.pexpire(self.launched_key(*user), ttl_ms).ignore();
+            pipe.zadd(self.live_key(*profile), user.to_string(), expires)
+                .ignore();
+            pipe.pexpire(self.live_key(*profile), ttl_ms).ignore();
+        }
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await;
+        any_answered(answers).map(|_| ())
+    }
+
+    /// Removes the live session of `user` on `profile`.
+    pub async fn unregister(&self, user: UserId, profile: ProfileId) -> Result<(), SessionsError> {
+        let mut pipe = redis::pipe();
+        pipe.zrem(self.launched_key(user), profile.to_string())
+            .ignore();
+        pipe.zrem(self.live_key(profile), user.to_string()).ignore();
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await;
+        any_answered(answers).map(|_| ())
+    }
+
+    /// The profiles `user` has open right now.
+    pub async fn launched(&self, user: UserId) -> Result<Vec<ProfileId>, SessionsError> {
+        let ids = self.live_members(self.launched_key(user)).await?;
+        Ok(ids.iter().map(|id| id.parse()).collect::<Result<_, _>>()?)
+    }
+
+    /// The users live on `profile` right now.
+    pub async fn live_users(&self, profile: ProfileId) -> Result<Vec<UserId>, SessionsError> {
+        let ids = self.live_members(self.live_key(profile)).await?;
+        Ok(ids.iter().map(|id| id.parse()).collect::<Result<_, _>>()?)
+    }
+
+    /// The unexpired members of sorted set `key`, over every server that
+    /// answers, sorted.
+    async fn live_members(&self, key: String) -> Result<BTreeSet<String>, SessionsError> {
+        let now = now_ms();
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let key = &key;
+                async move {
+                    conn.zrangebyscore::<_, _, _, Vec<String>>(key, now + 1, "+inf")
+                        .await
+                }
+            })
+            .await;
+        Ok(any_answered(answers)?.into_iter().flatten().collect())
+    }
+}
+
+/// The answers of the servers that answered; an error if none did.
+fn any_answered<T>(
+    answers: Vec<Result<T, redis::RedisError>>,
+) -> Result<Vec<T>, SessionsError> {
+    let mut ok = Vec::new();
+    let mut last_err = None;
+    for answer in answers {
+        match answer {
+            Ok(value) => ok.push(value),
+            Err(err) => last_err = Some(err),
+        }
+    }
+    match (ok.is_empty(), last_err) {
+        (true, Some(err)) => Err(SessionsError::Redis(err)),
+        _ => Ok(ok),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
