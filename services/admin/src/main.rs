@@ -45,8 +45,12 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
             let kafka = &settings.kafka;
             println!(
-                "topics ready: {}, {}, {} ({} partitions)",
-                kafka.message_topic, kafka.directory_topic, kafka.push_topic, kafka.partitions
+                "topics ready: {}, {}, {}, {} ({} partitions)",
+                kafka.message_topic,
+                kafka.directory_topic,
+                kafka.push_topic,
+                kafka.presence_topic,
+                kafka.partitions
             );
             Ok(())
         }
