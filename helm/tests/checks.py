@@ -18,9 +18,10 @@ COMPONENTS = ("edge", "api", "persist")
 # rill_edge_live_sessions (services/edge/src/metrics.rs), per pod.
 EDGE_METRIC = "rill_edge_live_sessions"
 ADMIN_COMMANDS = {"create-topics", "apply-schema"}
-# Settings the chart sets before the services know them: a note, not a
-# failure, while the name is missing from the Rust settings structs.
-PENDING_SETTINGS = {"RILL_DRAIN__WINDOW_SECS": "edge setting drain.window_secs (issue 4, being added)"}
+# Settings the chart may set before the services know them (name ->
+# why): a note, not a failure, while the name is missing from the Rust
+# settings structs. Empty: every variable must name a real setting.
+PENDING_SETTINGS: dict[str, str] = {}
 # Values whose content is passed through to Kubernetes as it is: documented
 # as one key, not leaf by leaf.
 OPAQUE_VALUES = {

@@ -77,6 +77,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.kafka.topics.directory | quote }}
 - name: RILL_KAFKA__PUSH_TOPIC
   value: {{ .Values.kafka.topics.push | quote }}
+- name: RILL_KAFKA__PRESENCE_TOPIC
+  value: {{ .Values.kafka.topics.presence | quote }}
 - name: RILL_KAFKA__PARTITIONS
   value: {{ .Values.kafka.partitions | quote }}
 - name: RILL_KAFKA__IDEMPOTENCE
