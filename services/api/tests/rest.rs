@@ -405,6 +405,7 @@ async fn a_new_member_can_open_the_profile_right_away() {
             ws.next_of_type("ready").await["profile_id"],
             profile.to_string()
         );
+        drop(ws); // one live session per user and profile
         let mut sse = client.sse(profile).await;
         sse.next_of_type("ready").await;
     }

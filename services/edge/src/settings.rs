@@ -27,6 +27,10 @@ pub struct EdgeSettings {
     /// again, in seconds (unbinds arrive as events and apply at once).
     /// Default 30.
     pub membership_cache_secs: u64,
+    /// How long opening a stream waits for the previous session of the same
+    /// user and profile to let go of its lock (a reload, a quick reconnect)
+    /// before answering 409, in ms. Default 1000.
+    pub lock_wait_ms: u64,
     pub session: SessionSettings,
     pub limits: Limits,
     pub heartbeat: Heartbeat,
@@ -206,6 +210,7 @@ impl Default for EdgeSettings {
             dev_mode: false,
             allowed_origins: Vec::new(),
             membership_cache_secs: 30,
+            lock_wait_ms: 1000,
             session: SessionSettings::default(),
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),

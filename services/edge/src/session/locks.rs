@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rill_domain::{PresenceChange, ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
@@ -19,6 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::error::EdgeError;
 use crate::hub::{End, Hub, ReconnectReason, SessionHandle};
 use crate::to_kafka::{Publisher, now_ms};
+
+/// How often a busy lock is tried again while waiting for it.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub struct SessionLocks {
@@ -66,18 +70,29 @@ impl SessionLocks {
         &self.registry
     }
 
-    /// The lock of (user, profile): 409 when another session holds it, 503
-    /// when too few Redis servers answer.
+    /// The lock of (user, profile), waiting up to `wait` for another session
+    /// to let go of it: 409 when it does not, 503 when too few Redis servers
+    /// answer.
     pub async fn acquire(
         self: &Arc<Self>,
         user: UserId,
         profile: ProfileId,
+        wait: Duration,
         publisher: &Arc<Publisher>,
     ) -> Result<Lease, EdgeError> {
-        let lock = self.manager.acquire(user, profile).await.map_err(|err| match err {
-            LockError::Busy => EdgeError::AlreadyLive,
-            err @ LockError::NoQuorum { .. } => EdgeError::LocksUnavailable(err),
-        })?;
+        let give_up = Instant::now() + wait;
+        let lock = loop {
+            match self.manager.acquire(user, profile).await {
+                Ok(lock) => break lock,
+                Err(LockError::Busy) if Instant::now() < give_up => {
+                    tokio::time::sleep(LOCK_RETRY).await;
+                }
+                Err(LockError::Busy) => return Err(EdgeError::AlreadyLive),
+                Err(err @ LockError::NoQuorum { .. }) => {
+                    return Err(EdgeError::LocksUnavailable(err));
+                }
+            }
+        };
         Ok(Lease {
             locks: self.clone(),
             publisher: publisher.clone(),

@@ -81,7 +81,11 @@ async fn try_open(
         .try_acquire(transport)
         .ok_or(EdgeError::AtCapacity)?;
     state.membership.check(user, profile).await?;
-    let mut lease = state.locks.acquire(user, profile, &state.publisher).await?;
+    let lock_wait = Duration::from_millis(state.settings.lock_wait_ms);
+    let mut lease = state
+        .locks
+        .acquire(user, profile, lock_wait, &state.publisher)
+        .await?;
 
     let depth = state.settings.limits.session_queue_depth;
     let recovery = &state.settings.recovery;
