@@ -16,6 +16,8 @@
 #   RILL_TRAEFIK_GRACE_TIMEOUT  how long Traefik lets open requests and
 #                           streams finish after SIGTERM (default 2s)
 #   RILL_TRAEFIK_ACCESS_LOG set to 1 to log every request (to stdout)
+#   RILL_TRAEFIK_IDLE_TIMEOUT  keep-alive idle timeout (default 180s; tests
+#                           lower it to show that idle sessions survive it)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -82,7 +84,7 @@ exec "$RILL_TRAEFIK_BIN" \
   --entryPoints.web.address="$listen" \
   --entryPoints.web.transport.respondingTimeouts.readTimeout=60s \
   --entryPoints.web.transport.respondingTimeouts.writeTimeout=0 \
-  --entryPoints.web.transport.respondingTimeouts.idleTimeout=180s \
+  --entryPoints.web.transport.respondingTimeouts.idleTimeout="${RILL_TRAEFIK_IDLE_TIMEOUT:-180s}" \
   --entryPoints.web.transport.lifeCycle.graceTimeOut="${RILL_TRAEFIK_GRACE_TIMEOUT:-2s}" \
   --entryPoints.web.http.aliasHeadersStrategy=delete \
   --entryPoints.web.http.encodedCharacters.allowEncodedSlash=false \

@@ -193,17 +193,37 @@ impl Client {
 
     /// Opens an SSE stream on `profile`; panics unless it opens.
     pub async fn sse(&self, profile: uuid::Uuid) -> SseClient {
-        let response = self.get(&format!("/live/{profile}/sse")).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "SSE refused: {:?}",
-            response.text().await
-        );
-        SseClient {
+        match self.try_sse(&format!("/live/{profile}/sse"), &[]).await {
+            Ok(sse) => sse,
+            Err((status, body)) => panic!("SSE refused: {status} {body}"),
+        }
+    }
+
+    /// Opens an SSE stream on `path` with extra headers (`Last-Event-ID`,
+    /// say); on refusal, the HTTP status and body.
+    pub async fn try_sse(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<SseClient, (u16, String)> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("SSE request");
+        self.keep_cookies(&response);
+        if response.status() != 200 {
+            let status = response.status().as_u16();
+            return Err((status, response.text().await.unwrap_or_default()));
+        }
+        Ok(SseClient {
             response,
             buffer: String::new(),
-        }
+            comments: 0,
+        })
     }
 }
 
@@ -252,6 +272,21 @@ impl WsClient {
         }
     }
 
+    /// Reads until the server's next ping, skipping events.
+    pub async fn next_ping(&mut self) {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .expect("no ping within the timeout");
+            match message {
+                Some(Ok(Message::Ping(_))) => return,
+                Some(Ok(Message::Close(frame))) => panic!("closed while waiting for a ping: {frame:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("WebSocket ended while waiting for a ping: {other:?}"),
+            }
+        }
+    }
+
     /// Reads until the server closes; returns its close frame.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         loop {
@@ -292,6 +327,8 @@ pub struct SseEvent {
 pub struct SseClient {
     response: reqwest::Response,
     buffer: String,
+    /// Comment blocks (heartbeats) read so far.
+    pub comments: usize,
 }
 
 impl SseClient {
@@ -304,6 +341,9 @@ impl SseClient {
                 if let Some(event) = parse_event(&block) {
                     return event;
                 }
+                if block.starts_with(':') {
+                    self.comments += 1;
+                }
                 continue;
             }
             let chunk = tokio::time::timeout(EVENT_TIMEOUT, self.response.chunk())
@@ -311,6 +351,25 @@ impl SseClient {
                 .expect("no SSE event within the timeout")
                 .expect("SSE read")
                 .expect("SSE stream ended while an event was expected");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event, or `None` when the server ends the stream.
+    pub async fn next_or_end(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(EVENT_TIMEOUT, self.response.chunk())
+                .await
+                .expect("no SSE event within the timeout")
+                .ok()
+                .flatten()?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

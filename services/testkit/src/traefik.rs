@@ -18,6 +18,16 @@ impl Traefik {
     /// Starts Traefik balancing `edges` (with the sticky cookie), routing
     /// `/api` to `api`, and waits until it routes to every edge.
     pub async fn start(edges: &[SocketAddr], api: SocketAddr) -> Self {
+        Self::start_with_env(edges, api, &[]).await
+    }
+
+    /// As [`Traefik::start`], with extra environment for
+    /// `traefik/local/run.sh` (`RILL_TRAEFIK_IDLE_TIMEOUT`, say).
+    pub async fn start_with_env(
+        edges: &[SocketAddr],
+        api: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Self {
         let addr = free_addr();
         let edge_urls: Vec<String> = edges.iter().map(|e| format!("http://{e}")).collect();
         let script = tools::repo_root().join("traefik/local/run.sh");
@@ -27,7 +37,8 @@ impl Traefik {
             .env("RILL_TRAEFIK_BIN", tools::traefik())
             .env("RILL_TRAEFIK_LISTEN", addr.to_string())
             .env("RILL_EDGE_URLS", edge_urls.join(","))
-            .env("RILL_API_URL", format!("http://{api}"));
+            .env("RILL_API_URL", format!("http://{api}"))
+            .envs(env.iter().copied());
         let mut process = ChildGuard::spawn("traefik", &mut command);
         process.wait_for_port(addr, Duration::from_secs(20));
         let traefik = Self {
