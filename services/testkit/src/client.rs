@@ -2,7 +2,7 @@
 //! sticky cookie), and WebSocket and SSE streams that read JSON events.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -14,12 +14,13 @@ use tokio_tungstenite::tungstenite::{self, Message};
 /// How long a test waits for any one event before it fails.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An HTTP client with its own cookie jar, like one browser.
-#[derive(Debug)]
+/// An HTTP client with its own cookie jar, like one browser. Clones share
+/// the jar: tabs of the same browser.
+#[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    cookies: Mutex<BTreeMap<String, String>>,
+    cookies: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Client {
@@ -27,7 +28,7 @@ impl Client {
         Self {
             http: reqwest::Client::new(),
             base: base.to_owned(),
-            cookies: Mutex::default(),
+            cookies: Arc::default(),
         }
     }
 
@@ -296,6 +297,12 @@ impl WsClient {
         }
     }
 
+    /// The next JSON event, or the close frame (if any) when the session
+    /// ends (closed, reset); panics after [`EVENT_TIMEOUT`].
+    pub async fn next_or_close(&mut self) -> Result<Value, Option<CloseFrame>> {
+        self.next_message().await
+    }
+
     async fn next_message(&mut self) -> Result<Value, Option<CloseFrame>> {
         loop {
             let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
@@ -308,7 +315,8 @@ impl WsClient {
                 Some(Ok(Message::Close(frame))) => return Err(frame),
                 None => return Err(None),
                 Some(Ok(_)) => continue,
-                Some(Err(err)) => panic!("WebSocket read failed: {err}"),
+                // Reset, say, when the edge died.
+                Some(Err(_)) => return Err(None),
             }
         }
     }
