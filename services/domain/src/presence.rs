@@ -69,7 +69,10 @@ mod tests {
                 fence: 42,
                 at_ms: 7,
             };
-            assert_eq!(PresenceChange::decode(&change.encode()).expect("decodes"), change);
+            assert_eq!(
+                PresenceChange::decode(&change.encode()).expect("decodes"),
+                change
+            );
         }
     }
 

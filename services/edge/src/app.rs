@@ -179,10 +179,16 @@ impl Edge {
             .await;
         let grace = stop_grace(&state.settings);
         state.tasks.close();
-        if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions still open after the drain");
         }
-        if tokio::time::timeout(grace, state.locks.released()).await.is_err() {
+        if tokio::time::timeout(grace, state.locks.released())
+            .await
+            .is_err()
+        {
             tracing::warn!("some session locks were not released: they expire by their TTL");
         }
         for task in background {
@@ -215,7 +221,11 @@ async fn drain(state: Arc<EdgeState>) {
     let started = Instant::now();
     let window = Duration::from_secs(state.settings.drain.window_secs);
     let sessions = state.hub.sessions();
-    tracing::info!(sessions = sessions.len(), window_secs = window.as_secs(), "draining");
+    tracing::info!(
+        sessions = sessions.len(),
+        window_secs = window.as_secs(),
+        "draining"
+    );
     let spread = window * 3 / 4;
     let count = sessions.len() as u32;
     for (i, session) in (0u32..).zip(&sessions) {

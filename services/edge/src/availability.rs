@@ -105,7 +105,10 @@ mod tests {
             critical_percent: 100,
             ..settings::Availability::default()
         };
-        (Availability::new(settings, capacity.clone(), metrics), capacity)
+        (
+            Availability::new(settings, capacity.clone(), metrics),
+            capacity,
+        )
     }
 
     #[test]

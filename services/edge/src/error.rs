@@ -51,7 +51,9 @@ pub enum EdgeError {
     Store(#[from] rill_store::StoreError),
     #[error("the live-session registry failed: {0}")]
     Sessions(#[from] rill_sessions::SessionsError),
-    #[error("this user already has a live session on this profile (another tab, device or edge); close it first")]
+    #[error(
+        "this user already has a live session on this profile (another tab, device or edge); close it first"
+    )]
     AlreadyLive,
     #[error("live-session locks are unavailable: {0}")]
     LocksUnavailable(rill_sessions::LockError),
@@ -146,7 +148,10 @@ mod tests {
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            (EdgeError::AlreadyLive.status(), EdgeError::AlreadyLive.code()),
+            (
+                EdgeError::AlreadyLive.status(),
+                EdgeError::AlreadyLive.code()
+            ),
             (StatusCode::CONFLICT, "already_live")
         );
         let no_quorum = EdgeError::LocksUnavailable(rill_sessions::LockError::NoQuorum {

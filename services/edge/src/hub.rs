@@ -154,7 +154,12 @@ impl Hub {
 
     /// Remembers chat message `id` for recovery, then queues it for every
     /// session on `profile`; returns how many sessions it was queued for.
-    pub fn deliver_message(&self, profile: ProfileId, id: MessageId, event: &Arc<Outbound>) -> usize {
+    pub fn deliver_message(
+        &self,
+        profile: ProfileId,
+        id: MessageId,
+        event: &Arc<Outbound>,
+    ) -> usize {
         self.recent.push(profile, id, event);
         self.deliver(profile, event)
     }
@@ -313,7 +318,10 @@ impl Subscription {
             // The hub holds the sender while subscribed: not reached.
             return Next::End(End::NotAMember);
         };
-        self.hub.metrics.queued_bytes.dec_by(event.json.len() as i64);
+        self.hub
+            .metrics
+            .queued_bytes
+            .dec_by(event.json.len() as i64);
         if self.rx.is_empty() {
             self.slot.behind_since.store(0, Ordering::Release);
         }
@@ -327,7 +335,8 @@ impl Subscription {
             return self.slot.reason.get().copied();
         }
         let since = self.slot.behind_since.load(Ordering::Acquire);
-        let behind = since > 0 && self.hub.now_ms() + 1 - since > self.hub.slow_after.as_millis() as u64;
+        let behind =
+            since > 0 && self.hub.now_ms() + 1 - since > self.hub.slow_after.as_millis() as u64;
         behind.then_some(End::TooSlow)
     }
 }
@@ -431,7 +440,11 @@ mod tests {
         hub.deliver(p, &event()); // dropped: behind from now
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(name(sub.next().await), "gap");
-        assert_eq!(name(sub.next().await), "pong", "caught up: no longer behind");
+        assert_eq!(
+            name(sub.next().await),
+            "pong",
+            "caught up: no longer behind"
+        );
         hub.deliver(p, &event());
         hub.deliver(p, &event()); // behind again
         tokio::time::advance(Duration::from_secs(11)).await;

@@ -187,10 +187,18 @@ mod tests {
         for id in &ids {
             recent.push(p, *id, &message(p, *id));
         }
-        let kept: Vec<MessageId> = recent.since(p, ids[0]).into_iter().map(|(id, _)| id).collect();
+        let kept: Vec<MessageId> = recent
+            .since(p, ids[0])
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(kept, ids[1..]);
         assert!(recent.since(q, ids[0]).is_empty());
-        let after: Vec<MessageId> = recent.since(p, ids[2]).into_iter().map(|(id, _)| id).collect();
+        let after: Vec<MessageId> = recent
+            .since(p, ids[2])
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(after, ids[2..], "since is inclusive");
     }
 
@@ -209,6 +217,9 @@ mod tests {
         let last = MessageId::first_at(10_000);
         let from = replay_from(last, &Recovery::default());
         assert_eq!(from.timestamp_ms(), Some(8_000));
-        assert_eq!(replay_from(MessageId::first_at(5), &Recovery::default()).timestamp_ms(), Some(0));
+        assert_eq!(
+            replay_from(MessageId::first_at(5), &Recovery::default()).timestamp_ms(),
+            Some(0)
+        );
     }
 }

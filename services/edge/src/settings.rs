@@ -291,11 +291,17 @@ impl EdgeSettings {
         let positive = [
             ("heartbeat.interval_secs", self.heartbeat.interval_secs),
             ("heartbeat.timeout_secs", self.heartbeat.timeout_secs),
-            ("recovery.window_messages", self.recovery.window_messages as u64),
+            (
+                "recovery.window_messages",
+                self.recovery.window_messages as u64,
+            ),
             ("recovery.window_secs", self.recovery.window_secs),
             ("recovery.max_replay", self.recovery.max_replay as u64),
             ("drain.window_secs", self.drain.window_secs),
-            ("availability.probe_interval_ms", self.availability.probe_interval_ms),
+            (
+                "availability.probe_interval_ms",
+                self.availability.probe_interval_ms,
+            ),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::invalid(field, "must be above 0"));
@@ -361,7 +367,10 @@ mod tests {
         s.availability.warning_percent = 90;
         s.availability.critical_percent = 80;
         let err = s.validate().expect_err("warning above critical");
-        assert!(err.to_string().contains("availability.warning_percent"), "{err}");
+        assert!(
+            err.to_string().contains("availability.warning_percent"),
+            "{err}"
+        );
         let mut s = valid();
         s.drain.window_secs = 0;
         let err = s.validate().expect_err("no window");

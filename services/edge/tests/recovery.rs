@@ -47,7 +47,10 @@ impl Live {
                 let path = format!("/live/{profile}/ws{query}");
                 let mut ws = client.try_ws(&path, &[]).await?;
                 // A second session is refused after the upgrade (4409).
-                let first = ws.next_or_close().await.map_err(|close| (0, format!("{close:?}")))?;
+                let first = ws
+                    .next_or_close()
+                    .await
+                    .map_err(|close| (0, format!("{close:?}")))?;
                 if first["code"] == "already_live" {
                     return Err((409, first.to_string()));
                 }
@@ -88,7 +91,9 @@ impl Tally {
                 let id = event["id"].as_str().expect("message id").to_owned();
                 *self.seen.entry(id).or_default() += 1;
             }
-            "ready" => self.edges.push(event["edge_id"].as_str().unwrap_or_default().into()),
+            "ready" => self
+                .edges
+                .push(event["edge_id"].as_str().unwrap_or_default().into()),
             _ => {}
         }
         kind
@@ -108,7 +113,11 @@ impl Tally {
     async fn read_until(&mut self, live: &mut Live, sent: &BTreeSet<String>) -> bool {
         let deadline = Instant::now() + CATCH_UP;
         while !self.has_all(sent) {
-            assert!(Instant::now() < deadline, "still missing {} messages", self.missing(sent));
+            assert!(
+                Instant::now() < deadline,
+                "still missing {} messages",
+                self.missing(sent)
+            );
             match live.next().await {
                 Some(event) => {
                     self.record(&event);
@@ -120,7 +129,9 @@ impl Tally {
     }
 
     fn missing(&self, sent: &BTreeSet<String>) -> usize {
-        sent.iter().filter(|id| !self.seen.contains_key(*id)).count()
+        sent.iter()
+            .filter(|id| !self.seen.contains_key(*id))
+            .count()
     }
 
     /// Exactly what was sent, and a message twice only if the client had it
@@ -135,7 +146,10 @@ impl Tally {
                 let (id_ms, last_ms) = (ms(id).expect("v7"), ms(last).expect("v7"));
                 *id <= *last && id_ms + 2000 >= last_ms
             });
-            assert!(near, "{id} arrived {times} times and is not in the slack before a reconnect");
+            assert!(
+                near,
+                "{id} arrived {times} times and is not in the slack before a reconnect"
+            );
         }
     }
 }
@@ -150,7 +164,9 @@ async fn send(client: &Client, profile: Uuid, count: usize, parallel: usize) -> 
             let mut ids = Vec::new();
             for n in (worker..count).step_by(parallel) {
                 let body = json!({ "body": format!("message {n}") });
-                let response = client.post_json(&format!("/live/{profile}/messages"), &body).await;
+                let response = client
+                    .post_json(&format!("/live/{profile}/messages"), &body)
+                    .await;
                 assert_eq!(response.status(), 200, "send {n}");
                 let reply: Value = response.json().await.expect("json");
                 ids.push(reply["id"].as_str().expect("id").to_owned());
@@ -170,7 +186,9 @@ async fn recovers_after_leaving(transport: Transport) {
     sender.login(stack.member_of(&[room]).await).await;
 
     let mut tally = Tally::default();
-    let mut live = Live::open(&receiver, transport, room, None).await.expect("opens");
+    let mut live = Live::open(&receiver, transport, room, None)
+        .await
+        .expect("opens");
     let mut sent = send(&sender, room, 100, 4).await;
     assert!(tally.read_until(&mut live, &sent).await);
     drop(live);
@@ -182,7 +200,9 @@ async fn recovers_after_leaving(transport: Transport) {
         let sender = sender.clone();
         tokio::spawn(async move { send(&sender, room, 200, 2).await })
     };
-    let mut live = Live::open(&receiver, transport, room, Some(&last)).await.expect("reopens");
+    let mut live = Live::open(&receiver, transport, room, Some(&last))
+        .await
+        .expect("reopens");
     sent.extend(more.await.expect("sender"));
     assert!(tally.read_until(&mut live, &sent).await);
     tally.assert_exactly(&sent, &[last]);
@@ -231,7 +251,10 @@ async fn a_client_whose_edge_is_killed_recovers_on_the_other_edge() {
             ("RILL_NODE_ID", name.to_owned()),
             ("RILL_REDIS__URLS", stack.redis.url()),
             ("RILL_REDIS__SESSION_TTL_SECS", ttl.to_string()),
-            ("RILL_STORE__SQLITE_PATH", stack.db.path.display().to_string()),
+            (
+                "RILL_STORE__SQLITE_PATH",
+                stack.db.path.display().to_string(),
+            ),
             ("RILL_KAFKA__BROKERS", stack.broker.addr.to_string()),
             ("RILL_KAFKA__IDEMPOTENCE", "false".into()),
             ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
@@ -248,29 +271,47 @@ async fn a_client_whose_edge_is_killed_recovers_on_the_other_edge() {
     sender.login(stack.member_of(&[room]).await).await;
 
     let mut tally = Tally::default();
-    let mut live = Live::open(&receiver, Transport::Ws, room, None).await.expect("opens");
+    let mut live = Live::open(&receiver, Transport::Ws, room, None)
+        .await
+        .expect("opens");
     let mut sent = send(&sender, room, 50, 2).await;
     assert!(tally.read_until(&mut live, &sent).await);
     let first_edge = tally.edges[0].clone();
     let victim = if first_edge == "edge-a" { 0 } else { 1 };
     edges[victim].process.kill(); // kill -9
     let killed = Instant::now();
-    assert!(live.next().await.is_none(), "the session died with its edge");
+    assert!(
+        live.next().await.is_none(),
+        "the session died with its edge"
+    );
 
     let away = {
         let sender = sender.clone();
         tokio::spawn(async move { send(&sender, room, 1000, 8).await })
     };
     let last = tally.last().expect("a last id");
-    let (mut live, refusals) =
-        reopen(&receiver, Transport::Ws, room, Some(&last), Duration::from_secs(20)).await;
+    let (mut live, refusals) = reopen(
+        &receiver,
+        Transport::Ws,
+        room,
+        Some(&last),
+        Duration::from_secs(20),
+    )
+    .await;
     let waited = killed.elapsed();
     sent.extend(away.await.expect("sender"));
     assert!(tally.read_until(&mut live, &sent).await);
     tally.assert_exactly(&sent, &[last]);
-    assert_ne!(tally.edges.last(), Some(&first_edge), "on the other edge now");
+    assert_ne!(
+        tally.edges.last(),
+        Some(&first_edge),
+        "on the other edge now"
+    );
     // The dead edge's lock held the pair until its TTL, no longer.
-    assert!(refusals.contains(&409), "the lock outlived its edge: {refusals:?}");
+    assert!(
+        refusals.contains(&409),
+        "the lock outlived its edge: {refusals:?}"
+    );
     assert!(
         waited < Duration::from_secs(ttl + 3),
         "launched again soon after the TTL: {waited:?}"
@@ -292,7 +333,9 @@ async fn clients_of_a_draining_edge_move_to_the_other_edge_without_loss() {
         let client = stack.client();
         client.login(stack.member_of(&[room]).await).await;
         let mut all_sent = all_sent.clone();
-        let mut live = Live::open(&client, Transport::Ws, room, None).await.expect("opens");
+        let mut live = Live::open(&client, Transport::Ws, room, None)
+            .await
+            .expect("opens");
         receivers.spawn(async move {
             let mut tally = Tally::default();
             let mut recovered_from = Vec::new();
@@ -346,7 +389,13 @@ async fn clients_of_a_draining_edge_move_to_the_other_edge_without_loss() {
         .await
         .into_iter()
         .filter(|edges| edges.first().map(String::as_str) == Some("edge-1"))
-        .inspect(|edges| assert_eq!(edges.last().map(String::as_str), Some("edge-2"), "{edges:?}"))
+        .inspect(|edges| {
+            assert_eq!(
+                edges.last().map(String::as_str),
+                Some("edge-2"),
+                "{edges:?}"
+            )
+        })
         .count();
     assert!(moved > 0, "some receivers were on the drained edge");
     assert!(

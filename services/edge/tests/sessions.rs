@@ -11,12 +11,23 @@ use rill_testkit::{Client, Stack};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The sum of every series of metric `name` (all label sets).
+/// The sum of every series of metric `name` (all label sets; a counter's
+/// `_total` too).
 async fn metric(client: &Client, name: &str) -> f64 {
     let text = client.get("/metrics").await.text().await.expect("text");
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .map(|l| l.rsplit(' ').next().expect("value").parse::<f64>().expect("number"))
+        .filter(|l| {
+            let rest = l.strip_prefix(name).unwrap_or("#");
+            let rest = rest.strip_prefix("_total").unwrap_or(rest);
+            rest.starts_with(['{', ' '])
+        })
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .expect("value")
+                .parse::<f64>()
+                .expect("number")
+        })
         .sum()
 }
 
@@ -87,7 +98,9 @@ async fn locks_need_a_majority_of_three_redis_servers() {
     drop(a); // killed
     let mut one_down = client.sse(profiles[1]).await;
     one_down.next_of_type("ready").await;
-    let refused = client.try_sse(&format!("/live/{}/sse", profiles[0]), &[]).await;
+    let refused = client
+        .try_sse(&format!("/live/{}/sse", profiles[0]), &[])
+        .await;
     assert_eq!(
         refused.err().map(|(status, _)| status),
         Some(409),
@@ -206,10 +219,16 @@ async fn heartbeats_keep_idle_sessions_through_traefik_and_end_silent_clients() 
     }
     assert!(pings >= 3, "a ping a second: {pings}");
     sse_client
-        .post_json(&format!("/live/{room}/messages"), &json!({"body": "still there?"}))
+        .post_json(
+            &format!("/live/{room}/messages"),
+            &json!({"body": "still there?"}),
+        )
         .await;
     assert_eq!(ws.next_of_type("message").await["body"], "still there?");
-    assert_eq!(sse.next_of_type("message").await.data["body"], "still there?");
+    assert_eq!(
+        sse.next_of_type("message").await.data["body"],
+        "still there?"
+    );
     assert!(sse.comments >= 2, "heartbeat comments: {}", sse.comments);
     drop((ws, sse));
 
@@ -223,7 +242,13 @@ async fn heartbeats_keep_idle_sessions_through_traefik_and_end_silent_clients() 
     let mut back = silent.ws(room).await;
     back.next_of_type("ready").await;
     drop(stalled);
-    let metrics = stack.edge_client(0).get("/metrics").await.text().await.expect("text");
+    let metrics = stack
+        .edge_client(0)
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(
         metrics.contains(r#"rill_edge_sessions_ended_total{reason="heartbeat_timeout"} 1"#),
         "{metrics}"
@@ -282,7 +307,11 @@ async fn availability_turns_not_ready_at_warning_and_refuses_at_critical() {
     assert_eq!(metric(&edge, "rill_edge_availability").await, 1.0);
     open.push(edge.sse(profiles[2]).await);
     open.push(edge.sse(profiles[3]).await);
-    assert_eq!(metric(&edge, "rill_edge_live_sessions").await, 4.0, "what the autoscaler reads");
+    assert_eq!(
+        metric(&edge, "rill_edge_live_sessions").await,
+        4.0,
+        "what the autoscaler reads"
+    );
     let refused = edge.get(&format!("/live/{}/sse", profiles[4])).await;
     assert_eq!(refused.status(), 503, "critical: refused");
     assert!(refused.headers().get("retry-after").is_some());

@@ -30,7 +30,9 @@ pub enum SessionsError {
 
 /// The lock manager and the registry over the servers of `settings`,
 /// after checking that a majority of them answers.
-pub async fn connect(settings: &RedisSettings) -> Result<(LockManager, LiveSessions), SessionsError> {
+pub async fn connect(
+    settings: &RedisSettings,
+) -> Result<(LockManager, LiveSessions), SessionsError> {
     let nodes = Nodes::new(settings)?;
     nodes.ping().await?;
     let ttl = Duration::from_secs(settings.session_ttl_secs);

@@ -96,7 +96,9 @@ impl Nodes {
     /// Fails unless a majority of the servers answer a PING.
     pub async fn ping(&self) -> Result<(), SessionsError> {
         let answers = self
-            .on_each(|mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
+            .on_each(
+                |mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await },
+            )
             .await;
         let up = answers.iter().filter(|a| a.is_ok()).count();
         for (i, answer) in answers.iter().enumerate() {

@@ -146,9 +146,7 @@ impl LiveSessions {
 }
 
 /// The answers of the servers that answered; an error if none did.
-fn any_answered<T>(
-    answers: Vec<Result<T, redis::RedisError>>,
-) -> Result<Vec<T>, SessionsError> {
+fn any_answered<T>(answers: Vec<Result<T, redis::RedisError>>) -> Result<Vec<T>, SessionsError> {
     let mut ok = Vec::new();
     let mut last_err = None;
     for answer in answers {

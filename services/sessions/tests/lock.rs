@@ -51,9 +51,15 @@ async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_touch_it() {
     let short = locks(&[&redis], Duration::from_millis(300));
     let (user, profile) = pair();
     let old = short.acquire(user, profile).await.expect("free");
-    assert_eq!(short.refresh(std::slice::from_ref(&old)).await, [Refresh::Held]);
+    assert_eq!(
+        short.refresh(std::slice::from_ref(&old)).await,
+        [Refresh::Held]
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let new = short.acquire(user, profile).await.expect("expired, so free");
+    let new = short
+        .acquire(user, profile)
+        .await
+        .expect("expired, so free");
     assert_eq!(
         short.refresh(&[old.clone(), new.clone()]).await,
         [Refresh::Lost, Refresh::Held],
@@ -84,12 +90,22 @@ async fn a_majority_of_three_servers_is_enough_and_needed() {
         matches!(locks.acquire(user, profile).await, Err(LockError::Busy)),
         "the lock taken on three servers still holds on the two left"
     );
-    assert_eq!(locks.refresh(std::slice::from_ref(&held)).await, [Refresh::Held]);
+    assert_eq!(
+        locks.refresh(std::slice::from_ref(&held)).await,
+        [Refresh::Held]
+    );
 
     drop(b); // killed: one of three left
     let refused = locks.acquire(UserId::random(), ProfileId::random()).await;
     assert!(
-        matches!(refused, Err(LockError::NoQuorum { granted_or_busy: 1, servers: 3, needed: 2 })),
+        matches!(
+            refused,
+            Err(LockError::NoQuorum {
+                granted_or_busy: 1,
+                servers: 3,
+                needed: 2
+            })
+        ),
         "one server of three must not grant a lock: {refused:?}"
     );
     assert_eq!(
@@ -99,7 +115,10 @@ async fn a_majority_of_three_servers_is_enough_and_needed() {
     );
     let c_key_count = {
         let client = redis::Client::open(c.url()).expect("url");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("c is up");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("c is up");
         redis::cmd("KEYS")
             .arg("test:lock:*")
             .query_async::<Vec<String>>(&mut conn)

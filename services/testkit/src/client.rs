@@ -157,13 +157,28 @@ impl Client {
         }
     }
 
-    /// Opens a WebSocket on `path` with extra headers; on refusal, the
-    /// HTTP status and body.
-    pub async fn try_ws(
+    /// Opens a WebSocket on `profile` whose socket has a receive buffer of
+    /// `bytes` (fixed, so the kernel does not grow it): a client that stops
+    /// reading then stalls the edge's writes soon, as a slow phone would.
+    pub async fn ws_with_receive_buffer(&self, profile: uuid::Uuid, bytes: u32) -> WsClient {
+        let authority = self.base.split_once("://").map_or(&*self.base, |(_, a)| a);
+        let addr: std::net::SocketAddr = authority.parse().expect("base is http://ip:port");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = socket.connect(addr).await.expect("connect");
+        let request = self.ws_request(&format!("/live/{profile}/ws"), &[]);
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        let (stream, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("WebSocket opens");
+        WsClient { stream }
+    }
+
+    fn ws_request(
         &self,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<WsClient, (u16, String)> {
+    ) -> tungstenite::handshake::client::Request {
         let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
         let mut request = url.into_client_request().expect("ws request");
         let cookie = self.cookie_header();
@@ -179,6 +194,17 @@ impl Client {
                 .headers_mut()
                 .insert(name, value.parse().expect("header value"));
         }
+        request
+    }
+
+    /// Opens a WebSocket on `path` with extra headers; on refusal, the
+    /// HTTP status and body.
+    pub async fn try_ws(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, (u16, String)> {
+        let request = self.ws_request(path, headers);
         match tokio_tungstenite::connect_async(request).await {
             Ok((stream, _)) => Ok(WsClient { stream }),
             Err(tungstenite::Error::Http(response)) => {
@@ -281,7 +307,9 @@ impl WsClient {
                 .expect("no ping within the timeout");
             match message {
                 Some(Ok(Message::Ping(_))) => return,
-                Some(Ok(Message::Close(frame))) => panic!("closed while waiting for a ping: {frame:?}"),
+                Some(Ok(Message::Close(frame))) => {
+                    panic!("closed while waiting for a ping: {frame:?}")
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("WebSocket ended while waiting for a ping: {other:?}"),
             }

@@ -176,7 +176,11 @@ impl Drop for Lease {
             let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
             held.remove(&slot);
         }
-        let (locks, publisher, lock) = (self.locks.clone(), self.publisher.clone(), self.lock.clone());
+        let (locks, publisher, lock) = (
+            self.locks.clone(),
+            self.publisher.clone(),
+            self.lock.clone(),
+        );
         let joined = self.slot.is_some();
         self.locks.releases.spawn(async move {
             if joined {

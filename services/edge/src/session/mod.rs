@@ -139,12 +139,23 @@ async fn try_open(
     );
     let mut replayed = HashSet::new();
     if let Some((since, recent)) = recent {
-        match recovery::replay(state.store.as_ref(), profile, since, recent, recovery.max_replay).await {
+        match recovery::replay(
+            state.store.as_ref(),
+            profile,
+            since,
+            recent,
+            recovery.max_replay,
+        )
+        .await
+        {
             Ok(replay) => {
                 if replay.gap {
                     opening.push_back(ServerEvent::Gap.to_outbound());
                 }
-                state.metrics.replayed_messages.inc_by(replay.events.len() as u64);
+                state
+                    .metrics
+                    .replayed_messages
+                    .inc_by(replay.events.len() as u64);
                 opening.extend(replay.events);
                 replayed = replay.ids;
             }
@@ -173,7 +184,11 @@ fn lifetime(settings: &crate::settings::Lifetime) -> Option<Pin<Box<Sleep>>> {
         return None;
     }
     let dither_ms = settings.dither_secs * 1000;
-    let extra = if dither_ms == 0 { 0 } else { rand::random::<u64>() % dither_ms };
+    let extra = if dither_ms == 0 {
+        0
+    } else {
+        rand::random::<u64>() % dither_ms
+    };
     let after = Duration::from_secs(settings.max_secs) + Duration::from_millis(extra);
     Some(Box::pin(tokio::time::sleep(after)))
 }
@@ -204,7 +219,11 @@ impl LiveSession {
 
 /// The event that tells a client to come back after a short random wait.
 pub fn reconnect_event(reason: ReconnectReason, jitter_ms: u64) -> Arc<Outbound> {
-    let after_ms = if jitter_ms == 0 { 0 } else { rand::random::<u64>() % jitter_ms };
+    let after_ms = if jitter_ms == 0 {
+        0
+    } else {
+        rand::random::<u64>() % jitter_ms
+    };
     ServerEvent::Reconnect {
         after_ms,
         reason: reason.as_str(),

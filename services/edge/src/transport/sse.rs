@@ -29,11 +29,7 @@ pub fn routes(
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::optional::<String>("cookie"))
         .and(warp::header::optional::<String>("last-event-id"))
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
             |profile: String,
              state: Arc<EdgeState>,
@@ -45,7 +41,9 @@ pub fn routes(
                     .filter(|id| !id.is_empty())
                     .or_else(|| query_param(&query, "last_id"));
                 let opened = match authenticate(&state, cookie.as_deref()) {
-                    Ok(user) => session::open(&state, user, &profile, Transport::Sse, last_id).await,
+                    Ok(user) => {
+                        session::open(&state, user, &profile, Transport::Sse, last_id).await
+                    }
                     Err(err) => Err(err),
                 };
                 opened
@@ -97,7 +95,10 @@ fn last_event(end: End, state: &EdgeState) -> (Option<Arc<Outbound>>, &'static s
             (Some(event), "not_a_member")
         }
         End::Reconnect(why) => (
-            Some(session::reconnect_event(why, state.settings.drain.reconnect_jitter_ms)),
+            Some(session::reconnect_event(
+                why,
+                state.settings.drain.reconnect_jitter_ms,
+            )),
             why.as_str(),
         ),
         End::TooSlow => (None, "too_slow"),

@@ -45,13 +45,13 @@ pub fn routes(
         .and(warp::any().map(move || state.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
-            |profile: String, state: Arc<EdgeState>, headers: HeaderMap, on_upgrade, query: String| async move {
+            |profile: String,
+             state: Arc<EdgeState>,
+             headers: HeaderMap,
+             on_upgrade,
+             query: String| async move {
                 let last_id = query_param(&query, "last_id");
                 upgrade(&state, &profile, &headers, on_upgrade, last_id)
                     .await
@@ -251,7 +251,10 @@ async fn end_session(sink: &mut Sink, end: End, state: &EdgeState) -> &'static s
             "not_a_member",
         ),
         End::Reconnect(why) => (
-            Some(crate::session::reconnect_event(why, state.settings.drain.reconnect_jitter_ms)),
+            Some(crate::session::reconnect_event(
+                why,
+                state.settings.drain.reconnect_jitter_ms,
+            )),
             close_code::GOING_AWAY,
             why.as_str(),
         ),
@@ -311,7 +314,11 @@ fn error_event(err: &EdgeError, reference: Option<&str>) -> Arc<Outbound> {
     .to_outbound()
 }
 
-async fn write(sink: &mut Sink, out: &Outbound, state: &EdgeState) -> Result<(), tungstenite::Error> {
+async fn write(
+    sink: &mut Sink,
+    out: &Outbound,
+    state: &EdgeState,
+) -> Result<(), tungstenite::Error> {
     sink.send(Message::Text(out.json.clone())).await?;
     state.metrics.delivered_events.inc();
     Ok(())

@@ -1,0 +1,138 @@
+//! Slow clients: a bounded queue per session, drops with a `gap`, and a
+//! client that stays too slow is disconnected. The edge's queued bytes stay
+//! bounded whatever the clients do.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use rill_testkit::{Client, Stack};
+use serde_json::json;
+
+const STALLED: usize = 100;
+const QUEUE_DEPTH: usize = 32;
+const BODY_BYTES: usize = 4000;
+
+/// The sum of every series of metric `name` (a counter's `_total` too).
+async fn metric(client: &Client, name: &str) -> f64 {
+    let text = client.get("/metrics").await.text().await.expect("text");
+    text.lines()
+        .filter(|l| {
+            let rest = l.strip_prefix(name).unwrap_or("#");
+            let rest = rest.strip_prefix("_total").unwrap_or(rest);
+            rest.starts_with(['{', ' '])
+        })
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .expect("value")
+                .parse::<f64>()
+                .expect("number")
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_disconnected() {
+    let stack = Stack::start_with(1, |s| {
+        s.limits.session_queue_depth = QUEUE_DEPTH;
+        s.limits.slow_client_secs = 2;
+    })
+    .await;
+    let room = stack.create_profile("Room").await;
+    let rooms = [room];
+    let users = join_all((0..STALLED).map(|_| stack.member_of(&rooms))).await;
+
+    // Clients that open a WebSocket and never read from it again, with
+    // small socket buffers (the kernel would otherwise absorb megabytes
+    // for each before the edge notices).
+    let mut stalled = Vec::new();
+    for user in users {
+        let client = stack.edge_client(0);
+        client.login(user).await;
+        stalled.push(client.ws_with_receive_buffer(room, 8 * 1024).await);
+    }
+    let edge = stack.edge_client(0);
+    assert_eq!(
+        metric(&edge, "rill_edge_live_sessions").await,
+        STALLED as f64
+    );
+
+    // The flood: 2,000 messages of 4 KB, far more than the sockets' kernel
+    // buffers and the queues hold.
+    let sender = stack.edge_client(0);
+    sender.login(stack.member_of(&[room]).await).await;
+    let body = "x".repeat(BODY_BYTES);
+    let flood = {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let send = |n: usize| {
+                let (sender, body) = (sender.clone(), body.clone());
+                async move {
+                    for _ in 0..250 {
+                        let reply = sender
+                            .post_json(&format!("/live/{room}/messages"), &json!({ "body": body }))
+                            .await;
+                        assert_eq!(reply.status(), 200, "sender {n}");
+                    }
+                }
+            };
+            join_all((0..8).map(send)).await;
+        })
+    };
+
+    // Sample the queued bytes while the flood goes out and is delivered.
+    let mut most_queued = 0.0_f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut delivered_at = None;
+    loop {
+        assert!(Instant::now() < deadline, "the flood was not delivered");
+        most_queued = most_queued.max(metric(&edge, "rill_edge_queued_bytes").await);
+        let consumed = metric(&edge, "rill_edge_records_consumed").await;
+        if flood.is_finished() && consumed >= 2000.0 && delivered_at.is_none() {
+            delivered_at = Some(Instant::now());
+        }
+        if delivered_at.is_some_and(|at| at.elapsed() > Duration::from_millis(500)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    flood.await.expect("flood");
+
+    // Each queue holds at most QUEUE_DEPTH events of a bit over BODY_BYTES.
+    let bound = (STALLED * QUEUE_DEPTH * (BODY_BYTES + 300)) as f64;
+    eprintln!("most queued: {most_queued} bytes (bound {bound})");
+    assert!(most_queued > 0.0, "the metric moved");
+    assert!(
+        most_queued <= bound,
+        "queued {most_queued} bytes, bound {bound}"
+    );
+    assert!(
+        metric(&edge, "rill_edge_dropped_events").await > 0.0,
+        "the flood overflowed the queues"
+    );
+
+    // Too slow for longer than slow_client_secs: disconnected, and what
+    // was queued for them is let go.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ended = metric(&edge, "rill_edge_sessions_ended").await;
+        if ended >= STALLED as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ended} of {STALLED} stalled sessions ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = edge.get("/metrics").await.text().await.expect("text");
+    assert!(
+        text.contains(&format!(
+            r#"rill_edge_sessions_ended_total{{reason="too_slow"}} {STALLED}"#
+        )),
+        "{text}"
+    );
+    assert_eq!(metric(&edge, "rill_edge_live_sessions").await, 0.0);
+    assert_eq!(metric(&edge, "rill_edge_queued_bytes").await, 0.0);
+    drop(stalled);
+}
