@@ -12,10 +12,12 @@
 //!
 //! Around them: [`app`] builds and serves an edge, [`routes`] lists its
 //! routes, [`events`] defines the JSON frames, [`error`] maps failures to
-//! statuses, [`capacity`] counts sessions, [`metrics`], [`settings`].
+//! statuses, [`capacity`] counts sessions, [`metrics`], [`settings`];
+//! [`client_files`] serves the browser client (`services/edge/client/`).
 
 pub mod app;
 pub mod capacity;
+pub mod client_files;
 pub mod error;
 pub mod events;
 pub mod from_kafka;
