@@ -21,8 +21,12 @@ const CLOSE_NOT_A_MEMBER = 4403;
 const CLOSE_ALREADY_LIVE = 4409;
 
 /** Failed WebSocket attempts in a row (never reaching `ready`) before an
- *  "auto" client falls back to SSE for the rest of the page's life. */
+ *  "auto" client falls back to SSE for the rest of the page's life: few
+ *  when WebSocket never worked from this page (a proxy that blocks it),
+ *  more when it did (a dead edge's upgrades fail too until the proxy's
+ *  health check notices, which is no reason to give WebSocket up). */
 const WS_FAILURES_BEFORE_SSE = 3;
+const WS_FAILURES_BEFORE_SSE_ONCE_WORKED = 8;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
 /** Shorter cap while another session holds the profile: it is usually a
@@ -51,6 +55,7 @@ export class LiveConnection {
     this.onState = onState;
     this.failures = 0; // tries in a row that did not reach `ready`
     this.wsFailures = 0;
+    this.wsWorked = false;
     this.stream = null; // the open WebSocket or SSE reader, see close()
     this.retryTimer = null;
     this.watchdog = null;
@@ -147,7 +152,8 @@ export class LiveConnection {
       // A refused upgrade (401, 403, 503, a dead edge behind the proxy)
       // looks the same as no WebSocket at all to a page: 1006, no reason.
       this.wsFailures += 1;
-      if (!this.forced && this.wsFailures >= WS_FAILURES_BEFORE_SSE) {
+      const limit = this.wsWorked ? WS_FAILURES_BEFORE_SSE_ONCE_WORKED : WS_FAILURES_BEFORE_SSE;
+      if (!this.forced && this.wsFailures >= limit) {
         this.transport = "sse";
         return this.retry("reconnecting", { reason: "WebSocket is not getting through: using SSE" });
       }
@@ -228,7 +234,10 @@ export class LiveConnection {
     if (event.type === "ready") {
       this.stream.ready = true;
       this.failures = 0;
-      if (this.transport === "ws") this.wsFailures = 0;
+      if (this.transport === "ws") {
+        this.wsFailures = 0;
+        this.wsWorked = true;
+      }
       this.setState({ state: "live", transport: this.transport, edgeId: event.edge_id });
     } else if (event.type === "reconnect") {
       // The edge drains or the session reached its lifetime: the edge
