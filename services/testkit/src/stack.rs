@@ -10,6 +10,7 @@ use rill_runtime::shutdown::CancellationToken;
 use rill_store::StoreSettings;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -23,13 +24,15 @@ use rill_sessions::RedisSettings;
 pub const TEST_COOKIE_KEY: &str =
     "test-cookie-key-test-cookie-key-test-cookie-key-test-cookie-key-0123456789";
 
-/// An edge running in the test process.
+/// An edge running in the test process, on a Tokio runtime of its own so
+/// that it can be killed like a crashed process (see [`EdgeHandle::kill`]).
 #[derive(Debug)]
 pub struct EdgeHandle {
     pub id: String,
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    runtime: Option<Runtime>,
 }
 
 impl EdgeHandle {
@@ -37,11 +40,22 @@ impl EdgeHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Cancels the edge and waits until it has stopped.
+    /// Cancels the edge and waits until it has stopped (it drains).
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+    }
+
+    /// Stops the edge as `kill -9` would: its runtime is dropped with every
+    /// task, connection and timer on it, so clients see their connections
+    /// cut at once, nothing drains, and what it holds in Redis stays until
+    /// its TTL.
+    pub fn kill(&mut self) {
+        self.task = None;
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -49,6 +63,11 @@ impl EdgeHandle {
 impl Drop for EdgeHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Dropping a runtime blocks, which panics inside the test's own
+        // runtime; the test is over anyway.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -279,22 +298,38 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, db: &TempDb, n: usize) -> E
     settings
 }
 
-/// Starts an edge in this process on a free port.
+/// Starts an edge in this process on a free port, on a runtime of its own.
 pub async fn start_edge(settings: EdgeSettings) -> EdgeHandle {
     use rill_runtime::settings::ServiceSettings as _;
     settings.validate().expect("test edge settings are valid");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("{}-rt", settings.node_id))
+        .enable_all()
+        .build()
+        .expect("edge runtime");
+    // Bound here, registered with the edge's runtime inside it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind edge");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
     let addr = listener.local_addr().expect("edge addr");
     let shutdown = CancellationToken::new();
-    let edge = Edge::start(settings, shutdown.clone())
+    let edge = runtime
+        .spawn(Edge::start(settings, shutdown.clone()))
         .await
+        .expect("edge start task")
         .expect("edge starts");
     let id = edge.id().to_owned();
-    let task = tokio::spawn(edge.serve(listener));
+    let task = runtime.spawn(async move {
+        let listener = TcpListener::from_std(listener).expect("edge listener");
+        edge.serve(listener).await;
+    });
     EdgeHandle {
         id,
         addr,
         shutdown,
         task: Some(task),
+        runtime: Some(runtime),
     }
 }

@@ -1,0 +1,383 @@
+// The open-profile view: the message list (history and live messages,
+// ordered and de-duplicated by id), the send box, the presence list and
+// the connection status.
+
+import * as api from "./api.js";
+import { LiveConnection } from "./live.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** How close to the bottom (px) counts as "reading the newest": new
+ *  messages then scroll into view; otherwise the reader's place is kept. */
+const STICK_TO_BOTTOM_PX = 60;
+
+const STATUS_TEXT = {
+  connecting: () => "Connecting…",
+  live: (s) => `Live over ${s.transport === "ws" ? "WebSocket" : "SSE"} on ${s.edgeId}`,
+  reconnecting: (s) => `Reconnecting${s.reason ? ` (${s.reason})` : ""}…`,
+  "already-open": () =>
+    "Already open elsewhere: this profile is open for you in another tab or on another device. Close it there; this page keeps trying.",
+  "not-member": () => "You are not a member of this profile.",
+  "logged-out": () => "Your session has ended: log in again.",
+  stopped: () => "Disconnected.",
+};
+
+export class ChatView {
+  /**
+   * @param {object} options
+   * @param {string} options.profileId
+   * @param {{id: string, name: string}} options.me
+   * @param {"auto"|"ws"|"sse"} options.transport
+   * @param {(message: string) => void} options.onLoggedOut
+   * @param {(message: string) => void} options.alert
+   */
+  constructor({ profileId, me, transport, onLoggedOut, alert }) {
+    this.profileId = profileId;
+    this.me = me;
+    this.onLoggedOut = onLoggedOut;
+    this.alert = alert;
+    this.items = new Map(); // id -> {el, provisional}: messages and pushes shown
+    this.newestMessageId = undefined; // for recovery after a reconnect
+    this.nextBefore = undefined; // history cursor; null: nothing older
+    this.loadingOlder = false;
+    this.presence = new Set();
+    this.countdown = null;
+    this.list = $("messages");
+    this.scroller = $("messages-scroll");
+    this.live = new LiveConnection({
+      profileId,
+      transport,
+      lastId: () => this.newestMessageId,
+      onEvent: (event) => this.onEvent(event),
+      onState: (state) => this.onState(state),
+    });
+    this.listeners = [];
+    this.closed = false;
+  }
+
+  async open() {
+    this.reset();
+    this.listen($("send-form"), "submit", (e) => {
+      e.preventDefault();
+      this.send();
+    });
+    this.listen($("send-body"), "keydown", (e) => {
+      // Enter sends; Shift+Enter is a new line; not while an input method
+      // is composing (Enter then picks a candidate).
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.send();
+      }
+    });
+    this.listen($("load-older"), "click", () => this.loadOlder());
+    this.listen(this.scroller, "scroll", () => {
+      if (this.scroller.scrollTop < 40) this.loadOlder();
+    });
+    this.listen(window, "online", () => this.live.retryNow());
+
+    api.getProfile(this.profileId).then(
+      (profile) => {
+        $("chat-title").textContent = profile.name;
+        document.title = `${profile.name} – Rill`;
+      },
+      () => ($("chat-title").textContent = "Unknown profile"),
+    );
+    // History first, so the stream can start from its newest message and
+    // the edge fills in anything sent in between.
+    try {
+      await this.loadPage();
+    } catch (err) {
+      this.alert(`Cannot load the history: ${err.message}`);
+    }
+    this.scrollToBottom();
+    if (this.closed) return; // left while the history loaded
+    this.live.start();
+    $("send-body").focus();
+  }
+
+  close() {
+    this.closed = true;
+    this.live.stop();
+    clearInterval(this.countdown);
+    for (const [target, type, handler] of this.listeners) target.removeEventListener(type, handler);
+    this.listeners = [];
+  }
+
+  listen(target, type, handler) {
+    target.addEventListener(type, handler);
+    this.listeners.push([target, type, handler]);
+  }
+
+  reset() {
+    this.list.replaceChildren();
+    $("presence").replaceChildren();
+    $("chat-title").textContent = "";
+    $("send-body").value = "";
+    this.updateOlderButton();
+    this.onState({ state: "connecting" });
+  }
+
+  // --- server events --------------------------------------------------------
+
+  onEvent(event) {
+    switch (event.type) {
+      case "message":
+        this.addMessage(event);
+        break;
+      case "push":
+        this.addPush(event);
+        break;
+      case "presence":
+        this.presence = new Set(event.users);
+        this.renderPresence();
+        break;
+      case "join":
+        this.presence.add(event.user_id);
+        this.renderPresence();
+        break;
+      case "leave":
+        this.presence.delete(event.user_id);
+        this.renderPresence();
+        break;
+      case "gap":
+        // The edge dropped events for us (we read too slowly): the newest
+        // page of history has them.
+        this.loadPage().catch((err) => this.alert(`Cannot reload the history: ${err.message}`));
+        break;
+      case "error":
+        this.alert(`The edge says: ${event.message} (${event.code})`);
+        break;
+      default:
+        break; // ready is a state; unknown events are ignored
+    }
+  }
+
+  onState(state) {
+    const status = $("status");
+    status.dataset.state = state.state;
+    status.dataset.transport = state.transport || "";
+    if (state.edgeId) status.dataset.edge = state.edgeId;
+    $("status-text").textContent = STATUS_TEXT[state.state](state);
+    this.showCountdown(state.retryAt);
+    $("send-button").disabled = state.state !== "live";
+    if (state.state !== "live") {
+      // Who is here is unknown until the next `presence`.
+      this.presence.clear();
+      this.renderPresence();
+    }
+    if (state.state === "logged-out") this.onLoggedOut(STATUS_TEXT["logged-out"]());
+  }
+
+  showCountdown(retryAt) {
+    clearInterval(this.countdown);
+    const out = $("status-countdown");
+    const tick = () => {
+      const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      out.textContent = `retrying in ${secs} s`;
+    };
+    if (!retryAt) {
+      out.textContent = "";
+      return;
+    }
+    tick();
+    this.countdown = setInterval(tick, 500);
+  }
+
+  // --- the message list -------------------------------------------------------
+
+  /** Shows a message unless it is shown already (recovery and history
+   *  overlap by design); returns whether it was new. */
+  addMessage(message) {
+    if (!this.newestMessageId || message.id > this.newestMessageId) {
+      this.newestMessageId = message.id;
+    }
+    const known = this.items.get(message.id);
+    if (known && !known.provisional) return false;
+    const el = this.renderMessage(message);
+    if (known) {
+      known.el.replaceWith(el); // our own send, shown since its ack
+    } else {
+      this.insert(el, message.id);
+    }
+    this.items.set(message.id, { el, provisional: false });
+    return true;
+  }
+
+  addPush(push) {
+    if (this.items.has(push.id)) return;
+    const el = document.createElement("li");
+    el.className = "notice";
+    el.dataset.id = push.id;
+    el.textContent = `${push.event}: ${JSON.stringify(push.data)}`;
+    this.insert(el, push.id);
+    this.items.set(push.id, { el, provisional: false });
+  }
+
+  renderMessage(message) {
+    const el = document.createElement("li");
+    el.className = message.sender_id === this.me.id ? "msg mine" : "msg";
+    el.dataset.id = message.id;
+    el.dataset.sender = message.sender_id;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const sender = document.createElement("span");
+    sender.className = "sender";
+    sender.textContent = message.sender_id.slice(0, 8);
+    api.userName(message.sender_id).then((name) => (sender.textContent = name));
+    const time = document.createElement("time");
+    const sent = new Date(message.sent_at);
+    time.dateTime = sent.toISOString();
+    time.textContent = sent.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.title = sent.toLocaleString();
+    meta.append(sender, " ", time);
+    const body = document.createElement("p");
+    body.className = "body";
+    body.textContent = message.body;
+    el.append(meta, body);
+    return el;
+  }
+
+  /** Inserts `el` in id order (UUIDv7 ids sort by time as strings), before
+   *  the sends still waiting for their ack, keeping the reader's place. */
+  insert(el, id) {
+    const stick = this.nearBottom();
+    const first = this.list.firstElementChild;
+    if (first?.dataset.id && id < first.dataset.id) {
+      this.list.prepend(el);
+    } else {
+      let before = null;
+      for (let node = this.list.lastElementChild; node; node = node.previousElementSibling) {
+        if (node.dataset.id && node.dataset.id < id) break;
+        before = node;
+      }
+      this.list.insertBefore(el, before);
+    }
+    if (stick) this.scrollToBottom();
+  }
+
+  nearBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < STICK_TO_BOTTOM_PX;
+  }
+
+  scrollToBottom() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  /** The newest page of history (on open, and after a `gap`). */
+  async loadPage() {
+    this.list.setAttribute("aria-busy", "true");
+    try {
+      const page = await api.history(this.profileId);
+      page.items.forEach((m) => this.addMessage(m));
+      if (this.nextBefore === undefined) this.nextBefore = page.next_before;
+    } finally {
+      this.list.removeAttribute("aria-busy");
+      this.updateOlderButton();
+    }
+  }
+
+  /** The page before the oldest one shown, keeping the reader's place. */
+  async loadOlder() {
+    if (this.loadingOlder || !this.nextBefore) return;
+    this.loadingOlder = true;
+    this.updateOlderButton();
+    this.list.setAttribute("aria-busy", "true");
+    const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
+    try {
+      const page = await api.history(this.profileId, { before: this.nextBefore });
+      page.items.forEach((m) => this.addMessage(m));
+      this.nextBefore = page.next_before;
+      this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
+    } catch (err) {
+      this.alert(`Cannot load older messages: ${err.message}`);
+    } finally {
+      this.loadingOlder = false;
+      this.list.removeAttribute("aria-busy");
+      this.updateOlderButton();
+    }
+  }
+
+  updateOlderButton() {
+    const button = $("load-older");
+    const none = this.nextBefore === null;
+    button.disabled = none || this.loadingOlder;
+    button.textContent = none
+      ? "Beginning of the history"
+      : this.loadingOlder
+        ? "Loading…"
+        : "Load older messages";
+  }
+
+  // --- sending ------------------------------------------------------------------
+
+  send() {
+    const input = $("send-body");
+    const body = input.value.trim();
+    if (!body) return;
+    if (this.live.state?.state !== "live") {
+      this.alert("Not connected yet: the message is still in the box.");
+      return;
+    }
+    input.value = "";
+    this.sendBody(body);
+  }
+
+  /** Shows `body` as "sending" at the end of the list, then as sent (at
+   *  its place by id) or as failed, with a button to try again. */
+  sendBody(body) {
+    const el = document.createElement("li");
+    el.className = "msg mine pending";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = `${this.me.name} · sending…`;
+    const text = document.createElement("p");
+    text.className = "body";
+    text.textContent = body;
+    el.append(meta, text);
+    this.list.append(el);
+    this.scrollToBottom();
+    this.live.send(body).then(
+      ({ id }) => {
+        if (this.items.has(id)) {
+          el.remove(); // the message itself came first
+          return;
+        }
+        el.remove();
+        el.classList.remove("pending");
+        el.dataset.id = id;
+        meta.textContent = `${this.me.name} · sent`;
+        this.insert(el, id);
+        this.items.set(id, { el, provisional: true });
+      },
+      (err) => {
+        el.classList.replace("pending", "failed");
+        meta.textContent = `Not sent: ${err.message}`;
+        const again = document.createElement("button");
+        again.type = "button";
+        again.textContent = "Try again";
+        again.addEventListener("click", () => {
+          el.remove();
+          this.sendBody(body);
+        });
+        meta.append(" ", again);
+      },
+    );
+  }
+
+  // --- presence -------------------------------------------------------------------
+
+  renderPresence() {
+    const list = $("presence");
+    list.replaceChildren(
+      ...[...this.presence].map((userId) => {
+        const li = document.createElement("li");
+        li.dataset.user = userId;
+        const you = userId === this.me.id ? " (you)" : "";
+        li.textContent = userId.slice(0, 8) + you;
+        api.userName(userId).then((name) => (li.textContent = name + you));
+        return li;
+      }),
+    );
+  }
+}

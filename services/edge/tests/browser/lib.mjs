@@ -1,0 +1,158 @@
+// Helpers for the scenarios: a "person" is one browser context (its own
+// cookies and localStorage, like one browser profile) with one or more
+// pages, driven the way a person would use the client: by its labels and
+// buttons, typing, pressing Enter.
+
+import { setTimeout as sleep } from "node:timers/promises";
+import readline from "node:readline";
+
+/** Every page opened, by name, for the screenshots of a failed test. */
+export const pages = new Map();
+
+/** How long to wait for something a person would see within seconds. */
+export const SOON = 15_000;
+
+/** Logs a step, so the test's output tells how far it got. */
+export function step(text) {
+  console.log(`[${new Date().toISOString().slice(11, 23)}] ${text}`);
+}
+
+/** A new page in `context`, with the page's console and errors in the
+ *  test output. */
+export async function newPage(context, name) {
+  const page = await context.newPage();
+  pages.set(name, page);
+  page.on("console", (msg) => console.log(`  [${name} console.${msg.type()}] ${msg.text()}`));
+  page.on("pageerror", (err) => console.log(`  [${name} page error] ${err.message}`));
+  return page;
+}
+
+/** Opens the client at `path` (e.g. `/?transport=sse`); the edge that
+ *  served the page, which the sticky cookie then keeps. */
+export async function openClient(page, base, path = "/") {
+  const response = await page.goto(new URL(path, base).href);
+  if (!response.ok()) throw new Error(`GET ${path}: ${response.status()}`);
+  return response.headers()["x-rill-edge"];
+}
+
+/**
+ * A person whose page was served by an edge other than `otherEdge`:
+ * Traefik balances new visitors (no sticky cookie yet) over the edges, so
+ * a few fresh contexts find one.
+ */
+export async function personOnOtherEdge(browser, base, name, path, otherEdge) {
+  for (let tries = 0; tries < 8; tries++) {
+    const context = await browser.newContext();
+    const page = await newPage(context, name);
+    const edge = await openClient(page, base, path);
+    if (edge !== otherEdge) return { context, page, edge };
+    pages.delete(name);
+    await context.close();
+  }
+  throw new Error(`Traefik sent 8 new visitors to ${otherEdge}: no balancing`);
+}
+
+/** Logs in from the login screen by picking `user` from the list. */
+export async function logIn(page, user) {
+  await page.getByRole("button", { name: `Log in as ${user.name}`, exact: true }).click();
+  await page.getByRole("heading", { name: "Your profiles" }).waitFor({ timeout: SOON });
+}
+
+/** Opens `profile` from the profile list; waits until the chat is live. */
+export async function openProfile(page, profile) {
+  await page.getByRole("link", { name: profile.name, exact: true }).click();
+  await page.getByRole("heading", { name: profile.name }).waitFor({ timeout: SOON });
+  await waitForState(page, "live");
+}
+
+/** Waits until the connection status is `state` (live, reconnecting,
+ *  already-open, ...). */
+export async function waitForState(page, state, timeout = SOON) {
+  await page.locator(`#status[data-state="${state}"]`).waitFor({ timeout });
+}
+
+/** The connection status: state, transport, edge and the visible text. */
+export async function status(page) {
+  return page.locator("#status").evaluate((el) => ({
+    state: el.dataset.state,
+    transport: el.dataset.transport,
+    edge: el.dataset.edge,
+    text: el.textContent.replace(/\s+/g, " ").trim(),
+  }));
+}
+
+/** Types `text` into the message box and presses Enter; waits until the
+ *  edge acknowledged it (the message is no longer "sending"). */
+export async function send(page, text) {
+  const box = page.getByLabel("Message", { exact: true });
+  await box.fill(text);
+  await box.press("Enter");
+  await message(page, text).waitFor({ timeout: SOON });
+}
+
+/** The confirmed message whose body is exactly `text`. */
+export function message(page, text) {
+  return page.locator("#messages li.msg:not(.pending):not(.failed)").filter({
+    has: page.locator(".body", { hasText: new RegExp(`^${escape(text)}$`) }),
+  });
+}
+
+/** Waits until `page` shows the message `text` from `sender` (a name). */
+export async function expectMessage(page, text, sender, timeout = SOON) {
+  const item = message(page, text);
+  await item.waitFor({ timeout });
+  const count = await item.count();
+  if (count !== 1) throw new Error(`"${text}" is shown ${count} times`);
+  if (sender) {
+    await item.locator(".sender", { hasText: sender }).waitFor({ timeout });
+  }
+}
+
+/** The bodies of every message shown, oldest first. */
+export async function bodies(page) {
+  return page.locator("#messages li.msg .body").allTextContents();
+}
+
+/** The names in the presence list. */
+export async function presence(page) {
+  return page.locator("#presence li").allTextContents();
+}
+
+/** Waits until `check()` returns true, polling; fails with `what`. */
+export async function eventually(what, check, timeout = SOON) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function escape(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+// --- asking the Rust test to act ----------------------------------------------
+
+const input = readline.createInterface({ input: process.stdin });
+const replies = input[Symbol.asyncIterator]();
+
+/** Asks the Rust test that started us to do something (kill an edge, say)
+ *  and waits for its answer: a request is a line `@rill <json>` on stdout,
+ *  the answer a JSON line on stdin. */
+export async function ask(request) {
+  console.log(`@rill ${JSON.stringify(request)}`);
+  const { value, done } = await replies.next();
+  if (done) throw new Error(`no answer to ${JSON.stringify(request)}`);
+  const answer = JSON.parse(value);
+  if (!answer.ok) throw new Error(`${JSON.stringify(request)} failed: ${answer.error}`);
+  return answer;
+}
+
+export function closeInput() {
+  input.close();
+}
