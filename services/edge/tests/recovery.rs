@@ -159,7 +159,6 @@ async fn send(client: &Client, profile: Uuid, count: usize, parallel: usize) -> 
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..parallel {
         let client = client.clone();
-        let count = count;
         tasks.spawn(async move {
             let mut ids = Vec::new();
             for n in (worker..count).step_by(parallel) {

@@ -50,8 +50,7 @@ async fn a_second_stream_of_the_same_user_and_profile_is_refused_on_any_edge() {
         let (status, body) = other
             .try_sse(&format!("/live/{room}/sse"), &[])
             .await
-            .err()
-            .expect("a second SSE stream is refused");
+            .expect_err("a second SSE stream is refused");
         assert_eq!(status, 409, "{body}");
         let body: Value = serde_json::from_str(&body).expect("JSON error");
         assert_eq!(body["error"], "already_live");
@@ -111,8 +110,7 @@ async fn locks_need_a_majority_of_three_redis_servers() {
     let (status, body) = client
         .try_sse(&format!("/live/{}/sse", profiles[2]), &[])
         .await
-        .err()
-        .expect("one server of three must not grant a lock");
+        .expect_err("one server of three must not grant a lock");
     assert_eq!(status, 503, "{body}");
     let body: Value = serde_json::from_str(&body).expect("JSON error");
     assert_eq!(body["error"], "locks_unavailable");
