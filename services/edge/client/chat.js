@@ -122,6 +122,10 @@ export class ChatView {
   onEvent(event) {
     switch (event.type) {
       case "message":
+        // Recovery replays from a little before the last id seen, which can
+        // reach below the oldest history page shown: leave those to "load
+        // older", so that the list has no hole.
+        if (this.nextBefore && event.id < this.nextBefore) break;
         this.addMessage(event);
         break;
       case "push":

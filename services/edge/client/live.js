@@ -99,7 +99,12 @@ export class LiveConnection {
   connect() {
     clearTimeout(this.retryTimer);
     if (this.stopped) return;
-    this.setState({ state: "connecting", transport: this.transport });
+    // While the profile is open elsewhere, each try waits on the edge for
+    // the other session to let go (up to a second): keep saying why rather
+    // than flicker to "connecting".
+    if (this.state?.state !== "already-open") {
+      this.setState({ state: "connecting", transport: this.transport });
+    }
     if (this.transport === "ws") this.connectWebSocket();
     else this.connectSse();
   }
