@@ -1,0 +1,265 @@
+//! The command line: `rill-load run ...` (and `rill-load worker`, which the
+//! coordinator starts itself).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+rill-load: load generator for Rill (WebSocket, SSE) and a Socket.IO peer
+
+USAGE:
+    rill-load run [OPTIONS]
+    rill-load --help
+
+Target:
+    --url URL              where sessions connect: Traefik, or an edge; repeat
+                           for several edges (sessions spread round robin)
+    --api URL              the api, to create users and profiles (default:
+                           the first --url, as through Traefik)
+    --transport KIND       ws | sse | mix | socketio (default ws); socketio
+                           needs no api: ids are made up
+    --sse-percent N        with mix: share of SSE sessions (default 50)
+
+Load:
+    --profiles P           profiles (default 1)
+    --users U              sessions (distinct users) per profile (default 10)
+    --rate R               messages per second over the whole run; 0 = idle
+                           (default 10)
+    --duration S           seconds of sending (or of idling) (default 10)
+    --ramp N               new sessions per second (default 2000)
+    --body-bytes N         message body size, at least 40 (default 64)
+    --drain S              seconds to wait for in-flight deliveries (default 3)
+    --settle S             seconds between the last connect and the memory
+                           sample / first send (default 2)
+
+Processes and sockets:
+    --workers W            worker processes (default: one per 12,000 sessions)
+    --source-ips K         bind client sockets to 127.0.0.1 .. 127.0.0.K,
+                           round robin (default: one per 20,000 sessions)
+    --connect-timeout S    per session, login included (default 30)
+    --timeout S            the whole run stops after this (default
+                           duration + 600)
+
+Measurement:
+    --edge-pid PID         a server process whose RSS and CPU to sample
+                           (repeat); sessions are assumed to be on them
+    --broker HOST:PORT     run the broker probe: produce and consume at the
+                           same rate, with the services' Kafka settings
+    --probe-topic NAME     (default rill.loadtest.probe)
+    --label NAME           a name for the run in the report
+    --out FILE             the JSON report (default: printed to stdout)
+    --svg FILE             the latency plot
+    --no-progress          no progress bar
+    --testdata-max-users N / --testdata-max-profiles N
+                           the api's limits per POST /api/testdata
+                           (default 10000 / 1000)
+";
+
+#[derive(Debug)]
+pub enum Command {
+    Help,
+    Run(Box<RunArgs>),
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportMix {
+    Ws,
+    Sse,
+    Mix,
+    Socketio,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub urls: Vec<String>,
+    pub api: Option<String>,
+    pub transport: TransportMix,
+    pub sse_percent: u32,
+    pub profiles: u32,
+    pub users: u32,
+    pub rate: f64,
+    pub duration: f64,
+    pub ramp: f64,
+    pub body_bytes: usize,
+    pub drain: f64,
+    pub settle: f64,
+    pub workers: Option<u32>,
+    pub source_ips: Option<u32>,
+    pub connect_timeout: f64,
+    pub timeout: Option<f64>,
+    pub edge_pids: Vec<u32>,
+    pub broker: Option<String>,
+    pub probe_topic: String,
+    pub label: String,
+    pub out: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub progress: bool,
+    pub testdata_max_users: u32,
+    pub testdata_max_profiles: u32,
+    /// The command line as given, for the report.
+    pub command: Vec<String>,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            api: None,
+            transport: TransportMix::Ws,
+            sse_percent: 50,
+            profiles: 1,
+            users: 10,
+            rate: 10.0,
+            duration: 10.0,
+            ramp: 2000.0,
+            body_bytes: 64,
+            drain: 3.0,
+            settle: 2.0,
+            workers: None,
+            source_ips: None,
+            connect_timeout: 30.0,
+            timeout: None,
+            edge_pids: Vec::new(),
+            broker: None,
+            probe_topic: "rill.loadtest.probe".into(),
+            label: "run".into(),
+            out: None,
+            svg: None,
+            progress: true,
+            testdata_max_users: 10_000,
+            testdata_max_profiles: 1_000,
+            command: Vec::new(),
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn sessions(&self) -> u64 {
+        u64::from(self.profiles) * u64::from(self.users)
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let args: Vec<OsString> = args.into_iter().collect();
+    let command_line: Vec<String> = std::iter::once("rill-load".to_owned())
+        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut run = RunArgs {
+        command: command_line,
+        ..RunArgs::default()
+    };
+    let mut subcommand = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Value(v) if subcommand.is_none() => {
+                let v = v.string()?;
+                match v.as_str() {
+                    "run" => subcommand = Some(v),
+                    "worker" => return Ok(Command::Worker),
+                    _ => return Err(format!("unknown command {v:?}").into()),
+                }
+            }
+            Long("url") => run.urls.push(parser.value()?.string()?),
+            Long("api") => run.api = Some(parser.value()?.string()?),
+            Long("transport") => {
+                run.transport = match parser.value()?.string()?.as_str() {
+                    "ws" => TransportMix::Ws,
+                    "sse" => TransportMix::Sse,
+                    "mix" => TransportMix::Mix,
+                    "socketio" => TransportMix::Socketio,
+                    other => return Err(format!("--transport: unknown {other:?}").into()),
+                }
+            }
+            Long("sse-percent") => run.sse_percent = parser.value()?.parse()?,
+            Long("profiles") => run.profiles = parser.value()?.parse()?,
+            Long("users") => run.users = parser.value()?.parse()?,
+            Long("rate") => run.rate = parser.value()?.parse()?,
+            Long("duration") => run.duration = parser.value()?.parse()?,
+            Long("ramp") => run.ramp = parser.value()?.parse()?,
+            Long("body-bytes") => run.body_bytes = parser.value()?.parse()?,
+            Long("drain") => run.drain = parser.value()?.parse()?,
+            Long("settle") => run.settle = parser.value()?.parse()?,
+            Long("workers") => run.workers = Some(parser.value()?.parse()?),
+            Long("source-ips") => run.source_ips = Some(parser.value()?.parse()?),
+            Long("connect-timeout") => run.connect_timeout = parser.value()?.parse()?,
+            Long("timeout") => run.timeout = Some(parser.value()?.parse()?),
+            Long("edge-pid") => run.edge_pids.push(parser.value()?.parse()?),
+            Long("broker") => run.broker = Some(parser.value()?.string()?),
+            Long("probe-topic") => run.probe_topic = parser.value()?.string()?,
+            Long("label") => run.label = parser.value()?.string()?,
+            Long("out") => run.out = Some(parser.value()?.into()),
+            Long("svg") => run.svg = Some(parser.value()?.into()),
+            Long("no-progress") => run.progress = false,
+            Long("testdata-max-users") => run.testdata_max_users = parser.value()?.parse()?,
+            Long("testdata-max-profiles") => run.testdata_max_profiles = parser.value()?.parse()?,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    if subcommand.is_none() {
+        return Err("a command is needed: run".into());
+    }
+    validate(&run)?;
+    Ok(Command::Run(Box::new(run)))
+}
+
+fn validate(run: &RunArgs) -> Result<(), lexopt::Error> {
+    let fail = |m: &str| Err(lexopt::Error::from(m));
+    if run.urls.is_empty() {
+        return fail("--url is needed");
+    }
+    if run.profiles == 0 || run.users == 0 {
+        return fail("--profiles and --users must be at least 1");
+    }
+    if run.sse_percent > 100 {
+        return fail("--sse-percent must be 0..=100");
+    }
+    if !(run.rate >= 0.0 && run.duration >= 0.0 && run.ramp > 0.0 && run.drain >= 0.0) {
+        return fail("--rate, --duration and --drain must be >= 0, --ramp > 0");
+    }
+    if run.body_bytes < 40 {
+        return fail("--body-bytes must be at least 40 (the timestamp and id)");
+    }
+    if run.workers == Some(0) || run.source_ips == Some(0) || run.source_ips > Some(254) {
+        return fail("--workers must be >= 1 and --source-ips 1..=254");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Command, lexopt::Error> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    #[test]
+    fn a_full_command_line_parses() {
+        let Ok(Command::Run(run)) = parse_str(
+            "run --url http://127.0.0.1:1 --url http://127.0.0.1:2 --transport mix \
+             --profiles 3 --users 4 --rate 2.5 --edge-pid 7 --edge-pid 8 --no-progress",
+        ) else {
+            panic!("parses")
+        };
+        assert_eq!(run.urls.len(), 2);
+        assert_eq!(run.transport, TransportMix::Mix);
+        assert_eq!(run.sessions(), 12);
+        assert_eq!(run.rate, 2.5);
+        assert_eq!(run.edge_pids, vec![7, 8]);
+        assert!(!run.progress);
+        assert_eq!(run.command[0], "rill-load");
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        assert!(parse_str("run").is_err(), "no url");
+        assert!(parse_str("run --url x --transport carrier-pigeon").is_err());
+        assert!(parse_str("run --url x --users 0").is_err());
+        assert!(parse_str("run --url x --bogus").is_err());
+        assert!(matches!(parse_str("worker"), Ok(Command::Worker)));
+    }
+}

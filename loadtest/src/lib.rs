@@ -1,0 +1,26 @@
+//! `rill-load`: a load generator for Rill (WebSocket, SSE) and for a
+//! Socket.IO peer, run as one coordinator and several worker processes.
+//!
+//! The coordinator ([`coordinator`]) creates users and profiles through the
+//! api ([`setup`]), splits the sessions over worker processes (itself,
+//! re-executed as `rill-load worker`), shows a progress bar, samples the
+//! edges' memory and CPU ([`procfs`]), runs the broker probe ([`probe`]),
+//! and writes the JSON report ([`report`]) and a latency plot ([`svg`]).
+//! A worker ([`worker`]) opens its sessions from several 127.0.0.x source
+//! addresses ([`transport`]), sends at its share of the rate, and measures
+//! send-to-receive latency and deliveries ([`stats`]).
+//!
+//! - [`cli`]: the command line.
+//! - [`plan`]: what the coordinator tells a worker and what it answers.
+
+pub mod cli;
+pub mod coordinator;
+pub mod plan;
+pub mod probe;
+pub mod procfs;
+pub mod report;
+pub mod setup;
+pub mod stats;
+pub mod svg;
+pub mod transport;
+pub mod worker;

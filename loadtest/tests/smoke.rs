@@ -1,0 +1,98 @@
+//! A small run of the generator against a whole local stack (broker,
+//! Redis, api, persist, two edges, Traefik), so that it never rots:
+//! WebSocket and SSE sessions through Traefik, two worker processes, two
+//! source addresses, then the report is checked.
+
+use std::process::Command;
+
+use rill_testkit::Stack;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
+    let stack = Stack::start(2).await;
+    let dir = std::env::temp_dir().join(format!("rill-load-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (out, svg) = (dir.join("report.json"), dir.join("latency.svg"));
+    let url = stack.traefik.url();
+    let api = format!("http://{}", stack.api);
+    let brokers = stack.broker.kafka_settings().brokers;
+    let args = [
+        "run",
+        "--url",
+        &url,
+        "--api",
+        &api,
+        "--transport",
+        "mix",
+        "--profiles",
+        "2",
+        "--users",
+        "10",
+        "--rate",
+        "20",
+        "--duration",
+        "3",
+        "--drain",
+        "2",
+        "--settle",
+        "0.5",
+        "--workers",
+        "2",
+        "--source-ips",
+        "2",
+        "--broker",
+        &brokers,
+        "--timeout",
+        "60",
+        "--no-progress",
+        "--label",
+        "smoke",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--svg",
+        svg.to_str().expect("utf-8 path"),
+    ]
+    .map(str::to_owned);
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rill-load"))
+            .args(args)
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run rill-load");
+    assert!(status.success(), "rill-load failed: {status}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("JSON");
+    assert_eq!(report["connect"]["connected"], 20, "{report:#}");
+    assert_eq!(report["connect"]["failed"], 0, "{report:#}");
+    assert_eq!(
+        report["errors"].as_object().map(|e| e.len()),
+        Some(0),
+        "{report:#}"
+    );
+    let sent = report["messages"]["sent"].as_u64().expect("sent");
+    assert!(sent >= 50, "about 60 sends in 3 s: {report:#}");
+    assert_eq!(report["messages"]["acked"], sent, "{report:#}");
+    let deliveries = &report["deliveries"];
+    assert_eq!(
+        deliveries["expected"],
+        sent * 10,
+        "everyone on the profile gets it: {report:#}"
+    );
+    assert_eq!(deliveries["lost"], 0, "{report:#}");
+    assert_eq!(deliveries["duplicated"], 0, "{report:#}");
+    assert_eq!(deliveries["unique"], deliveries["expected"], "{report:#}");
+    assert!(report["latency"]["count"].as_u64() > Some(0), "{report:#}");
+    assert!(report["latency"]["p99_ms"].as_f64() > Some(0.0));
+    assert!(
+        report["broker_probe"]["received"].as_u64() > Some(0),
+        "{report:#}"
+    );
+    assert!(report["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    let plot = std::fs::read_to_string(&svg).expect("svg");
+    assert!(plot.starts_with("<svg") && plot.contains("<polyline"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
