@@ -11,26 +11,6 @@ use rill_testkit::{Client, Stack};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The sum of every series of metric `name` (all label sets; a counter's
-/// `_total` too).
-async fn metric(client: &Client, name: &str) -> f64 {
-    let text = client.get("/metrics").await.text().await.expect("text");
-    text.lines()
-        .filter(|l| {
-            let rest = l.strip_prefix(name).unwrap_or("#");
-            let rest = rest.strip_prefix("_total").unwrap_or(rest);
-            rest.starts_with(['{', ' '])
-        })
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .expect("value")
-                .parse::<f64>()
-                .expect("number")
-        })
-        .sum()
-}
-
 async fn logged_in(client: Client, user: Uuid) -> Client {
     client.login(user).await;
     client
@@ -302,21 +282,21 @@ async fn availability_turns_not_ready_at_warning_and_refuses_at_critical() {
     assert_eq!(ready().await, 200, "1 of 4: available");
     open.push(edge.sse(profiles[1]).await);
     assert_eq!(ready().await, 503, "2 of 4: warning, not ready");
-    assert_eq!(metric(&edge, "rill_edge_availability").await, 1.0);
+    assert_eq!(edge.metric("rill_edge_availability").await, 1.0);
     open.push(edge.sse(profiles[2]).await);
     open.push(edge.sse(profiles[3]).await);
     assert_eq!(
-        metric(&edge, "rill_edge_live_sessions").await,
+        edge.metric("rill_edge_live_sessions").await,
         4.0,
         "what the autoscaler reads"
     );
     let refused = edge.get(&format!("/live/{}/sse", profiles[4])).await;
     assert_eq!(refused.status(), 503, "critical: refused");
     assert!(refused.headers().get("retry-after").is_some());
-    assert_eq!(metric(&edge, "rill_edge_availability").await, 2.0);
+    assert_eq!(edge.metric("rill_edge_availability").await, 2.0);
 
     open.truncate(1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ready().await, 200, "back to available");
-    assert_eq!(metric(&edge, "rill_edge_availability").await, 0.0);
+    assert_eq!(edge.metric("rill_edge_availability").await, 0.0);
 }

@@ -5,31 +5,12 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use rill_testkit::{Client, Stack};
+use rill_testkit::Stack;
 use serde_json::json;
 
 const STALLED: usize = 100;
 const QUEUE_DEPTH: usize = 32;
 const BODY_BYTES: usize = 4000;
-
-/// The sum of every series of metric `name` (a counter's `_total` too).
-async fn metric(client: &Client, name: &str) -> f64 {
-    let text = client.get("/metrics").await.text().await.expect("text");
-    text.lines()
-        .filter(|l| {
-            let rest = l.strip_prefix(name).unwrap_or("#");
-            let rest = rest.strip_prefix("_total").unwrap_or(rest);
-            rest.starts_with(['{', ' '])
-        })
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .expect("value")
-                .parse::<f64>()
-                .expect("number")
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_disconnected() {
@@ -52,10 +33,7 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
         stalled.push(client.ws_with_receive_buffer(room, 8 * 1024).await);
     }
     let edge = stack.edge_client(0);
-    assert_eq!(
-        metric(&edge, "rill_edge_live_sessions").await,
-        STALLED as f64
-    );
+    assert_eq!(edge.metric("rill_edge_live_sessions").await, STALLED as f64);
 
     // The flood: 2,000 messages of 4 KB, far more than the sockets' kernel
     // buffers and the queues hold.
@@ -86,8 +64,8 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
     let mut delivered_at = None;
     loop {
         assert!(Instant::now() < deadline, "the flood was not delivered");
-        most_queued = most_queued.max(metric(&edge, "rill_edge_queued_bytes").await);
-        let consumed = metric(&edge, "rill_edge_records_consumed").await;
+        most_queued = most_queued.max(edge.metric("rill_edge_queued_bytes").await);
+        let consumed = edge.metric("rill_edge_records_consumed").await;
         if flood.is_finished() && consumed >= 2000.0 && delivered_at.is_none() {
             delivered_at = Some(Instant::now());
         }
@@ -107,7 +85,7 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
         "queued {most_queued} bytes, bound {bound}"
     );
     assert!(
-        metric(&edge, "rill_edge_dropped_events").await > 0.0,
+        edge.metric("rill_edge_dropped_events").await > 0.0,
         "the flood overflowed the queues"
     );
 
@@ -115,7 +93,7 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
     // was queued for them is let go.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ended = metric(&edge, "rill_edge_sessions_ended").await;
+        let ended = edge.metric("rill_edge_sessions_ended").await;
         if ended >= STALLED as f64 {
             break;
         }
@@ -132,7 +110,7 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
         )),
         "{text}"
     );
-    assert_eq!(metric(&edge, "rill_edge_live_sessions").await, 0.0);
-    assert_eq!(metric(&edge, "rill_edge_queued_bytes").await, 0.0);
+    assert_eq!(edge.metric("rill_edge_live_sessions").await, 0.0);
+    assert_eq!(edge.metric("rill_edge_queued_bytes").await, 0.0);
     drop(stalled);
 }

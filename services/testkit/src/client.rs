@@ -138,6 +138,30 @@ impl Client {
         );
     }
 
+    /// The sum of every series of Prometheus metric `name` (all label
+    /// sets; a counter's `_total` too) on this client's `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|line| {
+                let rest = line.strip_prefix(name).unwrap_or("#");
+                let rest = rest.strip_prefix("_total").unwrap_or(rest);
+                rest.starts_with(['{', ' '])
+            })
+            .map(|line| {
+                let value = line.rsplit(' ').next().unwrap_or_default();
+                value
+                    .parse::<f64>()
+                    .unwrap_or_else(|_| panic!("not a number: {line}"))
+            })
+            .sum()
+    }
+
     /// Which edge answers this client now (the `x-rill-edge` header).
     pub async fn edge(&self) -> String {
         let response = self.get("/healthz").await;
