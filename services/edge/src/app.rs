@@ -172,12 +172,21 @@ impl Edge {
         ];
         let routes = routes::all(state.clone(), registry);
         tracing::info!(edge_id = %state.edge_id, addr = ?listener.local_addr().ok(), "edge serving");
-        warp::serve(routes)
+        let grace = stop_grace(&state.settings);
+        let server = warp::serve(routes)
             .incoming(listener)
             .graceful(stop.clone().cancelled_owned())
-            .run()
-            .await;
-        let grace = stop_grace(&state.settings);
+            .run();
+        // Graceful shutdown waits for every response to end; a client that
+        // stopped reading an SSE stream would hold it forever.
+        let overdue = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            _ = server => {}
+            _ = overdue => tracing::warn!("connections still open after the drain: dropping them"),
+        }
         state.tasks.close();
         if tokio::time::timeout(grace, state.tasks.wait())
             .await
