@@ -35,7 +35,7 @@ Load:
 Processes and sockets:
     --workers W            worker processes (default: one per 12,000 sessions)
     --source-ips K         bind client sockets to 127.0.0.1 .. 127.0.0.K,
-                           round robin (default: one per 20,000 sessions)
+                           round robin (default: one per 10,000 sessions)
     --connect-timeout S    per session, login included (default 30)
     --timeout S            the whole run stops after this (default
                            duration + 600)

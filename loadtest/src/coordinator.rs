@@ -25,7 +25,7 @@ use crate::stats::Latency;
 const SESSIONS_PER_WORKER: u64 = 12_000;
 /// Sessions per source address by default (about 28,000 ephemeral ports
 /// each).
-const SESSIONS_PER_SOURCE_IP: u64 = 20_000;
+const SESSIONS_PER_SOURCE_IP: u64 = 10_000;
 
 #[derive(Debug, Default)]
 struct State {

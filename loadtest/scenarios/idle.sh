@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Idle connections: the most sessions one edge holds and its memory per
+# session, then past 100,000 sessions over several edges, then the
+# Socket.IO peer with the same sessions per process.
+#
+#   loadtest/scenarios/idle.sh
+#
+# Environment (all optional):
+#   SESSIONS_PER_EDGE   one edge's sessions (default 19000: under the
+#                       20,000 open files a process may hold here)
+#   WIDE_EDGES          edges of the wide run (default 6; 0 skips it)
+#   WIDE_PER_EDGE       sessions per edge of the wide run (default 17000)
+#   HOLD                seconds the sessions stay idle (default 20: past a
+#                       15 s heartbeat)
+#   PEER=0              skip the Socket.IO peer
+# Reports: loadtest/results/idle-<stamp>-{rill,rill-wide,socketio}.json
+# (+ .svg) and idle-<stamp>.json (side by side, with ratios).
+# shellcheck source=loadtest/scenarios/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+per_edge="${SESSIONS_PER_EDGE:-19000}"
+wide_edges="${WIDE_EDGES:-6}"
+wide_per_edge="${WIDE_PER_EDGE:-17000}"
+hold="${HOLD:-20}"
+per_profile=1000
+
+build
+start_broker_and_redis
+edges=1
+((wide_edges > edges)) && edges="$wide_edges"
+start_rill "$edges"
+
+# 1. One edge.
+mapfile -t urls < <(url_args "${EDGE_URLS[0]}")
+mapfile -t pids < <(pid_args "${EDGE_PIDS[0]}")
+load "idle-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
+  --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
+  --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000
+
+# 2. Several edges, addressed directly (one Traefik caps near 10,000).
+if ((wide_edges > 0)); then
+  # The first run's sessions are closed: let the edge free them.
+  sleep 5
+  mapfile -t urls < <(url_args "${EDGE_URLS[@]:0:$wide_edges}")
+  mapfile -t pids < <(pid_args "${EDGE_PIDS[@]:0:$wide_edges}")
+  load "idle-$stamp-rill-wide" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
+    --profiles $((wide_edges * wide_per_edge / per_profile)) --users "$per_profile" --rate 0 \
+    --duration "$hold" --ramp 2500 --settle 5 --drain 0 --testdata-max-users 20000 --timeout 900
+fi
+stop_rill
+
+# 3. The Socket.IO peer: two Node processes, the one-edge run's sessions.
+if [[ "${PEER:-1}" != 0 ]]; then
+  start_peer 2
+  mapfile -t urls < <(url_args "${PEER_URLS[@]}")
+  mapfile -t pids < <(pid_args "${PEER_PIDS[@]}")
+  load "idle-$stamp-socketio" "${urls[@]}" "${pids[@]}" --transport socketio \
+    --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
+    --ramp 2000 --settle 5 --drain 0
+  stop_peer
+  compare "$results/idle-$stamp.json" "$results/idle-$stamp-rill.json" "$results/idle-$stamp-socketio.json"
+fi
+say "done: $results/idle-$stamp*.json"

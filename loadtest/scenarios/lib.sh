@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Shared by the scenario scripts (sourced): starts what a scenario needs on
+# free ports of 127.0.0.1 (tansu, Redis, the api, persist, N edges, and the
+# Socket.IO peer's Node processes), runs rill-load, and stops everything
+# when the script exits, whatever happens.
+#
+# Uses the release binaries in target/release (built first unless
+# RILL_LOAD_SKIP_BUILD=1) and the tools of scripts/lib/tools.sh.
+# Every edge and the generator run with `ulimit -n 20000`, the hard limit
+# on these machines.
+# shellcheck disable=SC2034  # variables used by the sourcing scripts
+# shellcheck disable=SC2016  # $1 in `bash -c` scripts is meant literally
+
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/tools.sh
+source "$repo/scripts/lib/tools.sh"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release"
+results="$repo/loadtest/results"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/rill-scenario.XXXXXX")"
+mkdir -p "$results"
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+names=()
+pids=()
+
+say() { echo "scenario: $*" >&2; }
+die() {
+  echo "scenario: error: $*" >&2
+  exit 1
+}
+
+# start NAME COMMAND...: in the background, output to $work/NAME.log.
+start() {
+  local name="$1"
+  shift
+  setsid "$@" >"$work/$name.log" 2>&1 </dev/null &
+  names+=("$name")
+  pids+=("$!")
+}
+
+pid_of() {
+  local i
+  for i in "${!names[@]}"; do
+    [[ "${names[$i]}" == "$1" ]] && echo "${pids[$i]}" && return 0
+  done
+  return 1
+}
+
+# stop NAME...: SIGTERM, then SIGKILL after 10 s.
+stop() {
+  local name pid n
+  for name in "$@"; do
+    pid="$(pid_of "$name")" || continue
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for name in "$@"; do
+    pid="$(pid_of "$name")" || continue
+    for ((n = 0; n < 50; n++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local i
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  sleep 1
+  for i in "${!pids[@]}"; do
+    kill -KILL "${pids[$i]}" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if ((rc)); then
+    say "failed; logs kept in $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
+
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    port_open "$port" || {
+      echo "$port"
+      return
+    }
+  done
+}
+
+wait_port() {
+  local name="$1" port="$2" n
+  for ((n = 0; n < 300; n++)); do
+    port_open "$port" && return 0
+    kill -0 "$(pid_of "$name")" 2>/dev/null || {
+      tail -n 20 "$work/$name.log" >&2
+      die "$name exited"
+    }
+    sleep 0.1
+  done
+  die "$name: port $port not open after 30 s"
+}
+
+wait_ready() {
+  local name="$1" port="$2" n
+  for ((n = 0; n < 300; n++)); do
+    if [[ "$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3; read -r _ code _ <&3; echo "$code"' _ "$port" 2>/dev/null)" == 200 ]]; then
+      return 0
+    fi
+    kill -0 "$(pid_of "$name")" 2>/dev/null || {
+      tail -n 20 "$work/$name.log" >&2
+      die "$name exited"
+    }
+    sleep 0.1
+  done
+  die "$name: not ready after 30 s"
+}
+
+build() {
+  if [[ "${RILL_LOAD_SKIP_BUILD:-0}" != 1 ]]; then
+    say "cargo build --release (edge, api, persist, rill-admin, rill-load)"
+    (cd "$repo" && cargo build --release -p rill-edge -p rill-api -p rill-persist -p rill-admin -p rill-loadtest) >&2
+  fi
+}
+
+# Broker (tansu, in memory) and Redis; topics created. Sets KAFKA, REDIS_URL.
+start_broker_and_redis() {
+  ensure_tools
+  local kafka_port redis_port
+  kafka_port="$(free_port)"
+  redis_port="$(free_port)"
+  start tansu env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL -u STORAGE_ENGINE \
+    "$RILL_TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
+  wait_port tansu "$kafka_port"
+  start redis "$RILL_REDIS_BIN" --port "$redis_port" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$work" --daemonize no --logfile ''
+  wait_port redis "$redis_port"
+  KAFKA="127.0.0.1:$kafka_port"
+  REDIS_URL="redis://127.0.0.1:$redis_port"
+  common_env=(
+    "RILL_KAFKA__BROKERS=$KAFKA"
+    "RILL_KAFKA__IDEMPOTENCE=false"
+    "RILL_REDIS__URLS=$REDIS_URL"
+    "RILL_STORE__SQLITE_PATH=$work/rill.db"
+    "RILL_TELEMETRY__LOG_FORMAT=text"
+    "RILL_TELEMETRY__LOG_FILTER=warn"
+    "RILL_SESSION__COOKIE_KEY=$(od -An -vtx1 -N64 /dev/urandom | tr -d ' \n')"
+  )
+  env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$work/rill-admin.log" 2>&1 ||
+    die "create-topics failed: $(tail -n 5 "$work/rill-admin.log")"
+}
+
+# start_rill EDGES: the api, persist and EDGES edges, each edge allowed
+# 19,500 sessions and never "not ready" from its session count or lag.
+# Sets API_URL, EDGE_URLS (array), EDGE_PIDS (array), EDGE_NAMES.
+start_rill() {
+  local edges="$1" port n
+  port="$(free_port)"
+  start api env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" \
+    RILL_LIMITS__MAX_TEST_USERS=20000 RILL_LIMITS__MAX_TEST_PROFILES=2000 "$bin/api"
+  API_URL="http://127.0.0.1:$port"
+  wait_ready api "$port"
+  port="$(free_port)"
+  start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" "$bin/persist"
+  wait_ready persist "$port"
+  EDGE_URLS=()
+  EDGE_PIDS=()
+  EDGE_NAMES=()
+  for ((n = 1; n <= edges; n++)); do
+    port="$(free_port)"
+    start "edge-$n" env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" RILL_NODE_ID="edge-$n" \
+      RILL_LIMITS__MAX_CONNECTIONS=19500 \
+      RILL_AVAILABILITY__WARNING_PERCENT=99 RILL_AVAILABILITY__CRITICAL_PERCENT=100 \
+      RILL_AVAILABILITY__LAG_WARNING_MS=5000 RILL_AVAILABILITY__LAG_CRITICAL_MS=10000 \
+      "$bin/edge"
+    wait_ready "edge-$n" "$port"
+    EDGE_URLS+=("http://127.0.0.1:$port")
+    EDGE_PIDS+=("$(pid_of "edge-$n")")
+    EDGE_NAMES+=("edge-$n")
+  done
+}
+
+stop_rill() { stop "${EDGE_NAMES[@]}" api persist; }
+
+# start_peer N: N Node processes of the Socket.IO peer sharing Redis.
+# Sets PEER_URLS, PEER_PIDS, PEER_NAMES.
+start_peer() {
+  local count="$1" port n dir="$repo/loadtest/peer/socketio"
+  if [[ ! -d "$dir/node_modules/socket.io" ]]; then
+    say "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund) >&2
+  fi
+  PEER_URLS=()
+  PEER_PIDS=()
+  PEER_NAMES=()
+  for ((n = 1; n <= count; n++)); do
+    port="$(free_port)"
+    start "socketio-$n" node "$dir/server.js" "$port" "$REDIS_URL"
+    wait_port "socketio-$n" "$port"
+    PEER_URLS+=("http://127.0.0.1:$port")
+    PEER_PIDS+=("$(pid_of "socketio-$n")")
+    PEER_NAMES+=("socketio-$n")
+  done
+}
+
+stop_peer() { stop "${PEER_NAMES[@]}"; }
+
+# url_args URL...: --url URL ... ; pid_args PID...: --edge-pid PID ...
+url_args() { for u in "$@"; do printf -- '--url\n%s\n' "$u"; done; }
+pid_args() { for p in "$@"; do printf -- '--edge-pid\n%s\n' "$p"; done; }
+
+# load NAME ARGS...: runs rill-load, report in $results/NAME.json (+ .svg).
+load() {
+  local name="$1"
+  shift
+  say "load $name: uptime: $(uptime)"
+  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" --svg "$results/$name.svg" "$@")
+}
+
+# compare OUT RILL.json PEER.json: both reports side by side, with ratios.
+compare() {
+  python3 - "$@" <<'PY'
+import json, sys
+out, rill_path, peer_path = sys.argv[1:4]
+rill, peer = (json.load(open(p)) for p in (rill_path, peer_path))
+def get(r, *path):
+    for k in path:
+        r = (r or {}).get(k)
+    return r
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b not in (None, 0) else None
+rows = {
+    "bytes_per_session": ("edges", "bytes_per_session"),
+    "deliveries_per_cpu_sec": ("edges", "deliveries_per_cpu_sec"),
+    "p50_ms": ("latency", "p50_ms"),
+    "p99_ms": ("latency", "p99_ms"),
+    "p999_ms": ("latency", "p999_ms"),
+    "lost": ("deliveries", "lost"),
+    "connected": ("connect", "connected"),
+}
+summary = {k: {"rill": get(rill, *p), "socketio": get(peer, *p),
+               "rill_over_socketio": ratio(get(rill, *p), get(peer, *p))}
+           for k, p in rows.items()}
+json.dump({"rill_report": rill_path.split("/")[-1], "socketio_report": peer_path.split("/")[-1],
+           "commit": rill.get("commit"), "machine": rill.get("machine"), "comparison": summary},
+          open(out, "w"), indent=2)
+for k, v in summary.items():
+    print(f"  {k:24} rill {v['rill']!s:>14}  socket.io {v['socketio']!s:>14}  ratio {v['rill_over_socketio']}")
+PY
+}
