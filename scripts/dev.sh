@@ -333,8 +333,10 @@ if ! env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$logs/r
 fi
 
 # 4. Services.
-start edge-1 env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
-start edge-2 env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
+# A short drain: Ctrl-C should not take the production default (20 s).
+edge_env=("RILL_DRAIN__WINDOW_SECS=${RILL_DRAIN__WINDOW_SECS:-5}")
+start edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
+start edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
 start api env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
 start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$persist_port" "$bin/persist"
 wait_for edge-1 "/readyz on port $edge1_port" http_ready "$edge1_port" /readyz
