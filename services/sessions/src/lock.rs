@@ -75,7 +75,9 @@ const REFRESH_CHUNK: usize = 500;
 pub struct Lock {
     pub user: UserId,
     pub profile: ProfileId,
-    token: String,
+    /// Random; kept as a number (an edge holds thousands of locks), sent as
+    /// 32 hex digits.
+    token: u128,
     /// Larger than the fence of every earlier holder of this pair's lock.
     pub fence: u64,
 }
@@ -150,12 +152,13 @@ impl LockManager {
         let started = Instant::now();
         let key = self.key(user, profile);
         let fence_key = self.fence_key();
-        let token = format!("{:032x}", rand::random::<u128>());
+        let token = rand::random::<u128>();
+        let token_text = token_text(token);
         let ttl_ms = self.ttl.as_millis() as u64;
         let answers = self
             .nodes
             .on_each(|mut conn| {
-                let (key, fence_key, token) = (&key, &fence_key, &token);
+                let (key, fence_key, token) = (&key, &fence_key, &token_text);
                 async move {
                     redis::Script::new(ACQUIRE)
                         .key(key)
@@ -183,7 +186,7 @@ impl LockManager {
             }
         }
         let fence = granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
-        let mut lock = Lock {
+        let lock = Lock {
             user,
             profile,
             token,
@@ -201,7 +204,7 @@ impl LockManager {
             let raised = self
                 .nodes
                 .on(&behind, |mut conn| {
-                    let (key, fence_key, token) = (&key, &fence_key, &lock.token);
+                    let (key, fence_key, token) = (&key, &fence_key, &token_text);
                     async move {
                         redis::Script::new(RAISE_FENCE)
                             .key(key)
@@ -224,7 +227,6 @@ impl LockManager {
         if !granted.is_empty() {
             self.release(&lock).await;
         }
-        lock.fence = 0;
         if busy > 0 && busy + granted.len() >= self.nodes.quorum() {
             return Err(LockError::Busy);
         }
@@ -251,7 +253,7 @@ impl LockManager {
                         let mut call = script.prepare_invoke();
                         call.arg(ttl_ms);
                         for (key, lock) in keys.iter().zip(chunk) {
-                            call.key(key).arg(&lock.token);
+                            call.key(key).arg(token_text(lock.token));
                         }
                         call.invoke_async::<Vec<i64>>(&mut conn).await
                     }
@@ -285,11 +287,11 @@ impl LockManager {
         let answers = self
             .nodes
             .on_each(|mut conn| {
-                let (key, token) = (&key, &lock.token);
+                let (key, token) = (&key, token_text(lock.token));
                 async move {
                     redis::Script::new(RELEASE)
                         .key(key)
-                        .arg(token)
+                        .arg(&token)
                         .invoke_async::<u64>(&mut conn)
                         .await
                 }
@@ -301,6 +303,10 @@ impl LockManager {
             }
         }
     }
+}
+
+fn token_text(token: u128) -> String {
+    format!("{token:032x}")
 }
 
 fn now_ms() -> u64 {
