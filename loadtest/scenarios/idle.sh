@@ -12,6 +12,7 @@
 #   WIDE_PER_EDGE       sessions per edge of the wide run (default 17000)
 #   HOLD                seconds the sessions stay idle (default 20: past a
 #                       15 s heartbeat)
+#   PROFILE_SIZE        sessions per profile (default 10)
 #   PEER=0              skip the Socket.IO peer
 # Reports: loadtest/results/idle-<stamp>-{rill,rill-wide,socketio}.json
 # (+ .svg) and idle-<stamp>.json (side by side, with ratios).
@@ -22,7 +23,9 @@ per_edge="${SESSIONS_PER_EDGE:-19000}"
 wide_edges="${WIDE_EDGES:-6}"
 wide_per_edge="${WIDE_PER_EDGE:-17000}"
 hold="${HOLD:-20}"
-per_profile=1000
+# Small profiles: presence (a join to every session of the profile) stays
+# cheap, so the run measures holding sessions, not presence storms.
+per_profile="${PROFILE_SIZE:-10}"
 
 build
 start_broker_and_redis
@@ -35,7 +38,7 @@ mapfile -t urls < <(url_args "${EDGE_URLS[0]}")
 mapfile -t pids < <(pid_args "${EDGE_PIDS[0]}")
 load "idle-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
   --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
-  --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000
+  --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000
 
 # 2. Several edges, addressed directly (one Traefik caps near 10,000).
 if ((wide_edges > 0)); then
@@ -45,7 +48,7 @@ if ((wide_edges > 0)); then
   mapfile -t pids < <(pid_args "${EDGE_PIDS[@]:0:$wide_edges}")
   load "idle-$stamp-rill-wide" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
     --profiles $((wide_edges * wide_per_edge / per_profile)) --users "$per_profile" --rate 0 \
-    --duration "$hold" --ramp 2500 --settle 5 --drain 0 --testdata-max-users 20000 --timeout 900
+    --duration "$hold" --ramp 2500 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000 --timeout 900
 fi
 stop_rill
 

@@ -23,8 +23,8 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/rill-scenario.XXXXXX")"
 mkdir -p "$results"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-names=()
-pids=()
+_names=()
+_pids=()
 
 say() { echo "scenario: $*" >&2; }
 die() {
@@ -37,14 +37,14 @@ start() {
   local name="$1"
   shift
   setsid "$@" >"$work/$name.log" 2>&1 </dev/null &
-  names+=("$name")
-  pids+=("$!")
+  _names+=("$name")
+  _pids+=("$!")
 }
 
 pid_of() {
   local i
-  for i in "${!names[@]}"; do
-    [[ "${names[$i]}" == "$1" ]] && echo "${pids[$i]}" && return 0
+  for i in "${!_names[@]}"; do
+    [[ "${_names[$i]}" == "$1" ]] && echo "${_pids[$i]}" && return 0
   done
   return 1
 }
@@ -71,12 +71,12 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   local i
-  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  for ((i = ${#_names[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${_pids[$i]}" 2>/dev/null || true
   done
   sleep 1
-  for i in "${!pids[@]}"; do
-    kill -KILL "${pids[$i]}" 2>/dev/null || true
+  for i in "${!_pids[@]}"; do
+    kill -KILL "${_pids[$i]}" 2>/dev/null || true
   done
   wait 2>/dev/null || true
   if ((rc)); then

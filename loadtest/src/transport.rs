@@ -190,10 +190,14 @@ async fn ws_handshake(
     }
     match tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await {
         Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(ConnError::new(format!(
-            "http_{}",
-            response.status().as_u16()
-        ))),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            Err(ConnError::new(format!(
+                "http_{}{}",
+                response.status().as_u16(),
+                error_code(body)
+            )))
+        }
         Err(err) => Err(ConnError::new(format!("handshake: {}", short(&err)))),
     }
 }
@@ -236,7 +240,11 @@ impl Conn {
                     .map_err(|e| ConnError::new(http_error_kind(&e)))?;
                 let status = response.status().as_u16();
                 if status != 200 {
-                    return Err(ConnError::new(format!("http_{status}")));
+                    let body = response.bytes().await.unwrap_or_default();
+                    return Err(ConnError::new(format!(
+                        "http_{status}{}",
+                        error_code(&body)
+                    )));
                 }
                 Ok(Self::Sse {
                     response,
@@ -369,6 +377,17 @@ async fn expect_prefix(ws: &mut Ws, prefix: &str) -> Result<(), ConnError> {
             _ => return Err(ConnError::new("socketio_closed_in_handshake")),
         }
     }
+}
+
+/// `_<code>` from a JSON error body `{"error": "<code>", ...}`, or nothing.
+fn error_code(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        error: String,
+    }
+    serde_json::from_slice::<Body>(body)
+        .map(|b| format!("_{}", b.error))
+        .unwrap_or_default()
 }
 
 pub fn http_error_kind(err: &reqwest::Error) -> String {

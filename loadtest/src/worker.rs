@@ -150,17 +150,34 @@ pub async fn run() -> anyhow::Result<()> {
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let line = stdin.next_line().await?.context("no plan on stdin")?;
     let plan: WorkerPlan = serde_json::from_str(&line).context("bad plan")?;
+    // `go` starts the sending; stdin closed (the coordinator is gone):
+    // stop at once, in whatever phase.
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut go_tx = Some(go_tx);
+        loop {
+            match stdin.next_line().await {
+                Ok(Some(line)) if line == "go" => {
+                    if let Some(tx) = go_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => {
+                    eprintln!("rill-load worker: the coordinator went away; stopping");
+                    std::process::exit(3);
+                }
+            }
+        }
+    });
     let deadline = Duration::from_secs_f64(plan.deadline_secs);
-    match tokio::time::timeout(deadline, work(plan, stdin)).await {
+    match tokio::time::timeout(deadline, work(plan, go_rx)).await {
         Ok(result) => result,
         Err(_) => anyhow::bail!("worker deadline reached"),
     }
 }
 
-async fn work(
-    plan: WorkerPlan,
-    mut stdin: tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
-) -> anyhow::Result<()> {
+async fn work(plan: WorkerPlan, go: tokio::sync::oneshot::Receiver<()>) -> anyhow::Result<()> {
     let http = plan
         .source_ips
         .iter()
@@ -220,11 +237,8 @@ async fn work(
     let connect_secs = started.elapsed().as_secs_f64();
     emit(&WorkerMessage::Connected(shared.counters.progress()));
 
-    // Wait for `go` (the coordinator's barrier); stdin closed: stop.
-    let go = stdin.next_line().await?;
-    if go.as_deref() != Some("go") {
-        anyhow::bail!("coordinator went away");
-    }
+    // Wait for `go`: the coordinator's barrier.
+    go.await.context("coordinator went away")?;
     let sessions_per_profile: Vec<u64> = shared
         .live
         .iter()
