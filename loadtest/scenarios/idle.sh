@@ -10,6 +10,7 @@
 #                       20,000 open files a process may hold here)
 #   WIDE_EDGES          edges of the wide run (default 6; 0 skips it)
 #   WIDE_PER_EDGE       sessions per edge of the wide run (default 17000)
+#   WIDE_RAMP           sessions per second of the wide run (default 1000)
 #   HOLD                seconds the sessions stay idle (default 20: past a
 #                       15 s heartbeat)
 #   PROFILE_SIZE        sessions per profile (default 10)
@@ -48,7 +49,7 @@ if ((wide_edges > 0)); then
   mapfile -t pids < <(pid_args "${EDGE_PIDS[@]:0:$wide_edges}")
   load "idle-$stamp-rill-wide" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
     --profiles $((wide_edges * wide_per_edge / per_profile)) --users "$per_profile" --rate 0 \
-    --duration "$hold" --ramp 2500 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000 --timeout 900
+    --duration "$hold" --ramp "${WIDE_RAMP:-1000}" --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000 --timeout 900
 fi
 stop_rill
 

@@ -80,9 +80,9 @@ cleanup() {
   done
   wait 2>/dev/null || true
   if ((rc)); then
-    say "failed; logs kept in $work"
+    say "failed; logs in $work"
   else
-    rm -rf "$work"
+    say "logs in $work"
   fi
   exit "$rc"
 }

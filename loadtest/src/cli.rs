@@ -43,8 +43,9 @@ Processes and sockets:
 Measurement:
     --edge-pid PID         a server process whose RSS and CPU to sample
                            (repeat); sessions are assumed to be on them
-    --broker HOST:PORT     run the broker probe: produce and consume at the
-                           same rate, with the services' Kafka settings
+    --broker HOST:PORT     run the broker probe first, alone: produce and
+                           consume at the same rate for the same duration,
+                           with the services' Kafka settings
     --probe-topic NAME     (default rill.loadtest.probe)
     --label NAME           a name for the run in the report
     --out FILE             the JSON report (default: printed to stdout)

@@ -31,6 +31,7 @@ const SESSIONS_PER_SOURCE_IP: u64 = 10_000;
 struct State {
     progress: Vec<Progress>,
     connected: Vec<bool>,
+    half: Vec<bool>,
     results: Vec<Option<WorkerResult>>,
     exited: Vec<bool>,
 }
@@ -84,6 +85,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     let state = Arc::new(Mutex::new(State {
         progress: vec![Progress::default(); workers as usize],
         connected: vec![false; workers as usize],
+        half: vec![false; workers as usize],
         results: vec![None; workers as usize],
         exited: vec![false; workers as usize],
     }));
@@ -113,6 +115,10 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
                 let mut state = state.lock().expect("state lock");
                 match message {
                     WorkerMessage::Progress(p) => state.progress[index] = p,
+                    WorkerMessage::Half(p) => {
+                        state.progress[index] = p;
+                        state.half[index] = true;
+                    }
                     WorkerMessage::Connected(p) => {
                         state.progress[index] = p;
                         state.connected[index] = true;
@@ -147,7 +153,33 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         ));
     };
 
-    // Phase 1: every worker connects its sessions.
+    // Phase 1: every worker connects its sessions; in an idle run, half of
+    // them first, then the edges' memory is sampled, then the rest.
+    let mut at_half = None;
+    if plans.iter().all(|p| p.pause_at_half) {
+        loop {
+            {
+                let state = state.lock().expect("state lock");
+                show(&bar, &state, "connecting (first half)");
+                if state.half.iter().all(|c| *c) {
+                    break;
+                }
+                if state.exited.iter().any(|e| *e) {
+                    anyhow::bail!("a worker exited while connecting (see its error above)");
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("the run's time ran out while connecting");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+        let connected = sum(&state.lock().expect("state lock").progress).connected;
+        at_half = Some((connected, procfs::total(&args.edge_pids)));
+        for (_, stdin) in &mut children {
+            stdin.write_all(b"more\n").await?;
+        }
+    }
     loop {
         {
             let state = state.lock().expect("state lock");
@@ -167,16 +199,28 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let edges_idle = procfs::total(&args.edge_pids);
 
+    // The broker probe, alone, at the same rate and for the same time,
+    // before the sessions send: run together, each would add its load to
+    // the other's latency on this 2-core machine.
+    let probe = match &args.broker {
+        Some(brokers) => {
+            bar.set_message("broker probe");
+            let report = probe::run(
+                brokers,
+                &args.probe_topic,
+                args.rate,
+                Duration::from_secs_f64(args.duration),
+                Duration::from_secs_f64(args.drain),
+            )
+            .await
+            .context("broker probe")?;
+            Some(report)
+        }
+        None => None,
+    };
+
     // Phase 2: send (or idle) for the duration, then drain.
-    let probe = args.broker.as_ref().map(|brokers| {
-        let (brokers, topic) = (brokers.clone(), args.probe_topic.clone());
-        let (rate, duration, drain) = (
-            args.rate,
-            Duration::from_secs_f64(args.duration),
-            Duration::from_secs_f64(args.drain),
-        );
-        tokio::spawn(async move { probe::run(&brokers, &topic, rate, duration, drain).await })
-    });
+    let edges_start = procfs::total(&args.edge_pids);
     let send_started = Instant::now();
     for (_, stdin) in &mut children {
         stdin.write_all(b"go\n").await?;
@@ -210,10 +254,6 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     }
-    let probe = match probe {
-        Some(task) => Some(task.await?.context("broker probe")?),
-        None => None,
-    };
 
     let results: Vec<WorkerResult> = state
         .lock()
@@ -228,7 +268,8 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         &results,
         started_unix,
         loadavg_before,
-        (edges_before, edges_idle, edges_end),
+        (edges_before, edges_idle, edges_start, edges_end),
+        at_half,
         send_secs,
         probe,
         workers,
@@ -303,6 +344,7 @@ fn plans(
             body_bytes: args.body_bytes,
             connect_timeout_secs: args.connect_timeout,
             deadline_secs: timeout,
+            pause_at_half: args.rate == 0.0,
         })
         .collect();
     let mut i = 0usize;
@@ -340,7 +382,13 @@ fn build_report(
     results: &[WorkerResult],
     started_unix: u64,
     loadavg_before: String,
-    (before, idle, end): (procfs::Sample, procfs::Sample, procfs::Sample),
+    (before, idle, start, end): (
+        procfs::Sample,
+        procfs::Sample,
+        procfs::Sample,
+        procfs::Sample,
+    ),
+    at_half: Option<(u64, procfs::Sample)>,
     send_secs: f64,
     probe: Option<probe::ProbeReport>,
     workers: u32,
@@ -385,7 +433,7 @@ fn build_report(
     let connected = total.connected;
     let bytes_per_session = (connected > 0 && !args.edge_pids.is_empty())
         .then(|| (idle.rss_kib as f64 - before.rss_kib as f64) * 1024.0 / connected as f64);
-    let cpu = end.cpu_secs - idle.cpu_secs;
+    let cpu = end.cpu_secs - start.cpu_secs;
     Report {
         label: args.label.clone(),
         command: args.command.join(" "),
@@ -450,6 +498,11 @@ fn build_report(
             rss_idle_kib: idle.rss_kib,
             rss_end_kib: end.rss_kib,
             bytes_per_session,
+            sessions_at_half: at_half.map(|(n, _)| n),
+            rss_half_kib: at_half.map(|(_, s)| s.rss_kib),
+            marginal_bytes_per_session: at_half.filter(|(n, _)| connected > *n).map(|(n, s)| {
+                (idle.rss_kib as f64 - s.rss_kib as f64) * 1024.0 / (connected - n) as f64
+            }),
             sessions_per_gib: bytes_per_session
                 .filter(|b| *b > 0.0)
                 .map(|b| (1u64 << 30) as f64 / b),
@@ -464,7 +517,7 @@ fn build_report(
 fn summary_line(report: &Report) {
     let l = report.latency.as_ref();
     eprintln!(
-        "rill-load: {}: connected {}/{} (failed {}), sent {} acked {}, deliveries {} of {} expected (lost {}, dup {}), p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms; edge {:?} B/session, {:.2} CPU-s, {:?} deliveries/CPU-s",
+        "rill-load: {}: connected {}/{} (failed {}), sent {} acked {}, deliveries {} of {} expected (lost {}, dup {}), p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms; edge {:?} B/session ({:?} marginal), {:.2} CPU-s, {:?} deliveries/CPU-s",
         report.label,
         report.connect.connected,
         report.connect.attempted,
@@ -480,6 +533,7 @@ fn summary_line(report: &Report) {
         l.map_or(0.0, |l| l.p999_ms),
         l.map_or(0.0, |l| l.max_ms),
         report.edges.bytes_per_session.map(|b| b.round()),
+        report.edges.marginal_bytes_per_session.map(|b| b.round()),
         report.edges.cpu_secs_sending,
         report.edges.deliveries_per_cpu_sec.map(|d| d.round()),
     );

@@ -48,6 +48,10 @@ pub struct WorkerPlan {
     pub connect_timeout_secs: f64,
     /// The worker exits by itself after this many seconds, whatever happens.
     pub deadline_secs: f64,
+    /// Connect half the sessions, report `half`, and wait for `more`
+    /// before the rest: the coordinator samples the edges' memory between
+    /// the two halves (the marginal cost of a session).
+    pub pause_at_half: bool,
 }
 
 /// Running counts, sent every half second.
@@ -64,6 +68,8 @@ pub struct Progress {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     Progress(Progress),
+    /// The first half of the sessions has connected or failed.
+    Half(Progress),
     /// Every session of this worker has connected or failed.
     Connected(Progress),
     Result(Box<WorkerResult>),

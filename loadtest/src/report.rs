@@ -73,6 +73,12 @@ pub struct Edges {
     pub rss_end_kib: u64,
     /// (RSS with every session idle - RSS before) / sessions.
     pub bytes_per_session: Option<f64>,
+    /// Idle runs: sessions and RSS after the first half connected, and
+    /// (RSS with all - RSS with half) / (all - half): the cost of one more
+    /// session in a warmed-up process.
+    pub sessions_at_half: Option<u64>,
+    pub rss_half_kib: Option<u64>,
+    pub marginal_bytes_per_session: Option<f64>,
     pub sessions_per_gib: Option<f64>,
     pub cpu_secs_sending: f64,
     pub cpu_percent_sending: f64,

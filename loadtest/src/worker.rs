@@ -153,12 +153,19 @@ pub async fn run() -> anyhow::Result<()> {
     // `go` starts the sending; stdin closed (the coordinator is gone):
     // stop at once, in whatever phase.
     let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    let (more_tx, more_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut go_tx = Some(go_tx);
+        let mut more_tx = Some(more_tx);
         loop {
             match stdin.next_line().await {
                 Ok(Some(line)) if line == "go" => {
                     if let Some(tx) = go_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Some(line)) if line == "more" => {
+                    if let Some(tx) = more_tx.take() {
                         let _ = tx.send(());
                     }
                 }
@@ -171,13 +178,17 @@ pub async fn run() -> anyhow::Result<()> {
         }
     });
     let deadline = Duration::from_secs_f64(plan.deadline_secs);
-    match tokio::time::timeout(deadline, work(plan, go_rx)).await {
+    match tokio::time::timeout(deadline, work(plan, go_rx, more_rx)).await {
         Ok(result) => result,
         Err(_) => anyhow::bail!("worker deadline reached"),
     }
 }
 
-async fn work(plan: WorkerPlan, go: tokio::sync::oneshot::Receiver<()>) -> anyhow::Result<()> {
+async fn work(
+    plan: WorkerPlan,
+    go: tokio::sync::oneshot::Receiver<()>,
+    more: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
     let http = plan
         .source_ips
         .iter()
@@ -217,10 +228,24 @@ async fn work(plan: WorkerPlan, go: tokio::sync::oneshot::Receiver<()>) -> anyho
 
     // Connect, at this worker's share of the ramp.
     let total = plan.sessions.len() as u64;
-    let started = Instant::now();
+    let half = if plan.pause_at_half { total / 2 } else { total };
+    let mut more = Some(more);
+    let mut started = Instant::now();
+    let mut paced_from = 0usize;
     let mut tasks = Vec::with_capacity(plan.sessions.len());
     for (i, session) in plan.sessions.iter().cloned().enumerate() {
-        let at = Duration::from_secs_f64(i as f64 / plan.ramp_per_sec.max(0.001));
+        if i as u64 == half
+            && let Some(more) = more.take()
+        {
+            while shared.counters.attempts_done.load(Ordering::Relaxed) < half {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            emit(&WorkerMessage::Half(shared.counters.progress()));
+            more.await.context("coordinator went away")?;
+            started = Instant::now();
+            paced_from = i;
+        }
+        let at = Duration::from_secs_f64((i - paced_from) as f64 / plan.ramp_per_sec.max(0.001));
         tokio::time::sleep_until((started + at).into()).await;
         let source = i % plan.source_ips.len();
         tasks.push(tokio::spawn(session_task(
