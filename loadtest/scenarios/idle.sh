@@ -15,6 +15,7 @@
 #                       15 s heartbeat)
 #   PROFILE_SIZE        sessions per profile (default 10)
 #   PEER=0              skip the Socket.IO peer
+#   ONE_EDGE=0          skip the one-edge run (and the peer)
 # Reports: loadtest/results/idle-<stamp>-{rill,rill-wide,socketio}.json
 # (+ .svg) and idle-<stamp>.json (side by side, with ratios).
 # shellcheck source=loadtest/scenarios/lib.sh
@@ -35,11 +36,13 @@ edges=1
 start_rill "$edges"
 
 # 1. One edge.
-mapfile -t urls < <(url_args "${EDGE_URLS[0]}")
-mapfile -t pids < <(pid_args "${EDGE_PIDS[0]}")
-load "idle-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
-  --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
-  --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000
+if [[ "${ONE_EDGE:-1}" != 0 ]]; then
+  mapfile -t urls < <(url_args "${EDGE_URLS[0]}")
+  mapfile -t pids < <(pid_args "${EDGE_PIDS[0]}")
+  load "idle-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
+    --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
+    --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000
+fi
 
 # 2. Several edges, addressed directly (one Traefik caps near 10,000).
 if ((wide_edges > 0)); then
@@ -54,7 +57,7 @@ fi
 stop_rill
 
 # 3. The Socket.IO peer: two Node processes, the one-edge run's sessions.
-if [[ "${PEER:-1}" != 0 ]]; then
+if [[ "${PEER:-1}" != 0 && "${ONE_EDGE:-1}" != 0 ]]; then
   start_peer 2
   mapfile -t urls < <(url_args "${PEER_URLS[@]}")
   mapfile -t pids < <(pid_args "${PEER_PIDS[@]}")

@@ -94,7 +94,9 @@ port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 20000))
+    # Below the ephemeral range (32768-60999 here), where the generator's
+    # client sockets take their ports.
+    port=$((10000 + RANDOM % 20000))
     port_open "$port" || {
       echo "$port"
       return

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::plan::{Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
 use crate::stats::{Latency, now_us};
 use crate::transport::{Conn, Event, http_error_kind};
+
+/// Set once the result is written: stdin closing is then the normal end.
+static RESULT_SENT: AtomicBool = AtomicBool::new(false);
 
 /// Sends queued per WebSocket session before more count as errors.
 const SEND_QUEUE: usize = 64;
@@ -170,6 +173,7 @@ pub async fn run() -> anyhow::Result<()> {
                     }
                 }
                 Ok(Some(_)) => {}
+                _ if RESULT_SENT.load(Ordering::Relaxed) => std::process::exit(0),
                 _ => {
                     eprintln!("rill-load worker: the coordinator went away; stopping");
                     std::process::exit(3);
@@ -306,6 +310,7 @@ async fn work(
         unacked,
     };
     emit(&WorkerMessage::Result(Box::new(result)));
+    RESULT_SENT.store(true, Ordering::Relaxed);
     Ok(())
 }
 
