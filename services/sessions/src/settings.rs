@@ -20,7 +20,7 @@ pub struct RedisSettings {
     pub session_ttl_secs: u64,
     /// How long one Redis command may take (connect or answer), in
     /// milliseconds; a server slower than that counts as down for that
-    /// command. Default 500.
+    /// command. Default 1000.
     pub timeout_ms: u64,
 }
 
@@ -30,7 +30,7 @@ impl Default for RedisSettings {
             urls: vec!["redis://127.0.0.1:6379".into()],
             key_prefix: "rill".into(),
             session_ttl_secs: 30,
-            timeout_ms: 500,
+            timeout_ms: 1000,
         }
     }
 }
