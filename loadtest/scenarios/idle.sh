@@ -8,9 +8,10 @@
 # Environment (all optional):
 #   SESSIONS_PER_EDGE   one edge's sessions (default 19000: under the
 #                       20,000 open files a process may hold here)
-#   WIDE_EDGES          edges of the wide run (default 6; 0 skips it)
-#   WIDE_PER_EDGE       sessions per edge of the wide run (default 17000)
-#   WIDE_RAMP           sessions per second of the wide run (default 1000)
+#   WIDE_EDGES          edges of the wide run (default 7; 0 skips it)
+#   WIDE_PER_EDGE       sessions per edge of the wide run (default 15000)
+#   WIDE_RAMP           sessions per second of the wide run (default 400:
+#                       faster, Redis lock writes time out on 2 cores)
 #   HOLD                seconds the sessions stay idle (default 20: past a
 #                       15 s heartbeat)
 #   PROFILE_SIZE        sessions per profile (default 10)
@@ -22,8 +23,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 per_edge="${SESSIONS_PER_EDGE:-19000}"
-wide_edges="${WIDE_EDGES:-6}"
-wide_per_edge="${WIDE_PER_EDGE:-17000}"
+wide_edges="${WIDE_EDGES:-7}"
+wide_per_edge="${WIDE_PER_EDGE:-15000}"
 hold="${HOLD:-20}"
 # Small profiles: presence (a join to every session of the profile) stays
 # cheap, so the run measures holding sessions, not presence storms.
@@ -52,7 +53,7 @@ if ((wide_edges > 0)); then
   mapfile -t pids < <(pid_args "${EDGE_PIDS[@]:0:$wide_edges}")
   load "idle-$stamp-rill-wide" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
     --profiles $((wide_edges * wide_per_edge / per_profile)) --users "$per_profile" --rate 0 \
-    --duration "$hold" --ramp "${WIDE_RAMP:-1000}" --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000 --timeout 900
+    --duration "$hold" --ramp "${WIDE_RAMP:-400}" --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000 --timeout 900
 fi
 stop_rill
 
