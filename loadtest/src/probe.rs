@@ -1,6 +1,6 @@
 //! The broker probe: produce to and consume from a topic of its own at the
 //! run's rate, with the services' Kafka settings (acks=all, linger 1 ms,
-//! fetch.wait.max.ms 10, idempotence off as on the local stack), so that
+//! fetch.wait.max.ms 10, Nagle off, idempotence off as on the local stack), so that
 //! the broker's own produce-to-consume latency is visible beside Rill's.
 
 use std::collections::HashMap;
@@ -48,7 +48,11 @@ pub async fn run(
     drain: Duration,
 ) -> Result<ProbeReport, ProbeError> {
     let mut common = ClientConfig::new();
-    common.set("bootstrap.servers", brokers);
+    // As the services' base config (rill-runtime's kafka.rs): librdkafka
+    // leaves Nagle on, which delays small produces and fetches.
+    common
+        .set("bootstrap.servers", brokers)
+        .set("socket.nagle.disable", "true");
     let admin: AdminClient<DefaultClientContext> = common.create()?;
     // Already there from an earlier run: fine.
     let _ = admin
