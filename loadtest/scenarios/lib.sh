@@ -189,7 +189,7 @@ start_rill() {
       RILL_LIMITS__MAX_CONNECTIONS=19500 \
       RILL_AVAILABILITY__WARNING_PERCENT=99 RILL_AVAILABILITY__CRITICAL_PERCENT=100 \
       RILL_AVAILABILITY__LAG_WARNING_MS=5000 RILL_AVAILABILITY__LAG_CRITICAL_MS=10000 \
-      "$bin/edge"
+      ${RILL_EDGE_WRAPPER:-} "$bin/edge"
     wait_ready "edge-$n" "$port"
     EDGE_URLS+=("http://127.0.0.1:$port")
     EDGE_PIDS+=("$(pid_of "edge-$n")")

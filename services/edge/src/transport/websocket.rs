@@ -166,6 +166,14 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// A send waiting for Kafka: its `ref` and the outcome.
+type PendingSend<'a> = std::pin::Pin<
+    Box<
+        dyn Future<Output = (Option<String>, Result<rill_domain::MessageId, EdgeError>)>
+            + Send
+            + 'a,
+    >,
+>;
 type Sink = SplitSink<Socket, Message>;
 
 /// One session: hub events out, client frames in, sends in flight awaited
@@ -173,7 +181,9 @@ type Sink = SplitSink<Socket, Message>;
 /// `heartbeat.interval_secs`.
 async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
     let (mut sink, mut stream) = socket.split();
-    let mut pending = FuturesUnordered::new();
+    // Boxed: FuturesUnordered allocates a stub task the size of its future
+    // up front, which for the send future was ~1 KiB per idle session.
+    let mut pending: FuturesUnordered<PendingSend<'_>> = FuturesUnordered::new();
     let limits = &state.settings.limits;
     let write_timeout = Duration::from_secs(limits.slow_client_secs);
     let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
@@ -206,9 +216,9 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                     Some(Ok(Message::Text(text))) => match handle_frame(&text, &session) {
                         Ok(Request::Send { body, reference }) => {
                             let (user, profile) = (session.user, session.profile);
-                            pending.push(async move {
+                            pending.push(Box::pin(async move {
                                 (reference, state.publisher.publish(user, profile, body).await)
-                            });
+                            }));
                             continue;
                         }
                         Ok(Request::Ping) => ServerEvent::Pong.to_outbound(),
