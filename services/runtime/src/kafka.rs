@@ -14,11 +14,11 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::settings::KafkaSettings;
 
-/// What every client shares: the brokers, and no Nagle delay. librdkafka
-/// leaves Nagle's algorithm on by default; with the peer's delayed ACKs a
-/// small produce request or fetch can then wait ~40 ms for the previous
-/// one's acknowledgement, which showed as a bimodal send-to-ack latency
-/// (p50 1.7 ms, p90 43 ms at 100 messages/s; docs/PERFORMANCE.md).
+/// What every client shares: the brokers, and no Nagle delay (librdkafka
+/// leaves Nagle's algorithm on by default, which can hold a small request
+/// back until the previous one is acknowledged). Turning it off did not
+/// change the ~40 ms produce acks seen at 100 messages/s with tansu
+/// (docs/PERFORMANCE.md): their cause is still open.
 fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
