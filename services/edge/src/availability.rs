@@ -25,7 +25,7 @@ pub enum Level {
 pub struct Availability {
     settings: settings::Availability,
     capacity: Arc<Capacity>,
-    /// The last probe's lag, in µs.
+    /// The probes' lag, smoothed (each probe counts for a quarter), in µs.
     lag_us: AtomicU64,
     metrics: Arc<EdgeMetrics>,
 }
@@ -85,8 +85,15 @@ impl Availability {
                 _ = tokio::time::sleep(interval) => {}
             }
             let lag = asked.elapsed().saturating_sub(interval);
-            self.lag_us.store(lag.as_micros() as u64, Ordering::Relaxed);
-            self.metrics.event_loop_lag_seconds.set(lag.as_secs_f64());
+            // Smoothed, so that one late timer (a page fault, a busy
+            // neighbour) does not take the edge out of the ingress: a lag
+            // has to last a few probes to change the level.
+            let sample = lag.as_micros() as u64;
+            let smoothed = (self.lag_us.load(Ordering::Relaxed) * 3 + sample) / 4;
+            self.lag_us.store(smoothed, Ordering::Relaxed);
+            self.metrics
+                .event_loop_lag_seconds
+                .set(Duration::from_micros(smoothed).as_secs_f64());
             self.level();
         }
     }

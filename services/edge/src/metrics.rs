@@ -179,7 +179,7 @@ impl EdgeMetrics {
         );
         r.register_with_unit(
             "event_loop_lag",
-            "How late the event loop ran a timer, at the last probe",
+            "How late the event loop runs a timer (smoothed over the last probes)",
             Unit::Seconds,
             self.event_loop_lag_seconds.clone(),
         );

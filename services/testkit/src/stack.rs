@@ -294,6 +294,11 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, db: &TempDb, n: usize) -> E
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = 2;
+    // Tests share two cores with everything else of the suite: a busy
+    // moment must not take both edges out of Traefik (the availability
+    // test sets its own thresholds).
+    settings.availability.lag_warning_ms = 2_000;
+    settings.availability.lag_critical_ms = 5_000;
     settings.drain.reconnect_jitter_ms = 100;
     settings
 }
