@@ -30,12 +30,11 @@ use crate::metrics::Transport;
 use crate::session::{self, LiveSession};
 use crate::transport::{authenticate, query_param};
 
-/// Read chunk of each socket, and the write buffer's headroom. Frames larger
-/// than this are still read whole; the buffer only grows for them. Client
-/// frames are small (a send is a few hundred bytes), and every idle session
-/// holds this buffer. (256 rather than 1024 measured 7.3 against 7.5 KB per
-/// idle session: within run-to-run noise; docs/PERFORMANCE.md.)
-const SOCKET_BUFFER_BYTES: usize = 256;
+/// Read and write buffer of each socket. Frames larger than this are still
+/// read whole; the buffer only grows for them. (256 measured no better than
+/// 1024 per idle session, and left more of a refused oversized frame
+/// unread, which makes the kernel answer the close with a reset.)
+const SOCKET_BUFFER_BYTES: usize = 1024;
 
 /// How long a close frame may take to write before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
