@@ -144,35 +144,15 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let show = |bar: &ProgressBar, state: &State, phase: &str| {
-        let total = sum(&state.progress);
-        bar.set_position(total.connected + total.failed);
-        bar.set_message(format!(
-            "{phase}: connected {} failed {} sent {} acked {} received {}",
-            total.connected, total.failed, total.sent, total.acked, total.received
-        ));
-    };
 
     // Phase 1: every worker connects its sessions; in an idle run, half of
     // them first, then the edges' memory is sampled, then the rest.
     let mut at_half = None;
     if plans.iter().all(|p| p.pause_at_half) {
-        loop {
-            {
-                let state = state.lock().expect("state lock");
-                show(&bar, &state, "connecting (first half)");
-                if state.half.iter().all(|c| *c) {
-                    break;
-                }
-                if state.exited.iter().any(|e| *e) {
-                    anyhow::bail!("a worker exited while connecting (see its error above)");
-                }
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("the run's time ran out while connecting");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until(&state, &bar, "connecting (first half)", deadline, |s| {
+            s.half.iter().all(|c| *c)
+        })
+        .await?;
         tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
         let connected = sum(&state.lock().expect("state lock").progress).connected;
         at_half = Some((connected, procfs::total(&args.edge_pids)));
@@ -180,22 +160,10 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
             stdin.write_all(b"more\n").await?;
         }
     }
-    loop {
-        {
-            let state = state.lock().expect("state lock");
-            show(&bar, &state, "connecting");
-            if state.connected.iter().all(|c| *c) {
-                break;
-            }
-            if state.exited.iter().any(|e| *e) {
-                anyhow::bail!("a worker exited while connecting (see its error above)");
-            }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("the run's time ran out while connecting");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(&state, &bar, "connecting", deadline, |s| {
+        s.connected.iter().all(|c| *c)
+    })
+    .await?;
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let edges_idle = procfs::total(&args.edge_pids);
 
@@ -544,5 +512,42 @@ fn summary_line(report: &Report) {
             "rill-load: broker probe: {} sent, {} received, p50 {:.2} ms p99 {:.2} ms",
             probe.sent, probe.received, e.p50_ms, e.p99_ms
         );
+    }
+}
+
+/// The progress bar's position and message for `phase`.
+fn show(bar: &ProgressBar, state: &State, phase: &str) {
+    let total = sum(&state.progress);
+    bar.set_position(total.connected + total.failed);
+    bar.set_message(format!(
+        "{phase}: connected {} failed {} sent {} acked {} received {}",
+        total.connected, total.failed, total.sent, total.acked, total.received
+    ));
+}
+
+/// Waits, showing `stage`, until `done` holds for the workers' state; fails
+/// when a worker exits or the run's time runs out first.
+async fn wait_until(
+    state: &Mutex<State>,
+    bar: &ProgressBar,
+    stage: &str,
+    deadline: Instant,
+    done: impl Fn(&State) -> bool,
+) -> anyhow::Result<()> {
+    loop {
+        {
+            let state = state.lock().expect("state lock");
+            show(bar, &state, stage);
+            if done(&state) {
+                return Ok(());
+            }
+            if state.exited.iter().any(|e| *e) {
+                anyhow::bail!("a worker exited while connecting (see its error above)");
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the run's time ran out while connecting");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

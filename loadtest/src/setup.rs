@@ -139,15 +139,9 @@ async fn post_testdata(
         .json(&serde_json::json!({ "users": users, "profiles": profiles }))
         .send()
         .await
-        .map_err(|source| SetupError::Http {
-            what: what.clone(),
-            source,
-        })?;
+        .map_err(http_error(&what))?;
     let response = check(response, &what).await?;
-    response
-        .json()
-        .await
-        .map_err(|source| SetupError::Http { what, source })
+    response.json().await.map_err(http_error(&what))
 }
 
 async fn members(
@@ -164,22 +158,12 @@ async fn members(
         if let Some(after) = after {
             url.push_str(&format!("&after={after}"));
         }
-        let response = http
-            .get(url)
-            .send()
-            .await
-            .map_err(|source| SetupError::Http {
-                what: what.clone(),
-                source,
-            })?;
+        let response = http.get(url).send().await.map_err(http_error(&what))?;
         let page: MemberPage = check(response, &what)
             .await?
             .json()
             .await
-            .map_err(|source| SetupError::Http {
-                what: what.clone(),
-                source,
-            })?;
+            .map_err(http_error(&what))?;
         out.extend(page.items);
         match page.next {
             Some(next) if out.len() < wanted => after = Some(next),
@@ -199,10 +183,7 @@ async fn bind(
         .put(format!("{api}/api/profiles/{profile}/members/{user}"))
         .send()
         .await
-        .map_err(|source| SetupError::Http {
-            what: what.clone(),
-            source,
-        })?;
+        .map_err(http_error(&what))?;
     check(response, &what).await.map(drop)
 }
 
@@ -232,5 +213,13 @@ pub fn made_up(profiles: u32, users_per_profile: u32) -> Population {
         seconds: 0.0,
         users_created: 0,
         bindings_added: 0,
+    }
+}
+
+/// Wraps a request's failure with what was being done.
+fn http_error(what: &str) -> impl FnOnce(reqwest::Error) -> SetupError + '_ {
+    move |source| SetupError::Http {
+        what: what.to_owned(),
+        source,
     }
 }

@@ -118,6 +118,17 @@ impl EdgeError {
         }
     }
 
+    /// The `error` event a live session gets for this error; `reference`
+    /// is the `ref` of the send it answers, if any.
+    pub fn event(&self, reference: Option<&str>) -> std::sync::Arc<crate::events::Outbound> {
+        crate::events::ServerEvent::Error {
+            code: self.code(),
+            message: &self.to_string(),
+            reference,
+        }
+        .to_outbound()
+    }
+
     /// The HTTP response: status, `{"error": code, "message": text}`, and
     /// `Retry-After` on 503.
     pub fn into_response(self) -> Response {

@@ -217,16 +217,23 @@ impl LiveSession {
     }
 }
 
-/// The event that tells a client to come back after a short random wait.
-pub fn reconnect_event(reason: ReconnectReason, jitter_ms: u64) -> Arc<Outbound> {
-    let after_ms = if jitter_ms == 0 {
-        0
-    } else {
-        rand::random::<u64>() % jitter_ms
-    };
-    ServerEvent::Reconnect {
-        after_ms,
-        reason: reason.as_str(),
+/// The last event a session gets when it ends for `end` (none for a client
+/// too slow to read it), and the reason, for logs and metrics.
+pub fn last_event(end: End, reconnect_jitter_ms: u64) -> (Option<Arc<Outbound>>, &'static str) {
+    match end {
+        End::NotAMember => (Some(EdgeError::NotAMember.event(None)), "not_a_member"),
+        End::Reconnect(why) => {
+            let after_ms = if reconnect_jitter_ms == 0 {
+                0
+            } else {
+                rand::random::<u64>() % reconnect_jitter_ms
+            };
+            let event = ServerEvent::Reconnect {
+                after_ms,
+                reason: why.as_str(),
+            };
+            (Some(event.to_outbound()), why.as_str())
+        }
+        End::TooSlow => (None, "too_slow"),
     }
-    .to_outbound()
 }

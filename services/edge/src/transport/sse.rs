@@ -15,8 +15,8 @@ use warp::reply::Response;
 
 use crate::app::EdgeState;
 use crate::error::EdgeError;
-use crate::events::{Outbound, ServerEvent};
-use crate::hub::{End, Next};
+use crate::events::Outbound;
+use crate::hub::Next;
 use crate::metrics::Transport;
 use crate::session::{self, LiveSession};
 use crate::transport::{authenticate, query_param};
@@ -63,7 +63,8 @@ fn stream(state: &Arc<EdgeState>, session: LiveSession) -> Response {
             match session.next().await {
                 Next::Event(event) => Some((event, (session, state, false))),
                 Next::End(end) => {
-                    let (last, reason) = last_event(end, &state);
+                    let jitter = state.settings.drain.reconnect_jitter_ms;
+                    let (last, reason) = session::last_event(end, jitter);
                     state.metrics.session_ended(reason);
                     tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "SSE session ended");
                     last.map(|event| (event, (session, state, true)))
@@ -79,30 +80,6 @@ fn stream(state: &Arc<EdgeState>, session: LiveSession) -> Response {
     let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
     let stream = warp::sse::keep_alive().interval(heartbeat).stream(events);
     warp::reply::Reply::into_response(warp::sse::reply(stream))
-}
-
-/// The event that ends a stream (if any), and why it ends.
-fn last_event(end: End, state: &EdgeState) -> (Option<Arc<Outbound>>, &'static str) {
-    match end {
-        End::NotAMember => {
-            let err = EdgeError::NotAMember;
-            let event = ServerEvent::Error {
-                code: err.code(),
-                message: &err.to_string(),
-                reference: None,
-            }
-            .to_outbound();
-            (Some(event), "not_a_member")
-        }
-        End::Reconnect(why) => (
-            Some(session::reconnect_event(
-                why,
-                state.settings.drain.reconnect_jitter_ms,
-            )),
-            why.as_str(),
-        ),
-        End::TooSlow => (None, "too_slow"),
-    }
 }
 
 fn to_sse(out: &Outbound) -> warp::sse::Event {

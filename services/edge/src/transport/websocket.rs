@@ -119,7 +119,7 @@ async fn upgrade(
 /// Says why in an error event, then closes with `code`.
 async fn refuse(socket: Socket, err: &EdgeError, code: u16) {
     let (mut sink, _) = socket.split();
-    let event = error_event(err, None);
+    let event = err.event(None);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Text(event.json.clone()))).await;
     close(&mut sink, code, "already live").await;
 }
@@ -224,9 +224,9 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                             continue;
                         }
                         Ok(Request::Ping) => ServerEvent::Pong.to_outbound(),
-                        Err((err, reference)) => error_event(&err, reference.as_deref()),
+                        Err((err, reference)) => err.event(reference.as_deref()),
                     },
-                    Some(Ok(Message::Binary(_))) => error_event(&EdgeError::BinaryFrame, None),
+                    Some(Ok(Message::Binary(_))) => EdgeError::BinaryFrame.event(None),
                     Some(Ok(Message::Close(_))) | None => break "closed",
                     Some(Ok(_)) => continue, // pings and pongs: tungstenite answers pings itself
                     Some(Err(tungstenite::Error::Capacity(err))) => {
@@ -256,25 +256,15 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
 /// Tells the client why its session ends, then closes; the reason, for
 /// metrics.
 async fn end_session(sink: &mut Sink, end: End, state: &EdgeState) -> &'static str {
-    let (event, code, reason) = match end {
-        End::NotAMember => (
-            Some(error_event(&EdgeError::NotAMember, None)),
-            close_code::NOT_A_MEMBER,
-            "not_a_member",
-        ),
-        End::Reconnect(why) => (
-            Some(crate::session::reconnect_event(
-                why,
-                state.settings.drain.reconnect_jitter_ms,
-            )),
-            close_code::GOING_AWAY,
-            why.as_str(),
-        ),
-        End::TooSlow => (None, close_code::TOO_SLOW, "too_slow"),
-    };
+    let (event, reason) = session::last_event(end, state.settings.drain.reconnect_jitter_ms);
     if let Some(event) = event {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, write(sink, &event, state)).await;
     }
+    let code = match end {
+        End::NotAMember => close_code::NOT_A_MEMBER,
+        End::Reconnect(_) => close_code::GOING_AWAY,
+        End::TooSlow => close_code::TOO_SLOW,
+    };
     close(sink, code, reason).await;
     reason
 }
@@ -313,17 +303,8 @@ fn send_result(
             id,
         }
         .to_outbound(),
-        Err(err) => error_event(&err, reference.as_deref()),
+        Err(err) => err.event(reference.as_deref()),
     }
-}
-
-fn error_event(err: &EdgeError, reference: Option<&str>) -> Arc<Outbound> {
-    ServerEvent::Error {
-        code: err.code(),
-        message: &err.to_string(),
-        reference,
-    }
-    .to_outbound()
 }
 
 async fn write(
