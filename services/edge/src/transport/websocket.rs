@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, SplitSink};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt as _, StreamExt as _};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -93,9 +94,11 @@ async fn upgrade(
             .max_write_buffer_size(max + SOCKET_BUFFER_BYTES)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
+        let Some((tcp, read)) = unwrap_tcp(upgraded) else {
+            return tracing::error!("WebSocket upgrade on a connection that is not TCP");
+        };
         let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+            WebSocketStream::from_partially_read(tcp, read, Role::Server, Some(config)).await;
         match opened {
             Some(session) => run(socket, session, &state).await,
             None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
@@ -116,12 +119,25 @@ async fn upgrade(
     Ok(response)
 }
 
+/// The TCP stream under an upgraded connection, and what hyper had read
+/// past the upgrade request (usually nothing). The socket is used bare,
+/// without hyper's wrapper (a boxed stream and its buffer), which costs
+/// memory in every idle session.
+fn unwrap_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
+    let parts =
+        hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded).ok()?;
+    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+}
+
 /// Says why in an error event, then closes with `code`.
-async fn refuse(socket: Socket, err: &EdgeError, code: u16) {
-    let (mut sink, _) = socket.split();
+async fn refuse(mut socket: Socket, err: &EdgeError, code: u16) {
     let event = err.event(None);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Text(event.json.clone()))).await;
-    close(&mut sink, code, "already live").await;
+    let _ = tokio::time::timeout(
+        CLOSE_TIMEOUT,
+        socket.send(Message::Text(event.json.clone())),
+    )
+    .await;
+    close(&mut socket, code, "already live").await;
 }
 
 /// The `Sec-WebSocket-Accept` answer, if this is a WebSocket upgrade.
@@ -167,7 +183,9 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError
     Err(EdgeError::CrossOrigin(origin.to_owned()))
 }
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// One socket for both directions: the select loop below reads and writes
+/// it in turn, so it needs no split (whose lock is per-session memory).
+type Socket = WebSocketStream<TcpStream>;
 /// A send waiting for Kafka: its `ref` and the outcome.
 type PendingSend<'a> = std::pin::Pin<
     Box<
@@ -176,13 +194,11 @@ type PendingSend<'a> = std::pin::Pin<
             + 'a,
     >,
 >;
-type Sink = SplitSink<Socket, Message>;
 
 /// One session: hub events out, client frames in, sends in flight awaited
 /// side by side (at most `limits.max_inflight_sends`), a ping every
 /// `heartbeat.interval_secs`.
-async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
-    let (mut sink, mut stream) = socket.split();
+async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
     // Boxed: FuturesUnordered allocates a stub task the size of its future
     // up front, which for the send future was ~1 KiB per idle session.
     let mut pending: FuturesUnordered<PendingSend<'_>> = FuturesUnordered::new();
@@ -197,7 +213,7 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
         let out = tokio::select! {
             next = session.next() => match next {
                 Next::Event(event) => event,
-                Next::End(end) => break end_session(&mut sink, end, state).await,
+                Next::End(end) => break end_session(&mut socket, end, state).await,
             },
             Some((reference, result)) = pending.next(), if !pending.is_empty() => {
                 send_result(reference, result)
@@ -206,13 +222,13 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                 if last_heard.elapsed() > silence_allowed {
                     break "heartbeat_timeout";
                 }
-                match tokio::time::timeout(write_timeout, sink.send(Message::Ping(Default::default()))).await {
+                match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => break "closed",
                     Err(_) => break "too_slow",
                 }
             }
-            frame = stream.next(), if pending.len() < limits.max_inflight_sends => {
+            frame = socket.next(), if pending.len() < limits.max_inflight_sends => {
                 last_heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => match handle_frame(&text, &session) {
@@ -231,7 +247,7 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                     Some(Ok(_)) => continue, // pings and pongs: tungstenite answers pings itself
                     Some(Err(tungstenite::Error::Capacity(err))) => {
                         tracing::info!(user_id = %session.user, error = %err, "frame too large: closing");
-                        close(&mut sink, close_code::TOO_LARGE, "frame too large").await;
+                        close(&mut socket, close_code::TOO_LARGE, "frame too large").await;
                         break "frame_too_large";
                     }
                     Some(Err(err)) => {
@@ -241,7 +257,7 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
                 }
             },
         };
-        match tokio::time::timeout(write_timeout, write(&mut sink, &out, state)).await {
+        match tokio::time::timeout(write_timeout, write(&mut socket, &out, state)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break "closed",
             Err(_) => break "too_slow",
@@ -255,17 +271,17 @@ async fn run(socket: Socket, mut session: LiveSession, state: &EdgeState) {
 
 /// Tells the client why its session ends, then closes; the reason, for
 /// metrics.
-async fn end_session(sink: &mut Sink, end: End, state: &EdgeState) -> &'static str {
+async fn end_session(socket: &mut Socket, end: End, state: &EdgeState) -> &'static str {
     let (event, reason) = session::last_event(end, state.settings.drain.reconnect_jitter_ms);
     if let Some(event) = event {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write(sink, &event, state)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write(socket, &event, state)).await;
     }
     let code = match end {
         End::NotAMember => close_code::NOT_A_MEMBER,
         End::Reconnect(_) => close_code::GOING_AWAY,
         End::TooSlow => close_code::TOO_SLOW,
     };
-    close(sink, code, reason).await;
+    close(socket, code, reason).await;
     reason
 }
 
@@ -308,21 +324,36 @@ fn send_result(
 }
 
 async fn write(
-    sink: &mut Sink,
+    socket: &mut Socket,
     out: &Outbound,
     state: &EdgeState,
 ) -> Result<(), tungstenite::Error> {
-    sink.send(Message::Text(out.json.clone())).await?;
+    socket.send(Message::Text(out.json.clone())).await?;
     state.metrics.delivered_events.inc();
     Ok(())
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+async fn close(socket: &mut Socket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.send(Message::Close(Some(frame))).await.is_ok() {
+            linger(socket.get_mut()).await;
+        }
+    })
+    .await;
+}
+
+/// Reads and drops what the client still sends until it closes its side:
+/// closing a socket with unread bytes in it (the rest of a refused
+/// oversized frame, say) makes the kernel reset the connection, and the
+/// client may then never read the close frame sent just before.
+async fn linger(tcp: &mut TcpStream) {
+    use tokio::io::AsyncReadExt as _;
+    let mut sink = [0u8; 512];
+    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 #[cfg(test)]
