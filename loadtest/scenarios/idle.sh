@@ -12,6 +12,8 @@
 #   WIDE_PER_EDGE       sessions per edge of the wide run (default 15000)
 #   WIDE_RAMP           sessions per second of the wide run (default 400:
 #                       faster, Redis lock writes time out on 2 cores)
+#   RAMP                sessions per second of the one-edge run (default
+#                       2000)
 #   HOLD                seconds the sessions stay idle (default 20: past a
 #                       15 s heartbeat)
 #   PROFILE_SIZE        sessions per profile (default 10)
@@ -26,6 +28,7 @@ per_edge="${SESSIONS_PER_EDGE:-19000}"
 wide_edges="${WIDE_EDGES:-7}"
 wide_per_edge="${WIDE_PER_EDGE:-15000}"
 hold="${HOLD:-20}"
+ramp="${RAMP:-2000}"
 # Small profiles: presence (a join to every session of the profile) stays
 # cheap, so the run measures holding sessions, not presence storms.
 per_profile="${PROFILE_SIZE:-10}"
@@ -42,7 +45,7 @@ if [[ "${ONE_EDGE:-1}" != 0 ]]; then
   mapfile -t pids < <(pid_args "${EDGE_PIDS[0]}")
   load "idle-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" \
     --profiles $((per_edge / per_profile)) --users "$per_profile" --rate 0 --duration "$hold" \
-    --ramp 2000 --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000
+    --ramp "$ramp" --settle 5 --drain 0 --testdata-max-users 20000 --testdata-max-profiles 2000
 fi
 
 # 2. Several edges, addressed directly (one Traefik caps near 10,000).

@@ -21,6 +21,9 @@ results="$repo/loadtest/results"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rill-scenario.XXXXXX")"
 mkdir -p "$results"
+# The consumers' fetch.wait.max.ms, for the services and the broker probe
+# alike: the local broker holds every fetch that long (see DESIGN.md).
+FETCH_WAIT_MS="${FETCH_WAIT_MS:-10}"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 _names=()
@@ -162,6 +165,7 @@ start_broker_and_redis() {
     "RILL_TELEMETRY__LOG_FORMAT=text"
     "RILL_TELEMETRY__LOG_FILTER=warn"
     "RILL_SESSION__COOKIE_KEY=$(od -An -vtx1 -N64 /dev/urandom | tr -d ' \n')"
+    "RILL_KAFKA__FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS"
   )
   env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$work/rill-admin.log" 2>&1 ||
     die "create-topics failed: $(tail -n 5 "$work/rill-admin.log")"
@@ -231,7 +235,8 @@ load() {
   local name="$1"
   shift
   say "load $name: uptime: $(uptime)"
-  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" --svg "$results/$name.svg" "$@")
+  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" --svg "$results/$name.svg" \
+    --probe-fetch-wait-ms "$FETCH_WAIT_MS" "$@")
 }
 
 # compare OUT RILL.json PEER.json: both reports side by side, with ratios.

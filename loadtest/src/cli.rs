@@ -47,6 +47,9 @@ Measurement:
                            consume at the same rate for the same duration,
                            with the services' Kafka settings
     --probe-topic NAME     (default rill.loadtest.probe)
+    --probe-fetch-wait-ms N
+                           the probe consumer's fetch.wait.max.ms; give
+                           the services' kafka.fetch_wait_max_ms (default 10)
     --label NAME           a name for the run in the report
     --out FILE             the JSON report (default: printed to stdout)
     --svg FILE             the latency plot
@@ -92,6 +95,7 @@ pub struct RunArgs {
     pub edge_pids: Vec<u32>,
     pub broker: Option<String>,
     pub probe_topic: String,
+    pub probe_fetch_wait_ms: u32,
     pub label: String,
     pub out: Option<PathBuf>,
     pub svg: Option<PathBuf>,
@@ -124,6 +128,7 @@ impl Default for RunArgs {
             edge_pids: Vec::new(),
             broker: None,
             probe_topic: "rill.loadtest.probe".into(),
+            probe_fetch_wait_ms: 10,
             label: "run".into(),
             out: None,
             svg: None,
@@ -191,6 +196,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             Long("edge-pid") => run.edge_pids.push(parser.value()?.parse()?),
             Long("broker") => run.broker = Some(parser.value()?.string()?),
             Long("probe-topic") => run.probe_topic = parser.value()?.string()?,
+            Long("probe-fetch-wait-ms") => run.probe_fetch_wait_ms = parser.value()?.parse()?,
             Long("label") => run.label = parser.value()?.string()?,
             Long("out") => run.out = Some(parser.value()?.into()),
             Long("svg") => run.svg = Some(parser.value()?.into()),

@@ -176,6 +176,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
             let report = probe::run(
                 brokers,
                 &args.probe_topic,
+                args.probe_fetch_wait_ms,
                 args.rate,
                 Duration::from_secs_f64(args.duration),
                 Duration::from_secs_f64(args.drain),

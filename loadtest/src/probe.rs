@@ -1,6 +1,6 @@
 //! The broker probe: produce to and consume from a topic of its own at the
 //! run's rate, with the services' Kafka settings (acks=all, linger 1 ms,
-//! fetch.wait.max.ms 10, Nagle off, idempotence off as on the local stack), so that
+//! the services' fetch.wait.max.ms, Nagle off, idempotence off as on the local stack), so that
 //! the broker's own produce-to-consume latency is visible beside Rill's.
 
 use std::collections::HashMap;
@@ -24,6 +24,7 @@ const PARTITIONS: i32 = 8;
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
     pub topic: String,
+    pub fetch_wait_ms: u32,
     pub sent: u64,
     pub received: u64,
     pub end_to_end: Option<Summary>,
@@ -43,6 +44,7 @@ pub enum ProbeError {
 pub async fn run(
     brokers: &str,
     topic: &str,
+    fetch_wait_ms: u32,
     rate: f64,
     duration: Duration,
     drain: Duration,
@@ -67,7 +69,7 @@ pub async fn run(
         .set("group.id", "rill-loadtest-probe-unused")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
@@ -155,6 +157,7 @@ pub async fn run(
     let ack = ack.lock().expect("ack lock").clone();
     Ok(ProbeReport {
         topic: topic.to_owned(),
+        fetch_wait_ms,
         sent,
         received,
         end_to_end: (!latency.is_empty()).then(|| latency.summary()),

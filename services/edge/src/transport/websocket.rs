@@ -31,11 +31,10 @@ use crate::metrics::Transport;
 use crate::session::{self, LiveSession};
 use crate::transport::{authenticate, query_param};
 
-/// Read and write buffer of each socket. Frames larger than this are still
-/// read whole; the buffer only grows for them. (256 measured no better than
-/// 1024 per idle session, and left more of a refused oversized frame
-/// unread, which makes the kernel answer the close with a reset.)
-const SOCKET_BUFFER_BYTES: usize = 1024;
+/// Read buffer of each socket, allocated for its whole life: idle sessions
+/// hold it. Frames larger than this are still read whole; the buffer only
+/// grows for them. (tungstenite's default is 128 KiB.)
+const READ_BUFFER_BYTES: usize = 256;
 
 /// How long a close frame may take to write before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -82,6 +81,7 @@ async fn upgrade(
         opened => Some(opened?),
     };
     let state = state.clone();
+    let tasks = state.tasks.clone();
     state.tasks.clone().spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -89,9 +89,9 @@ async fn upgrade(
         };
         let max = state.settings.limits.max_frame_bytes;
         let config = WebSocketConfig::default()
-            .read_buffer_size(SOCKET_BUFFER_BYTES)
+            .read_buffer_size(READ_BUFFER_BYTES)
             .write_buffer_size(0)
-            .max_write_buffer_size(max + SOCKET_BUFFER_BYTES)
+            .max_write_buffer_size(max + READ_BUFFER_BYTES)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
         let Some((tcp, read)) = unwrap_tcp(upgraded) else {
@@ -100,7 +100,10 @@ async fn upgrade(
         let socket =
             WebSocketStream::from_partially_read(tcp, read, Role::Server, Some(config)).await;
         match opened {
-            Some(session) => run(socket, session, &state).await,
+            // A task of its own: this one's state (the upgrade, the
+            // handshake) would otherwise stay allocated beside the session's
+            // for as long as it lives.
+            Some(session) => drop(tasks.spawn(run(Box::new(Connection { socket, session }), state))),
             None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
         }
     });
@@ -186,6 +189,30 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError
 /// One socket for both directions: the select loop below reads and writes
 /// it in turn, so it needs no split (whose lock is per-session memory).
 type Socket = WebSocketStream<TcpStream>;
+/// Sends waiting for Kafka, allocated at the first send: an idle session
+/// does not pay for the set. Boxed: `FuturesUnordered` allocates a stub
+/// task the size of its future up front.
+#[derive(Default)]
+struct InFlight<'a>(Option<FuturesUnordered<PendingSend<'a>>>);
+
+impl<'a> InFlight<'a> {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesUnordered::len)
+    }
+
+    fn push(&mut self, send: PendingSend<'a>) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(send);
+    }
+
+    /// The next send to complete; `None` (at once) when there is none.
+    async fn next(&mut self) -> Option<(Option<String>, Result<rill_domain::MessageId, EdgeError>)> {
+        match &mut self.0 {
+            Some(sends) => sends.next().await,
+            None => None,
+        }
+    }
+}
+
 /// A send waiting for Kafka: its `ref` and the outcome.
 type PendingSend<'a> = std::pin::Pin<
     Box<
@@ -195,13 +222,21 @@ type PendingSend<'a> = std::pin::Pin<
     >,
 >;
 
+/// The socket and the session of one connection, boxed: a future keeps its
+/// arguments beside its locals, so passing both by value would hold them
+/// twice in every idle session's task.
+struct Connection {
+    socket: Socket,
+    session: LiveSession,
+}
+
 /// One session: hub events out, client frames in, sends in flight awaited
 /// side by side (at most `limits.max_inflight_sends`), a ping every
 /// `heartbeat.interval_secs`.
-async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
-    // Boxed: FuturesUnordered allocates a stub task the size of its future
-    // up front, which for the send future was ~1 KiB per idle session.
-    let mut pending: FuturesUnordered<PendingSend<'_>> = FuturesUnordered::new();
+async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) {
+    let Connection { socket, session } = &mut *connection;
+    let state = &*state;
+    let mut pending = InFlight::default();
     let limits = &state.settings.limits;
     let write_timeout = Duration::from_secs(limits.slow_client_secs);
     let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
@@ -213,9 +248,11 @@ async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
         let out = tokio::select! {
             next = session.next() => match next {
                 Next::Event(event) => event,
-                Next::End(end) => break end_session(&mut socket, end, state).await,
+                // Boxed, as the other rare paths: the session's future is as
+                // large as its largest await, for every idle session.
+                Next::End(end) => break Box::pin(end_session(socket, end, state)).await,
             },
-            Some((reference, result)) = pending.next(), if !pending.is_empty() => {
+            Some((reference, result)) = pending.next(), if pending.len() > 0 => {
                 send_result(reference, result)
             }
             _ = ping.tick() => {
@@ -231,7 +268,7 @@ async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
             frame = socket.next(), if pending.len() < limits.max_inflight_sends => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => match handle_frame(&text, &session) {
+                    Some(Ok(Message::Text(text))) => match handle_frame(&text, session) {
                         Ok(Request::Send { body, reference }) => {
                             let (user, profile) = (session.user, session.profile);
                             pending.push(Box::pin(async move {
@@ -247,7 +284,7 @@ async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
                     Some(Ok(_)) => continue, // pings and pongs: tungstenite answers pings itself
                     Some(Err(tungstenite::Error::Capacity(err))) => {
                         tracing::info!(user_id = %session.user, error = %err, "frame too large: closing");
-                        close(&mut socket, close_code::TOO_LARGE, "frame too large").await;
+                        Box::pin(close(socket, close_code::TOO_LARGE, "frame too large")).await;
                         break "frame_too_large";
                     }
                     Some(Err(err)) => {
@@ -257,7 +294,7 @@ async fn run(mut socket: Socket, mut session: LiveSession, state: &EdgeState) {
                 }
             },
         };
-        match tokio::time::timeout(write_timeout, write(&mut socket, &out, state)).await {
+        match tokio::time::timeout(write_timeout, write(socket, &out, state)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break "closed",
             Err(_) => break "too_slow",
