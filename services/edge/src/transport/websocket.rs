@@ -103,7 +103,9 @@ async fn upgrade(
             // A task of its own: this one's state (the upgrade, the
             // handshake) would otherwise stay allocated beside the session's
             // for as long as it lives.
-            Some(session) => drop(tasks.spawn(run(Box::new(Connection { socket, session }), state))),
+            Some(session) => {
+                drop(tasks.spawn(run(Box::new(Connection { socket, session }), state)))
+            }
             None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
         }
     });
@@ -205,7 +207,9 @@ impl<'a> InFlight<'a> {
     }
 
     /// The next send to complete; `None` (at once) when there is none.
-    async fn next(&mut self) -> Option<(Option<String>, Result<rill_domain::MessageId, EdgeError>)> {
+    async fn next(
+        &mut self,
+    ) -> Option<(Option<String>, Result<rill_domain::MessageId, EdgeError>)> {
         match &mut self.0 {
             Some(sends) => sends.next().await,
             None => None,
