@@ -232,11 +232,50 @@ pid_args() { for p in "$@"; do printf -- '--edge-pid\n%s\n' "$p"; done; }
 
 # load NAME ARGS...: runs rill-load, report in $results/NAME.json (+ .svg).
 load() {
-  local name="$1"
+  local name="$1" before after children_before
   shift
   say "load $name: uptime: $(uptime)"
-  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" --svg "$results/$name.svg" \
-    --probe-fetch-wait-ms "$FETCH_WAIT_MS" "$@")
+  before="$(cpu_ticks)"
+  # `times`, second line: CPU of this shell's waited-for children so far
+  # (not in a pipeline: a subshell has no children).
+  times >"$work/times"
+  children_before="$(tail -n 1 "$work/times")"
+  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" \
+    --svg "$results/$name.svg" --probe-fetch-wait-ms "$FETCH_WAIT_MS" "$@")
+  after="$(cpu_ticks)"
+  times >"$work/times"
+  add_cpu "$results/$name.json" "$before" "$after" "$children_before" "$(tail -n 1 "$work/times")"
+}
+
+# cpu_ticks: "NAME TICKS" per line for every process started here
+# (utime + stime from /proc/PID/stat).
+cpu_ticks() {
+  local i
+  for i in "${!_names[@]}"; do
+    [[ -r "/proc/${_pids[$i]}/stat" ]] || continue
+    echo "${_names[$i]} $(sed 's/.*) //' "/proc/${_pids[$i]}/stat" | awk '{print $12 + $13}')"
+  done
+}
+
+# add_cpu REPORT BEFORE AFTER TIMES_BEFORE TIMES_AFTER: every process's CPU seconds over
+# the whole run (setup, probe, ramp, sends) into the report, the
+# generator's own (with its workers) as "rill-load": who took the cores.
+add_cpu() {
+  python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+import re
+path, before, after, times_before, times_after, hz = sys.argv[1:7]
+parse = lambda text: {n: int(t) for n, t in (l.split() for l in text.splitlines() if l.strip())}
+b, a = parse(before), parse(after)
+cpu = {n: round((a[n] - b.get(n, 0)) / int(hz), 2) for n in a}
+# "1m2.500s 0m0.250s": user and system time of the shell's children.
+secs = lambda t: sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", t))
+cpu["rill-load"] = round(secs(times_after) - secs(times_before), 2)
+report = json.load(open(path))
+report["cpu_secs_by_process"] = cpu
+json.dump(report, open(path, "w"), indent=2)
+print("scenario: CPU seconds over the run:", ", ".join(f"{n} {s}" for n, s in cpu.items()), file=sys.stderr)
+PY
 }
 
 # compare OUT RILL.json PEER.json: both reports side by side, with ratios.

@@ -217,6 +217,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let edges_end = procfs::total(&args.edge_pids);
+    let edge_view = crate::edge_view::scrape(&args.urls).await;
     let send_secs = send_started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     for (mut child, stdin) in children {
@@ -241,6 +242,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         at_half,
         send_secs,
         probe,
+        edge_view,
         workers,
         source_ips,
         started.elapsed().as_secs_f64(),
@@ -360,6 +362,7 @@ fn build_report(
     at_half: Option<(u64, procfs::Sample)>,
     send_secs: f64,
     probe: Option<probe::ProbeReport>,
+    edge_view: Option<crate::edge_view::EdgeView>,
     workers: u32,
     source_ips: u32,
     wall_secs: f64,
@@ -480,6 +483,7 @@ fn build_report(
             deliveries_per_cpu_sec: (cpu > 0.0).then(|| unique as f64 / cpu),
         },
         broker_probe: probe,
+        edge_view,
     }
 }
 
@@ -512,6 +516,17 @@ fn summary_line(report: &Report) {
         eprintln!(
             "rill-load: broker probe: {} sent, {} received, p50 {:.2} ms p99 {:.2} ms",
             probe.sent, probe.received, e.p50_ms, e.p99_ms
+        );
+    }
+    if let Some(v) = &report.edge_view {
+        eprintln!(
+            "rill-load: the edges' send to Kafka ack: {} sends, p50 <= {:?} ms, p90 <= {:?} ms, p99 <= {:?} ms; offset gaps read again {}, records skipped {}",
+            v.send_ack_count,
+            v.send_ack_p50_ms_at_most,
+            v.send_ack_p90_ms_at_most,
+            v.send_ack_p99_ms_at_most,
+            v.offset_gaps,
+            v.records_skipped
         );
     }
 }

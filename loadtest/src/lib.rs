@@ -10,11 +10,15 @@
 //! addresses ([`transport`]), sends at its share of the rate, and measures
 //! send-to-receive latency and deliveries ([`stats`]).
 //!
+//! At the end it reads the edges' own send-to-Kafka-ack histogram
+//! ([`edge_view`]).
+//!
 //! - [`cli`]: the command line.
 //! - [`plan`]: what the coordinator tells a worker and what it answers.
 
 pub mod cli;
 pub mod coordinator;
+pub mod edge_view;
 pub mod plan;
 pub mod probe;
 pub mod procfs;

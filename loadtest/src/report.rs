@@ -25,6 +25,8 @@ pub struct Report {
     pub ack_latency: Option<Summary>,
     pub edges: Edges,
     pub broker_probe: Option<ProbeReport>,
+    /// The edges' own send-to-Kafka-ack histogram (none for the peer).
+    pub edge_view: Option<crate::edge_view::EdgeView>,
 }
 
 #[derive(Debug, Serialize)]

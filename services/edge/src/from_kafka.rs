@@ -17,7 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, PresenceChange, Push, PushTarget};
 use rill_runtime::KafkaSettings;
-use rill_runtime::kafka::{OffsetGuard, partitions_of, tail_consumer_config};
+use rill_runtime::kafka::{OffsetGuard, Seen, admit, partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
 use tracing::Instrument;
 
@@ -112,9 +112,19 @@ impl Delivery {
                 }
             };
             self.metrics.records_consumed.inc();
-            if !guard.is_new(record.topic(), record.partition(), record.offset()) {
-                self.metrics.records_repeated.inc();
-                continue;
+            match admit(&mut guard, &self.consumer, &record) {
+                Seen::Next => {}
+                Seen::Repeat => {
+                    self.metrics.records_repeated.inc();
+                    continue;
+                }
+                Seen::Gap { .. } => {
+                    self.metrics.offset_gaps.inc();
+                    continue;
+                }
+                Seen::GapAccepted { skipped } => {
+                    self.metrics.records_skipped.inc_by(skipped as u64);
+                }
             }
             if record.topic() == self.message_topic {
                 self.deliver(&record).await;

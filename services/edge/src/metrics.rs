@@ -32,6 +32,8 @@ pub struct EdgeMetrics {
     pub send_ack_seconds: Histogram,
     pub records_consumed: Counter,
     pub records_repeated: Counter,
+    pub offset_gaps: Counter,
+    pub records_skipped: Counter,
     pub records_invalid: Counter,
     pub queued_events: Counter,
     pub dropped_events: Counter,
@@ -57,6 +59,8 @@ impl Default for EdgeMetrics {
             send_ack_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             records_consumed: Counter::default(),
             records_repeated: Counter::default(),
+            offset_gaps: Counter::default(),
+            records_skipped: Counter::default(),
             records_invalid: Counter::default(),
             queued_events: Counter::default(),
             dropped_events: Counter::default(),
@@ -130,6 +134,16 @@ impl EdgeMetrics {
             "records_repeated",
             "Records dropped because their offset was already seen",
             self.records_repeated.clone(),
+        );
+        r.register(
+            "offset_gaps",
+            "Records that came after skipped offsets: dropped, and the partition read again",
+            self.offset_gaps.clone(),
+        );
+        r.register(
+            "records_skipped",
+            "Offsets skipped for good: records that never came back after the rereads",
+            self.records_skipped.clone(),
         );
         r.register(
             "records_invalid",
