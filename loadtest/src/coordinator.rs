@@ -217,7 +217,10 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let edges_end = procfs::total(&args.edge_pids);
-    let edge_view = crate::edge_view::scrape(&args.urls).await;
+    let edge_view = match args.transport {
+        TransportMix::Socketio => None,
+        _ => crate::edge_view::scrape(&args.urls).await,
+    };
     let send_secs = send_started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     for (mut child, stdin) in children {

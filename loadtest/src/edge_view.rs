@@ -25,7 +25,13 @@ pub struct EdgeView {
 
 /// Scrapes every edge in `urls`; `None` when none has the histogram.
 pub async fn scrape(urls: &[String]) -> Option<EdgeView> {
-    let http = reqwest::Client::new();
+    // A server without /metrics may never answer (the Socket.IO peer).
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+    else {
+        return None;
+    };
     let mut buckets = Vec::new();
     let (mut gaps, mut skipped) = (0, 0);
     for url in urls {
