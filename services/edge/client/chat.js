@@ -133,6 +133,8 @@ export class ChatView {
         break;
       case "presence":
         this.presence = new Set(event.users);
+        // A big room: the list is partial and no join/leave will follow.
+        this.presenceTruncated = Boolean(event.truncated);
         this.renderPresence();
         break;
       case "join":
@@ -383,5 +385,11 @@ export class ChatView {
         return li;
       }),
     );
+    if (this.presenceTruncated) {
+      const more = document.createElement("li");
+      more.className = "more";
+      more.textContent = "and more";
+      list.append(more);
+    }
   }
 }

@@ -117,6 +117,7 @@ impl Edge {
             hub.clone(),
             membership.clone(),
             settings.limits.max_message_bytes,
+            settings.limits.max_presence_users,
             metrics.clone(),
         )
         .await?;

@@ -69,10 +69,12 @@ pub enum ServerEvent<'a> {
     /// The answer to a `ping`.
     Pong,
     /// Who is live on the profile right now (you included): the second
-    /// event of every session.
+    /// event of every session. `truncated`: more are live than listed
+    /// (`limits.max_presence_users`).
     Presence {
         profile_id: ProfileId,
         users: &'a [UserId],
+        truncated: bool,
     },
     /// A user opened a live session on the profile.
     Join {

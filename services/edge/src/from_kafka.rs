@@ -39,6 +39,7 @@ pub struct Delivery {
     hub: Arc<Hub>,
     membership: Arc<Membership>,
     max_body_bytes: usize,
+    max_presence_users: usize,
     metrics: Arc<EdgeMetrics>,
 }
 
@@ -62,6 +63,7 @@ impl Delivery {
         hub: Arc<Hub>,
         membership: Arc<Membership>,
         max_body_bytes: usize,
+        max_presence_users: usize,
         metrics: Arc<EdgeMetrics>,
     ) -> Result<Self, KafkaError> {
         let config = tail_consumer_config(settings, edge_id);
@@ -91,6 +93,7 @@ impl Delivery {
             hub,
             membership,
             max_body_bytes,
+            max_presence_users,
             metrics,
         })
     }
@@ -185,6 +188,12 @@ impl Delivery {
             Ok(change) => change,
             Err(err) => return self.invalid(record, &err),
         };
+        if self.hub.sessions_on(change.profile) > self.max_presence_users {
+            // A big room: its sessions opened with a truncated list and get
+            // no event per arrival (`limits.max_presence_users`).
+            self.metrics.presence_events_skipped.inc();
+            return;
+        }
         let event = if change.joined {
             ServerEvent::Join {
                 profile_id: change.profile,

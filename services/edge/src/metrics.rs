@@ -33,6 +33,7 @@ pub struct EdgeMetrics {
     pub records_consumed: Counter,
     pub records_repeated: Counter,
     pub offset_gaps: Counter,
+    pub presence_events_skipped: Counter,
     pub records_skipped: Counter,
     pub records_invalid: Counter,
     pub queued_events: Counter,
@@ -60,6 +61,7 @@ impl Default for EdgeMetrics {
             records_consumed: Counter::default(),
             records_repeated: Counter::default(),
             offset_gaps: Counter::default(),
+            presence_events_skipped: Counter::default(),
             records_skipped: Counter::default(),
             records_invalid: Counter::default(),
             queued_events: Counter::default(),
@@ -139,6 +141,11 @@ impl EdgeMetrics {
             "offset_gaps",
             "Records that came after skipped offsets: dropped, and the partition read again",
             self.offset_gaps.clone(),
+        );
+        r.register(
+            "presence_events_skipped",
+            "Join and leave events not delivered: their profile had more live sessions here than limits.max_presence_users",
+            self.presence_events_skipped.clone(),
         );
         r.register(
             "records_skipped",

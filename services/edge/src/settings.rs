@@ -64,6 +64,11 @@ pub struct Limits {
     /// Sends of one WebSocket session waiting for Kafka at once; past it the
     /// edge stops reading that socket until one completes. Default 32.
     pub max_inflight_sends: usize,
+    /// Most users listed in the presence event a session opens with;
+    /// and a profile with more live sessions than this on an edge gets no
+    /// join and leave events there (a big room's join storm would cost
+    /// every session an event per arrival). Default 200.
+    pub max_presence_users: usize,
     /// A client whose socket takes longer than this to accept a write, or
     /// that stays behind (events dropped, queue never empty) for longer,
     /// is disconnected, in seconds. Default 10.
@@ -197,6 +202,7 @@ impl Default for Limits {
             max_connections: 10_000,
             session_queue_depth: 256,
             max_inflight_sends: 32,
+            max_presence_users: 200,
             slow_client_secs: 10,
         }
     }
@@ -264,6 +270,7 @@ impl Limits {
             ("limits.max_connections", self.max_connections),
             ("limits.session_queue_depth", self.session_queue_depth),
             ("limits.max_inflight_sends", self.max_inflight_sends),
+            ("limits.max_presence_users", self.max_presence_users),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::invalid(field, "must be above 0"));

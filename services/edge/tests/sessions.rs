@@ -300,3 +300,60 @@ async fn availability_turns_not_ready_at_warning_and_refuses_at_critical() {
     assert_eq!(ready().await, 200, "back to available");
     assert_eq!(edge.metric("rill_edge_availability").await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_past_max_presence_users_gets_a_truncated_list_and_no_joins() {
+    let stack = Stack::start_with(1, |s| s.limits.max_presence_users = 2).await;
+    let room = stack.create_profile("Room").await;
+    let (ada, bob, cy, dee) = (
+        stack.member_of(&[room]).await,
+        stack.member_of(&[room]).await,
+        stack.member_of(&[room]).await,
+        stack.member_of(&[room]).await,
+    );
+    let mut ada_ws = logged_in(stack.edge_client(0), ada).await.ws(room).await;
+    let presence = ada_ws.next_of_type("presence").await;
+    assert_eq!(presence["users"], json!([ada.to_string()]));
+    assert_eq!(presence["truncated"], json!(false));
+
+    // Two sessions: at the limit, presence as usual.
+    let mut bob_ws = logged_in(stack.edge_client(0), bob).await.ws(room).await;
+    let presence = bob_ws.next_of_type("presence").await;
+    assert_eq!(presence["users"].as_array().map(Vec::len), Some(2));
+    assert_eq!(presence["truncated"], json!(false));
+    loop {
+        let join = ada_ws.next_of_type("join").await;
+        if join["user_id"] == bob.to_string() {
+            break;
+        }
+    }
+
+    // Past it: the newcomer sees two users, itself first, and that there
+    // are more; nobody gets a join for the third or fourth session.
+    let mut cy_ws = logged_in(stack.edge_client(0), cy).await.ws(room).await;
+    let presence = cy_ws.next_of_type("presence").await;
+    assert_eq!(presence["users"].as_array().map(Vec::len), Some(2));
+    assert_eq!(presence["users"][0], json!(cy.to_string()));
+    assert_eq!(presence["truncated"], json!(true));
+    let mut dee_ws = logged_in(stack.edge_client(0), dee).await.ws(room).await;
+    dee_ws.next_of_type("presence").await;
+    dee_ws
+        .send(&json!({"type": "send", "body": "after the joins", "ref": "r1"}))
+        .await;
+    loop {
+        let event = ada_ws.next_event().await;
+        match event["type"].as_str() {
+            Some("message") => break,
+            Some("join") => panic!("a join past the limit: {event}"),
+            _ => {}
+        }
+    }
+    let skipped = stack
+        .edge_client(0)
+        .metric("rill_edge_presence_events_skipped_total")
+        .await;
+    assert!(
+        skipped >= 2.0,
+        "the joins of cy and dee were skipped: {skipped}"
+    );
+}

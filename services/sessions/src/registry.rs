@@ -127,6 +127,42 @@ impl LiveSessions {
         Ok(ids.iter().map(|id| id.parse()).collect::<Result<_, _>>()?)
     }
 
+    /// At most `max` of the users live on `profile` (any of them, you
+    /// included if `max` allows), and whether more are live.
+    pub async fn some_live_users(
+        &self,
+        profile: ProfileId,
+        max: usize,
+    ) -> Result<(Vec<UserId>, bool), SessionsError> {
+        let key = self.live_key(profile);
+        let now = now_ms();
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let key = &key;
+                async move {
+                    // One more than asked: tells whether there are more.
+                    conn.zrangebyscore_limit::<_, _, _, Vec<String>>(
+                        key,
+                        now + 1,
+                        "+inf",
+                        0,
+                        max.saturating_add(1) as isize,
+                    )
+                    .await
+                }
+            })
+            .await;
+        let ids: BTreeSet<String> = any_answered(answers)?.into_iter().flatten().collect();
+        let truncated = ids.len() > max;
+        let users = ids
+            .iter()
+            .take(max)
+            .map(|id| id.parse())
+            .collect::<Result<_, _>>()?;
+        Ok((users, truncated))
+    }
+
     /// The unexpired members of sorted set `key`, over every server that
     /// answers, sorted.
     async fn live_members(&self, key: String) -> Result<BTreeSet<String>, SessionsError> {

@@ -103,12 +103,18 @@ async fn try_open(
     if let Err(err) = registry.register(&[(user, profile)]).await {
         tracing::warn!(error = %err, "cannot register the session in Redis");
     }
-    let mut users = registry.live_users(profile).await.unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "cannot read who is live");
-        Vec::new()
-    });
+    let max_users = state.settings.limits.max_presence_users;
+    let (mut users, truncated) = registry
+        .some_live_users(profile, max_users)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read who is live");
+            (Vec::new(), false)
+        });
     if !users.contains(&user) {
-        users.push(user);
+        // You are live: listed first if the list is full.
+        users.truncate(max_users.saturating_sub(1));
+        users.insert(0, user);
     }
     state
         .publisher
@@ -134,6 +140,7 @@ async fn try_open(
         ServerEvent::Presence {
             profile_id: profile,
             users: &users,
+            truncated,
         }
         .to_outbound(),
     );
