@@ -171,13 +171,7 @@ impl Edge {
             tokio::spawn(state.availability.clone().probe_lag(stop.clone())),
             tokio::spawn(drain(state.clone())),
         ];
-        // Nagle off for every connection (Linux hands the listener's
-        // TCP_NODELAY to accepted sockets): an ack or event written while an
-        // earlier frame is unacknowledged would otherwise wait for the
-        // client's delayed ACK (~40 ms). warp offers no hook per connection.
-        if let Err(err) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
-            tracing::warn!(error = %err, "cannot turn Nagle off on the listener");
-        }
+        tune_connections(&listener, &state.settings);
         let routes = routes::all(state.clone(), registry);
         tracing::info!(edge_id = %state.edge_id, addr = ?listener.local_addr().ok(), "edge serving");
         let grace = stop_grace(&state.settings);
@@ -215,6 +209,33 @@ impl Edge {
         let _ = tokio::task::spawn_blocking(move || publisher.flush(grace)).await;
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
     }
+}
+
+/// Socket options for every connection, set on the listener (Linux hands
+/// them to accepted sockets; warp has no hook per connection):
+/// - Nagle off: an ack or event written while an earlier frame is
+///   unacknowledged would otherwise wait for the client's delayed ACK
+///   (~40 ms);
+/// - a user timeout of `limits.slow_client_secs`: a client that leaves
+///   written data unacknowledged (or its window shut) that long is cut off
+///   by the kernel. The edge's own write timeout cannot see an SSE client
+///   that stopped reading (hyper stops asking for events); without this
+///   its session, and its lock, lived until TCP gave up, which a window
+///   kept shut by a live client never does.
+fn tune_connections(listener: &TcpListener, settings: &EdgeSettings) {
+    let socket = socket2::SockRef::from(listener);
+    if let Err(err) = socket.set_tcp_nodelay(true) {
+        tracing::warn!(error = %err, "cannot turn Nagle off on the listener");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let timeout = Duration::from_secs(settings.limits.slow_client_secs);
+        if let Err(err) = socket.set_tcp_user_timeout(Some(timeout)) {
+            tracing::warn!(error = %err, "cannot set the TCP user timeout on the listener");
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = settings;
 }
 
 /// How long each step after the drain may take: a tenth of the window,

@@ -103,14 +103,68 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Ended as too slow by the edge, or cut off by the kernel first (the
+    // sockets' user timeout is slow_client_secs too): nothing else.
     let text = edge.get("/metrics").await.text().await.expect("text");
-    assert!(
-        text.contains(&format!(
-            r#"rill_edge_sessions_ended_total{{reason="too_slow"}} {STALLED}"#
-        )),
+    let ended = |reason: &str| {
+        let line = format!(r#"rill_edge_sessions_ended_total{{reason="{reason}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0.0, |v| v.trim().parse::<f64>().expect("a number"))
+    };
+    assert_eq!(
+        ended("too_slow") + ended("closed"),
+        STALLED as f64,
         "{text}"
     );
     assert_eq!(edge.metric("rill_edge_live_sessions").await, 0.0);
     assert_eq!(edge.metric("rill_edge_queued_bytes").await, 0.0);
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sse_client_is_cut_off_and_its_lock_released() {
+    let stack = Stack::start_with(1, |s| {
+        s.limits.session_queue_depth = QUEUE_DEPTH;
+        s.limits.slow_client_secs = 2;
+    })
+    .await;
+    let room = stack.create_profile("Room").await;
+    let user = stack.member_of(&[room]).await;
+    let client = stack.edge_client(0);
+    client.login(user).await;
+    // Reads the response head, then nothing: its window shuts once the
+    // events fill a small receive buffer.
+    let stalled = client.stalled_sse(room, 4 * 1024).await;
+    let edge = stack.edge_client(0);
+    assert_eq!(edge.metric("rill_edge_live_sessions").await, 1.0);
+
+    let sender = stack.edge_client(0);
+    sender.login(stack.member_of(&[room]).await).await;
+    let body = "x".repeat(BODY_BYTES);
+    for _ in 0..200 {
+        let reply = sender
+            .post_json(&format!("/live/{room}/messages"), &json!({ "body": body }))
+            .await;
+        assert_eq!(reply.status(), 200);
+    }
+
+    // The kernel cuts the stalled stream after slow_client_secs with its
+    // window shut; the session ends and its lock goes: the user can open
+    // the profile again (409 already_live until then).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.try_sse(&format!("/live/{room}/sse"), &[]).await {
+            Ok(_) => break,
+            Err((409, _)) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the stalled stream still holds the lock"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err((status, body)) => panic!("SSE refused: {status} {body}"),
+        }
+    }
     drop(stalled);
 }

@@ -198,6 +198,36 @@ impl Client {
         WsClient { stream }
     }
 
+    /// Opens an SSE stream on a socket with a `bytes` receive buffer, reads
+    /// the response head (it must be 200), and hands back the socket: a
+    /// client that then stops reading.
+    pub async fn stalled_sse(&self, profile: uuid::Uuid, bytes: u32) -> tokio::net::TcpStream {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let authority = self.base.split_once("://").map_or(&*self.base, |(_, a)| a);
+        let addr: std::net::SocketAddr = authority.parse().expect("base is http://ip:port");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let mut tcp = socket.connect(addr).await.expect("connect");
+        let request = format!(
+            "GET /live/{profile}/sse HTTP/1.1\r\nHost: {authority}\r\nCookie: {}\r\nAccept: text/event-stream\r\n\r\n",
+            self.cookie_header()
+        );
+        tcp.write_all(request.as_bytes()).await.expect("request");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                tcp.read(&mut byte).await.expect("read"),
+                1,
+                "closed before the head"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200"), "SSE refused: {head}");
+        tcp
+    }
+
     fn ws_request(
         &self,
         path: &str,
