@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
 
@@ -98,16 +99,29 @@ impl Publisher {
         }
     }
 
-    /// Publishes a presence change and waits for Kafka's answer; a failure
-    /// is logged (presence is a view: the registry in Redis stays right).
-    pub async fn presence(&self, change: PresenceChange) {
+    /// Queues a presence change at once (its place in its partition is
+    /// fixed by this call) and returns the wait for Kafka's answer; a
+    /// failure is logged (presence is a view: the registry in Redis stays
+    /// right).
+    pub fn presence(&self, change: PresenceChange) -> impl Future<Output = ()> + Send + 'static {
         let key = change.key();
         let payload = change.encode();
         let record = FutureRecord::to(&self.presence_topic)
             .key(&key)
             .payload(&payload);
-        if let Err((err, _)) = self.producer.send(record, self.timeout).await {
-            tracing::warn!(error = %err, user_id = %change.user, profile_id = %change.profile, joined = change.joined, "presence change not published");
+        let queued = self.producer.send_result(record).map_err(|(err, _)| err);
+        async move {
+            let outcome = match queued {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((err, _))) => Err(err),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Err(err) => Err(err),
+            };
+            if let Err(err) = outcome {
+                tracing::warn!(error = %err, user_id = %change.user, profile_id = %change.profile, joined = change.joined, "presence change not published");
+            }
         }
     }
 

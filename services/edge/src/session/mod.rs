@@ -111,21 +111,20 @@ async fn try_open(
             tracing::warn!(error = %err, "cannot read who is live");
             (Vec::new(), false)
         });
-    if !users.contains(&user) {
-        // You are live: listed first if the list is full.
-        users.truncate(max_users.saturating_sub(1));
-        users.insert(0, user);
-    }
-    state
-        .publisher
-        .presence(PresenceChange {
-            user,
-            profile,
-            joined: true,
-            fence: lease.fence(),
-            at_ms: now_ms(),
-        })
-        .await;
+    // You first, whether the read listed you or not.
+    users.retain(|u| *u != user);
+    users.truncate(max_users.saturating_sub(1));
+    users.insert(0, user);
+    // Queued now, not waited for: a broker under load held every open for
+    // up to the message timeout. The leave is queued later by the same
+    // producer to the same partition (keyed by user), so it stays behind.
+    state.tasks.spawn(state.publisher.presence(PresenceChange {
+        user,
+        profile,
+        joined: true,
+        fence: lease.fence(),
+        at_ms: now_ms(),
+    }));
 
     let mut opening = VecDeque::new();
     opening.push_back(
