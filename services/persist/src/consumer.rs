@@ -20,6 +20,8 @@ use crate::settings::PersistSettings;
 /// First and longest pause between retries of a failed store write.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the consumer to leave its group.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What one batch holds, split by kind, in the order read.
 #[derive(Debug, Default)]
@@ -80,12 +82,18 @@ impl PersistConsumer {
             if !self.write(&batch, &shutdown).await {
                 break; // shut down before the write succeeded: nothing committed
             }
-            if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-                // The batch will be read and written again: harmless.
+            // Asynchronous: a synchronous commit blocks this thread until
+            // the broker answers, for ever if it is gone (a test's broker
+            // stopped first hung the process on it). A commit that fails
+            // is covered by the next one; if none comes, the batch is read
+            // and written again: harmless.
+            if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::warn!(error = %err, "offset commit failed");
             }
         }
         tracing::info!("persist consumer stopped");
+        let Self { consumer, .. } = self;
+        let _ = tokio::task::spawn_blocking(move || close(consumer)).await;
     }
 
     /// Waits for a first record, then gathers more for at most
@@ -189,5 +197,21 @@ impl PersistConsumer {
             self.store.append_messages(&batch.messages).await?;
         }
         Ok(())
+    }
+}
+
+/// Closes `consumer` (it leaves its group) on a thread of its own, waiting
+/// at most [`CLOSE_WAIT`]: rdkafka's close waits for the group coordinator
+/// for ever when the broker is gone, which kept the process from exiting.
+fn close(consumer: StreamConsumer) {
+    let (closed, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = closed.send(());
+    });
+    if wait.recv_timeout(CLOSE_WAIT).is_err() {
+        tracing::warn!(
+            "the Kafka consumer did not leave its group in time: left to the broker's session timeout"
+        );
     }
 }
