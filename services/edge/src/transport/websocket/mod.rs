@@ -1,0 +1,219 @@
+//! WebSocket: `GET /live/{profile}/ws`.
+//!
+//! The upgrade is done here rather than by `warp::ws()`, to choose the
+//! socket's buffer sizes: warp's upgrade gives every connection
+//! tungstenite's 128 KiB read buffer, which is most of an idle session's
+//! memory (see docs/ARCHITECTURE.md). The connection once upgraded:
+//! [`connection`].
+
+use std::sync::Arc;
+
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use warp::Filter;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use crate::app::EdgeState;
+use crate::error::{EdgeError, close_code};
+use crate::metrics::Transport;
+use crate::session;
+use crate::transport::{authenticate, query_param};
+
+mod connection;
+
+use connection::{Connection, refuse, run};
+
+/// Read buffer of each socket, allocated for its whole life: idle sessions
+/// hold it. Frames larger than this are still read whole; the buffer only
+/// grows for them. (tungstenite's default is 128 KiB.)
+const READ_BUFFER_BYTES: usize = 256;
+
+pub fn routes(
+    state: Arc<EdgeState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("live" / String / "ws")
+        .and(warp::get())
+        .and(warp::any().map(move || state.clone()))
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(
+            |profile: String,
+             state: Arc<EdgeState>,
+             headers: HeaderMap,
+             on_upgrade,
+             query: String| async move {
+                let last_id = query_param(&query, "last_id");
+                upgrade(&state, &profile, &headers, on_upgrade, last_id)
+                    .await
+                    .unwrap_or_else(EdgeError::into_response)
+            },
+        )
+}
+
+async fn upgrade(
+    state: &Arc<EdgeState>,
+    profile: &str,
+    headers: &HeaderMap,
+    on_upgrade: Option<OnUpgrade>,
+    last_id: Option<&str>,
+) -> Result<Response, EdgeError> {
+    let cookie = headers.get("cookie").and_then(|v| v.to_str().ok());
+    let user = authenticate(state, cookie)?;
+    let accept = accept_key(headers)?;
+    check_origin(headers, &state.settings.allowed_origins)?;
+    let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
+    // A second session of the pair is refused after the upgrade, with a
+    // close code a browser can read (it cannot read an HTTP status).
+    let opened = match session::open(state, user, profile, Transport::Websocket, last_id).await {
+        Err(EdgeError::AlreadyLive) => None,
+        opened => Some(opened?),
+    };
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    state.tasks.clone().spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
+        };
+        let max = state.settings.limits.max_frame_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max + READ_BUFFER_BYTES)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let Some((tcp, read)) = unwrap_tcp(upgraded) else {
+            return tracing::error!("WebSocket upgrade on a connection that is not TCP");
+        };
+        let socket =
+            WebSocketStream::from_partially_read(tcp, read, Role::Server, Some(config)).await;
+        match opened {
+            // A task of its own: this one's state (the upgrade, the
+            // handshake) would otherwise stay allocated beside the session's
+            // for as long as it lives.
+            Some(session) => {
+                drop(tasks.spawn(run(Box::new(Connection { socket, session }), state)))
+            }
+            None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
+        }
+    });
+    let mut response = Response::new(Default::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert("upgrade", warp::http::HeaderValue::from_static("websocket"));
+    h.insert(
+        "connection",
+        warp::http::HeaderValue::from_static("upgrade"),
+    );
+    h.insert(
+        "sec-websocket-accept",
+        warp::http::HeaderValue::from_str(&accept).map_err(|_| EdgeError::NotUpgrade)?,
+    );
+    Ok(response)
+}
+
+/// The TCP stream under an upgraded connection, and what hyper had read
+/// past the upgrade request (usually nothing). The socket is used bare,
+/// without hyper's wrapper (a boxed stream and its buffer), which costs
+/// memory in every idle session.
+fn unwrap_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
+    let parts =
+        hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded).ok()?;
+    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+}
+
+/// The `Sec-WebSocket-Accept` answer, if this is a WebSocket upgrade.
+fn accept_key(headers: &HeaderMap) -> Result<String, EdgeError> {
+    let has = |name: &str, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has("connection", "upgrade")
+        || !has("upgrade", "websocket")
+        || !has("sec-websocket-version", "13")
+    {
+        return Err(EdgeError::NotUpgrade);
+    }
+    let key = headers
+        .get("sec-websocket-key")
+        .ok_or(EdgeError::NotUpgrade)?;
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// Browsers send `Origin` with every WebSocket upgrade; a page of another
+/// site must not open a session with the user's cookie. Clients that are not
+/// browsers send no `Origin` and are allowed.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError> {
+    let Some(origin) = headers.get("origin") else {
+        return Ok(());
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| EdgeError::CrossOrigin("<not text>".into()))?;
+    let host = headers.get("host").and_then(|h| h.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    if authority.is_some() && authority == host {
+        return Ok(());
+    }
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
+    Err(EdgeError::CrossOrigin(origin.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, warp::http::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn same_origin_and_no_origin_are_allowed() {
+        assert!(check_origin(&headers(&[("host", "a:1")]), &[]).is_ok());
+        assert!(check_origin(&headers(&[("host", "a:1"), ("origin", "http://a:1")]), &[]).is_ok());
+    }
+
+    #[test]
+    fn other_origins_need_to_be_listed() {
+        let h = headers(&[("host", "a:1"), ("origin", "http://evil.example")]);
+        assert!(matches!(
+            check_origin(&h, &[]),
+            Err(EdgeError::CrossOrigin(_))
+        ));
+        assert!(check_origin(&h, &["http://evil.example".into()]).is_ok());
+    }
+
+    #[test]
+    fn the_accept_key_follows_rfc_6455() {
+        let h = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert_eq!(
+            accept_key(&h).expect("upgrade"),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(matches!(
+            accept_key(&headers(&[("upgrade", "websocket")])),
+            Err(EdgeError::NotUpgrade)
+        ));
+    }
+}
