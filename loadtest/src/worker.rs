@@ -480,17 +480,11 @@ async fn session_task(
     let outcome = tokio::time::timeout(connect_timeout, connect).await;
     let (mut conn, cookie) = match outcome {
         Ok(Ok(ok)) => ok,
-        Ok(Err(kind)) => {
-            shared.error(kind);
-            shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-            shared
-                .counters
-                .attempts_done
-                .fetch_add(1, Ordering::Relaxed);
-            return keys;
-        }
-        Err(_) => {
-            shared.error("connect_timeout");
+        failed => {
+            shared.error(match failed {
+                Ok(Err(kind)) => kind,
+                _ => "connect_timeout".to_owned(),
+            });
             shared.counters.failed.fetch_add(1, Ordering::Relaxed);
             shared
                 .counters

@@ -93,7 +93,7 @@ impl PersistConsumer {
         }
         tracing::info!("persist consumer stopped");
         let Self { consumer, .. } = self;
-        let _ = tokio::task::spawn_blocking(move || close(consumer)).await;
+        close(consumer).await;
     }
 
     /// Waits for a first record, then gathers more for at most
@@ -203,13 +203,13 @@ impl PersistConsumer {
 /// Closes `consumer` (it leaves its group) on a thread of its own, waiting
 /// at most [`CLOSE_WAIT`]: rdkafka's close waits for the group coordinator
 /// for ever when the broker is gone, which kept the process from exiting.
-fn close(consumer: StreamConsumer) {
-    let (closed, wait) = std::sync::mpsc::channel();
+async fn close(consumer: StreamConsumer) {
+    let (closed, wait) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         drop(consumer);
         let _ = closed.send(());
     });
-    if wait.recv_timeout(CLOSE_WAIT).is_err() {
+    if tokio::time::timeout(CLOSE_WAIT, wait).await.is_err() {
         tracing::warn!(
             "the Kafka consumer did not leave its group in time: left to the broker's session timeout"
         );

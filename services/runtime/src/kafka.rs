@@ -220,10 +220,17 @@ pub struct OffsetGuard {
 impl OffsetGuard {
     /// Called for every record: allocates only for a topic's first record.
     pub fn check(&mut self, topic: &str, partition: i32, offset: i64) -> Seen {
-        self.check_at(topic, partition, offset, Instant::now())
+        self.check_at(topic, partition, offset, Instant::now)
     }
 
-    fn check_at(&mut self, topic: &str, partition: i32, offset: i64, now: Instant) -> Seen {
+    /// `now` is read only on a gap: not a clock read per record.
+    fn check_at(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        now: impl FnOnce() -> Instant,
+    ) -> Seen {
         let partitions = match self.last.get_mut(topic) {
             Some(partitions) => partitions,
             None => self.last.entry(topic.to_owned()).or_default(),
@@ -236,8 +243,11 @@ impl OffsetGuard {
             return Seen::Repeat;
         }
         let skipped = offset - *last - 1;
-        if skipped > 0 && now.duration_since(*gap_since.get_or_insert(now)) < GAP_WAIT {
-            return Seen::Gap { from: *last + 1 };
+        if skipped > 0 {
+            let now = now();
+            if now.duration_since(*gap_since.get_or_insert(now)) < GAP_WAIT {
+                return Seen::Gap { from: *last + 1 };
+            }
         }
         *last = offset;
         *gap_since = None;
@@ -287,17 +297,20 @@ mod tests {
     fn a_gap_that_stays_is_accepted_after_the_wait() {
         let mut guard = OffsetGuard::default();
         let t0 = Instant::now();
-        assert_eq!(guard.check_at("t", 0, 10, t0), Seen::Next);
-        assert_eq!(guard.check_at("t", 0, 13, t0), Seen::Gap { from: 11 });
+        assert_eq!(guard.check_at("t", 0, 10, || t0), Seen::Next);
+        assert_eq!(guard.check_at("t", 0, 13, || t0), Seen::Gap { from: 11 });
         let almost = t0 + GAP_WAIT - Duration::from_millis(1);
-        assert_eq!(guard.check_at("t", 0, 13, almost), Seen::Gap { from: 11 });
+        assert_eq!(
+            guard.check_at("t", 0, 13, || almost),
+            Seen::Gap { from: 11 }
+        );
         let past = t0 + GAP_WAIT;
         assert_eq!(
-            guard.check_at("t", 0, 13, past),
+            guard.check_at("t", 0, 13, || past),
             Seen::GapAccepted { skipped: 2 }
         );
-        assert_eq!(guard.check_at("t", 0, 14, past), Seen::Next);
+        assert_eq!(guard.check_at("t", 0, 14, || past), Seen::Next);
         // The next gap gets its own wait.
-        assert_eq!(guard.check_at("t", 0, 16, past), Seen::Gap { from: 15 });
+        assert_eq!(guard.check_at("t", 0, 16, || past), Seen::Gap { from: 15 });
     }
 }

@@ -129,13 +129,13 @@ impl LiveSessions {
 
     /// The profiles `user` has open right now.
     pub async fn launched(&self, user: UserId) -> Result<Vec<ProfileId>, SessionsError> {
-        let ids = self.live_members(self.launched_key(user)).await?;
+        let ids = self.live_members(self.launched_key(user), None).await?;
         Ok(ids.iter().map(|id| id.parse()).collect::<Result<_, _>>()?)
     }
 
     /// The users live on `profile` right now.
     pub async fn live_users(&self, profile: ProfileId) -> Result<Vec<UserId>, SessionsError> {
-        let ids = self.live_members(self.live_key(profile)).await?;
+        let ids = self.live_members(self.live_key(profile), None).await?;
         Ok(ids.iter().map(|id| id.parse()).collect::<Result<_, _>>()?)
     }
 
@@ -146,45 +146,34 @@ impl LiveSessions {
         profile: ProfileId,
         max: usize,
     ) -> Result<(Vec<UserId>, bool), SessionsError> {
-        let key = self.live_key(profile);
-        let now = now_ms();
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let key = &key;
-                async move {
-                    // One more than asked: tells whether there are more.
-                    conn.zrangebyscore_limit::<_, _, _, Vec<String>>(
-                        key,
-                        now + 1,
-                        "+inf",
-                        0,
-                        max.saturating_add(1) as isize,
-                    )
-                    .await
-                }
-            })
-            .await;
-        let ids: BTreeSet<String> = any_answered(answers)?.into_iter().flatten().collect();
-        let truncated = ids.len() > max;
+        // One more than asked: tells whether there are more.
+        let ids = self
+            .live_members(self.live_key(profile), Some(max.saturating_add(1)))
+            .await?;
         let users = ids
             .iter()
             .take(max)
             .map(|id| id.parse())
             .collect::<Result<_, _>>()?;
-        Ok((users, truncated))
+        Ok((users, ids.len() > max))
     }
 
-    /// The unexpired members of sorted set `key`, over every server that
-    /// answers, sorted.
-    async fn live_members(&self, key: String) -> Result<BTreeSet<String>, SessionsError> {
+    /// The unexpired members of sorted set `key` (at most `limit` from each
+    /// server), over every server that answers, sorted.
+    async fn live_members(
+        &self,
+        key: String,
+        limit: Option<usize>,
+    ) -> Result<BTreeSet<String>, SessionsError> {
         let now = now_ms();
+        // LIMIT 0 -1: all of them.
+        let count = limit.map_or(-1, |n| n as isize);
         let answers = self
             .nodes
             .on_each(|mut conn| {
                 let key = &key;
                 async move {
-                    conn.zrangebyscore::<_, _, _, Vec<String>>(key, now + 1, "+inf")
+                    conn.zrangebyscore_limit::<_, _, _, Vec<String>>(key, now + 1, "+inf", 0, count)
                         .await
                 }
             })
