@@ -244,7 +244,16 @@ ensure_browser() {
 
 # --- all of them -------------------------------------------------------------
 
+# --- C build tools ----------------------------------------------------------
+# The workspace builds C libraries from source: librdkafka (configure + make)
+# and the edge's jemalloc. rustup needs a C linker but brings neither.
+ensure_build_tools() {
+  command -v make >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 && return 0
+  _tools_apt_install make gcc
+}
+
 ensure_tools() {
+  ensure_build_tools || return 1
   ensure_redis || return 1
   ensure_traefik || return 1
   ensure_tansu || return 1
