@@ -293,6 +293,8 @@ def ratio(a, b):
 rows = {
     "bytes_per_session": ("edges", "bytes_per_session"),
     "deliveries_per_cpu_sec": ("edges", "deliveries_per_cpu_sec"),
+    "edge_cpu_secs": ("edges", "cpu_secs_sending"),
+    "edge_system_cpu_secs": ("edges", "system_cpu_secs_sending"),
     "p50_ms": ("latency", "p50_ms"),
     "p99_ms": ("latency", "p99_ms"),
     "p999_ms": ("latency", "p999_ms"),

@@ -482,6 +482,7 @@ fn build_report(
                 .filter(|b| *b > 0.0)
                 .map(|b| (1u64 << 30) as f64 / b),
             cpu_secs_sending: cpu,
+            system_cpu_secs_sending: end.system_cpu_secs - start.system_cpu_secs,
             cpu_percent_sending: 100.0 * cpu / send_secs.max(0.001),
             deliveries_per_cpu_sec: (cpu > 0.0).then(|| unique as f64 / cpu),
         },

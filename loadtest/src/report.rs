@@ -83,6 +83,8 @@ pub struct Edges {
     pub marginal_bytes_per_session: Option<f64>,
     pub sessions_per_gib: Option<f64>,
     pub cpu_secs_sending: f64,
+    /// The kernel's part of `cpu_secs_sending`.
+    pub system_cpu_secs_sending: f64,
     pub cpu_percent_sending: f64,
     pub deliveries_per_cpu_sec: Option<f64>,
 }
