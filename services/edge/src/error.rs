@@ -14,8 +14,9 @@ pub mod close_code {
     pub const NOT_A_MEMBER: u16 = 4403;
     /// The user already has a live session on the profile.
     pub const ALREADY_LIVE: u16 = 4409;
-    /// Standard codes the edge uses: going away (drain, reconnect), too
-    /// large a frame, policy (too slow).
+    /// Standard codes the edge uses: normal (answering the client's close),
+    /// going away (drain, reconnect), too large a frame, policy (too slow).
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const TOO_LARGE: u16 = 1009;
     pub const TOO_SLOW: u16 = 1008;

@@ -320,14 +320,7 @@ impl Subscription {
             return Next::Event(ServerEvent::Gap.to_outbound());
         }
         loop {
-            if let Some((event, emptied)) = self.pop() {
-                self.hub
-                    .metrics
-                    .queued_bytes
-                    .dec_by(event.json.len() as i64);
-                if emptied {
-                    self.slot.behind_since.store(0, Ordering::Release);
-                }
+            if let Some(event) = self.try_next() {
                 return Next::Event(event);
             }
             // An event queued after the pop above left a permit: `notified`
@@ -339,6 +332,19 @@ impl Subscription {
                 _ = self.slot.queued.notified() => {}
             }
         }
+    }
+
+    /// The oldest queued event, if there is one, without waiting.
+    pub fn try_next(&mut self) -> Option<Arc<Outbound>> {
+        let (event, emptied) = self.pop()?;
+        self.hub
+            .metrics
+            .queued_bytes
+            .dec_by(event.json.len() as i64);
+        if emptied {
+            self.slot.behind_since.store(0, Ordering::Release);
+        }
+        Some(event)
     }
 
     /// The oldest queued event, and whether the queue is empty after it.

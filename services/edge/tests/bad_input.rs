@@ -2,6 +2,10 @@
 
 use rill_testkit::{Client, Stack};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use uuid::Uuid;
 
 /// A client logged in as a member of a new profile, and that profile.
@@ -97,6 +101,59 @@ async fn a_frame_past_the_frame_limit_closes_with_1009() {
     ws.send_text(&"x".repeat(70_000)).await;
     let close = ws.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1009);
+}
+
+/// The edge frames WebSocket messages itself (transport/websocket/frame.rs):
+/// what a real client does beyond one text frame per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_fragments_and_close_are_answered_as_rfc_6455_says() {
+    let stack = Stack::start(1).await;
+    let (client, profile) = logged_in(&stack).await;
+    let mut ws = client.ws(profile).await;
+    ws.next_of_type("ready").await;
+
+    ws.send_message(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+    assert_eq!(ws.next_pong().await, b"are you there");
+
+    let send = json!({"type": "send", "body": "in three parts", "ref": "frag"}).to_string();
+    let (a, rest) = send.split_at(10);
+    let (b, c) = rest.split_at(10);
+    let text = OpCode::Data(Data::Text);
+    let more = OpCode::Data(Data::Continue);
+    ws.send_message(Message::Frame(Frame::message(a.to_owned(), text, false)))
+        .await;
+    ws.send_message(Message::Ping(Vec::new().into())).await;
+    ws.send_message(Message::Frame(Frame::message(b.to_owned(), more, false)))
+        .await;
+    ws.send_message(Message::Frame(Frame::message(c.to_owned(), more, true)))
+        .await;
+    assert_eq!(ws.next_of_type("ack").await["ref"], "frag");
+    assert_eq!(ws.next_of_type("message").await["body"], "in three parts");
+
+    ws.send_message(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await;
+    let close = ws.closed().await.expect("the close answered");
+    assert_eq!(u16::from(close.code), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_protocol_errors_close_with_1002_and_text_not_utf8_with_1007() {
+    let stack = Stack::start(1).await;
+    let mut reserved = Frame::message("{}", OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv1 = true;
+    let not_utf8 = Frame::message(vec![0xC3, 0x28], OpCode::Data(Data::Text), true);
+    for (frame, code) in [(reserved, 1002), (not_utf8, 1007)] {
+        let (client, profile) = logged_in(&stack).await;
+        let mut ws = client.ws(profile).await;
+        ws.next_of_type("ready").await;
+        ws.send_message(Message::Frame(frame)).await;
+        let close = ws.closed().await.expect("a close frame");
+        assert_eq!(u16::from(close.code), code);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -335,6 +335,28 @@ impl WsClient {
             .expect("WebSocket send");
     }
 
+    /// Sends any message, raw frames included (protocol tests).
+    pub async fn send_message(&mut self, message: Message) {
+        self.stream.send(message).await.expect("WebSocket send");
+    }
+
+    /// Reads until the server's next pong, skipping events; its payload.
+    pub async fn next_pong(&mut self) -> Vec<u8> {
+        loop {
+            let message = tokio::time::timeout(EVENT_TIMEOUT, self.stream.next())
+                .await
+                .expect("no pong within the timeout");
+            match message {
+                Some(Ok(Message::Pong(payload))) => return payload.to_vec(),
+                Some(Ok(Message::Close(frame))) => {
+                    panic!("closed while waiting for a pong: {frame:?}")
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("WebSocket ended while waiting for a pong: {other:?}"),
+            }
+        }
+    }
+
     /// The next JSON event; panics on close or after [`EVENT_TIMEOUT`].
     pub async fn next_event(&mut self) -> Value {
         match self.next_message().await {

@@ -221,6 +221,20 @@ impl LiveSession {
             }
         }
     }
+
+    /// An event already waiting, if any, without waiting: the transport
+    /// writes it in one go with the one [`next`](Self::next) returned.
+    pub fn ready(&mut self) -> Option<Arc<Outbound>> {
+        if let Some(event) = self.opening.pop_front() {
+            return Some(event);
+        }
+        while let Some(event) = self.subscription.try_next() {
+            if !event.id.is_some_and(|id| self.replayed.remove(&id)) {
+                return Some(event);
+            }
+        }
+        None
+    }
 }
 
 /// The last event a session gets when it ends for `end` (none for a client

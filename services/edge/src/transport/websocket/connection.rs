@@ -4,38 +4,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::frame::Message;
+use super::socket::{CLOSE_TIMEOUT, Frames, ReadError, Socket};
 use crate::app::EdgeState;
 use crate::error::{EdgeError, close_code};
 use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
 use crate::hub::{End, Next};
 use crate::session::{self, LiveSession};
 
-/// How long a close frame may take to write before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most bytes of events written in one go: events already queued for the
+/// session when it wakes go out in one write (one system call) up to this.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Says why in an error event, then closes with `code`.
 pub(super) async fn refuse(mut socket: Socket, err: &EdgeError, code: u16) {
     let event = err.event(None);
-    let _ = tokio::time::timeout(
-        CLOSE_TIMEOUT,
-        socket.send(Message::Text(event.json.clone())),
-    )
-    .await;
-    close(&mut socket, code, "already live").await;
+    let mut frames = Frames::default();
+    frames.text(&event.json);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write(&frames)).await;
+    socket.close(code, "already live").await;
 }
 
-/// One socket for both directions: the select loop below reads and writes
-/// it in turn, so it needs no split (whose lock is per-session memory).
-pub(super) type Socket = WebSocketStream<TcpStream>;
 /// Sends waiting for Kafka, allocated at the first send: an idle session
 /// does not pay for the set. Boxed: `FuturesUnordered` allocates a stub
 /// task the size of its future up front.
@@ -108,16 +101,16 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                 if last_heard.elapsed() > silence_allowed {
                     break "heartbeat_timeout";
                 }
-                match tokio::time::timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await {
+                match tokio::time::timeout(write_timeout, socket.ping()).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => break "closed",
                     Err(_) => break "too_slow",
                 }
             }
-            frame = socket.next(), if pending.len() < limits.max_inflight_sends => {
+            message = socket.read(), if pending.len() < limits.max_inflight_sends => {
                 last_heard = Instant::now();
-                match frame {
-                    Some(Ok(Message::Text(text))) => match handle_frame(&text, session) {
+                match message {
+                    Ok(Some(Message::Text(text))) => match handle_frame(&text, session) {
                         Ok(Request::Send { body, reference }) => {
                             let (user, profile) = (session.user, session.profile);
                             pending.push(Box::pin(async move {
@@ -128,23 +121,50 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                         Ok(Request::Ping) => ServerEvent::Pong.to_outbound(),
                         Err((err, reference)) => err.event(reference.as_deref()),
                     },
-                    Some(Ok(Message::Binary(_))) => EdgeError::BinaryFrame.event(None),
-                    Some(Ok(Message::Close(_))) | None => break "closed",
-                    Some(Ok(_)) => continue, // pings and pongs: tungstenite answers pings itself
-                    Some(Err(tungstenite::Error::Capacity(err))) => {
-                        tracing::info!(user_id = %session.user, error = %err, "frame too large: closing");
-                        Box::pin(close(socket, close_code::TOO_LARGE, "frame too large")).await;
-                        break "frame_too_large";
+                    Ok(Some(Message::Binary)) => EdgeError::BinaryFrame.event(None),
+                    Ok(Some(Message::Ping(payload))) => {
+                        match tokio::time::timeout(write_timeout, socket.pong(&payload)).await {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(_)) => break "closed",
+                            Err(_) => break "too_slow",
+                        }
                     }
-                    Some(Err(err)) => {
+                    Ok(Some(Message::Pong)) => continue,
+                    Ok(Some(Message::Close(code))) => {
+                        // Answered with the client's own code (RFC 6455, 5.5.1).
+                        Box::pin(socket.close(code.unwrap_or(close_code::NORMAL), "")).await;
+                        break "closed";
+                    }
+                    Ok(None) => break "closed",
+                    Err(ReadError::Frame(err)) => {
+                        tracing::info!(user_id = %session.user, error = %err, "bad frame: closing");
+                        Box::pin(socket.close(err.close_code(), "bad frame")).await;
+                        break if err.close_code() == close_code::TOO_LARGE {
+                            "frame_too_large"
+                        } else {
+                            "bad_frame"
+                        };
+                    }
+                    Err(ReadError::Io(err)) => {
                         tracing::debug!(user_id = %session.user, error = %err, "WebSocket read failed");
                         break "closed";
                     }
                 }
             },
         };
-        match tokio::time::timeout(write_timeout, write(socket, &out, state)).await {
-            Ok(Ok(())) => {}
+        let mut frames = Frames::default();
+        frames.text(&out.json);
+        let mut events = 1;
+        while frames.len() < BATCH_BYTES
+            && let Some(more) = session.ready()
+        {
+            frames.text(&more.json);
+            events += 1;
+        }
+        match tokio::time::timeout(write_timeout, socket.write(&frames)).await {
+            Ok(Ok(())) => {
+                state.metrics.delivered_events.inc_by(events);
+            }
             Ok(Err(_)) => break "closed",
             Err(_) => break "too_slow",
         }
@@ -160,14 +180,18 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
 async fn end_session(socket: &mut Socket, end: End, state: &EdgeState) -> &'static str {
     let (event, reason) = session::last_event(end, state.settings.drain.reconnect_jitter_ms);
     if let Some(event) = event {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write(socket, &event, state)).await;
+        let mut frames = Frames::default();
+        frames.text(&event.json);
+        if let Ok(Ok(())) = tokio::time::timeout(CLOSE_TIMEOUT, socket.write(&frames)).await {
+            state.metrics.delivered_events.inc();
+        }
     }
     let code = match end {
         End::NotAMember => close_code::NOT_A_MEMBER,
         End::Reconnect(_) => close_code::GOING_AWAY,
         End::TooSlow => close_code::TOO_SLOW,
     };
-    close(socket, code, reason).await;
+    socket.close(code, reason).await;
     reason
 }
 
@@ -207,37 +231,4 @@ fn send_result(
         .to_outbound(),
         Err(err) => err.event(reference.as_deref()),
     }
-}
-
-async fn write(
-    socket: &mut Socket,
-    out: &Outbound,
-    state: &EdgeState,
-) -> Result<(), tungstenite::Error> {
-    socket.send(Message::Text(out.json.clone())).await?;
-    state.metrics.delivered_events.inc();
-    Ok(())
-}
-
-async fn close(socket: &mut Socket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if socket.send(Message::Close(Some(frame))).await.is_ok() {
-            linger(socket.get_mut()).await;
-        }
-    })
-    .await;
-}
-
-/// Reads and drops what the client still sends until it closes its side:
-/// closing a socket with unread bytes in it (the rest of a refused
-/// oversized frame, say) makes the kernel reset the connection, and the
-/// client may then never read the close frame sent just before.
-async fn linger(tcp: &mut TcpStream) {
-    use tokio::io::AsyncReadExt as _;
-    let mut sink = [0u8; 512];
-    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
 }

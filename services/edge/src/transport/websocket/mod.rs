@@ -1,19 +1,17 @@
 //! WebSocket: `GET /live/{profile}/ws`.
 //!
-//! The upgrade is done here rather than by `warp::ws()`, to choose the
-//! socket's buffer sizes: warp's upgrade gives every connection
-//! tungstenite's 128 KiB read buffer, which is most of an idle session's
-//! memory (see docs/ARCHITECTURE.md). The connection once upgraded:
-//! [`connection`].
+//! The upgrade is done here rather than by `warp::ws()`: warp's upgrade
+//! gives every connection tungstenite's 128 KiB read buffer, which would be
+//! most of an idle session's memory (see docs/ARCHITECTURE.md). Past the
+//! upgrade: [`connection`] runs the session over a [`socket`], which reads
+//! and writes the frames of [`frame`] with no buffer kept while idle.
 
 use std::sync::Arc;
 
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use warp::Filter;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
@@ -25,13 +23,11 @@ use crate::session;
 use crate::transport::{authenticate, query_param};
 
 mod connection;
+mod frame;
+mod socket;
 
 use connection::{Connection, refuse, run};
-
-/// Read buffer of each socket, allocated for its whole life: idle sessions
-/// hold it. Frames larger than this are still read whole; the buffer only
-/// grows for them. (tungstenite's default is 128 KiB.)
-const READ_BUFFER_BYTES: usize = 256;
+use socket::Socket;
 
 pub fn routes(
     state: Arc<EdgeState>,
@@ -81,18 +77,10 @@ async fn upgrade(
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
         };
-        let max = state.settings.limits.max_frame_bytes;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(0)
-            .max_write_buffer_size(max + READ_BUFFER_BYTES)
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max));
         let Some((tcp, read)) = unwrap_tcp(upgraded) else {
             return tracing::error!("WebSocket upgrade on a connection that is not TCP");
         };
-        let socket =
-            WebSocketStream::from_partially_read(tcp, read, Role::Server, Some(config)).await;
+        let socket = Socket::new(tcp, &read, state.settings.limits.max_frame_bytes);
         match opened {
             // A task of its own: this one's state (the upgrade, the
             // handshake) would otherwise stay allocated beside the session's

@@ -1,0 +1,207 @@
+//! An upgraded connection: messages read from the TCP stream through the
+//! [`Decoder`], frames written straight to it. Nothing is buffered between
+//! reads or after a write: an idle socket costs its TCP stream and a few
+//! words.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::frame::{self, Decoder, FrameError, Message};
+
+/// How long a close frame may take to write and the client to answer it
+/// before the socket is dropped.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes taken from the kernel per read; the decoder keeps only what is
+/// left of an incomplete frame.
+const READ_CHUNK: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+#[derive(Debug)]
+pub(super) struct Socket {
+    tcp: TcpStream,
+    decoder: Decoder,
+    /// Longest frame or message taken from the client.
+    max_message_bytes: usize,
+}
+
+/// Frames to write in one go.
+#[derive(Debug, Default)]
+pub(super) struct Frames(Vec<u8>);
+
+impl Frames {
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        frame::encode(&mut self.0, frame::OP_TEXT, text.as_bytes());
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Socket {
+    /// `already_read`: bytes that came with the upgrade request.
+    pub fn new(tcp: TcpStream, already_read: &[u8], max_message_bytes: usize) -> Self {
+        let mut decoder = Decoder::default();
+        decoder.extend(already_read);
+        Self {
+            tcp,
+            decoder,
+            max_message_bytes,
+        }
+    }
+
+    /// The client's next message; `None` once it closed the connection.
+    /// Cancel-safe: what was read before a cancel stays in the decoder.
+    pub async fn read(&mut self) -> Result<Option<Message>, ReadError> {
+        loop {
+            if let Some(message) = self.decoder.next(self.max_message_bytes)? {
+                return Ok(Some(message));
+            }
+            self.tcp.readable().await?;
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.tcp.try_read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.decoder.extend(&chunk[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    pub async fn write(&mut self, frames: &Frames) -> io::Result<()> {
+        self.tcp.write_all(&frames.0).await
+    }
+
+    pub async fn ping(&mut self) -> io::Result<()> {
+        let mut out = Frames::default();
+        frame::encode(&mut out.0, frame::OP_PING, &[]);
+        self.write(&out).await
+    }
+
+    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut out = Frames::default();
+        frame::encode(&mut out.0, frame::OP_PONG, payload);
+        self.write(&out).await
+    }
+
+    /// Sends a close frame, then reads and drops what the client still
+    /// sends until it closes its side, all within [`CLOSE_TIMEOUT`]:
+    /// closing a socket with unread bytes in it (the rest of a refused
+    /// oversized frame, say) makes the kernel reset the connection, and the
+    /// client may then never read the close frame.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let mut out = Frames::default();
+        frame::encode_close(&mut out.0, code, reason);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if self.write(&out).await.is_ok() {
+                let mut sink = [0u8; 512];
+                while matches!(self.tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("io");
+        let client = TcpStream::connect(listener.local_addr().expect("ok"))
+            .await
+            .expect("ok");
+        let (server, _) = listener.accept().await.expect("io");
+        (Socket::new(server, &[], 64), client)
+    }
+
+    /// "hi" as a masked client text frame (mask of zeros).
+    const HI: [u8; 8] = [0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+
+    #[tokio::test]
+    async fn reads_a_message_sent_in_two_writes_and_eof() {
+        let (mut socket, mut client) = pair().await;
+        client.write_all(&HI[..3]).await.expect("io");
+        let reading = tokio::spawn(async move {
+            let first = socket.read().await.expect("io");
+            let second = socket.read().await.expect("io");
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        client.write_all(&HI[3..]).await.expect("io");
+        drop(client);
+        let (first, second) = reading.await.expect("io");
+        assert_eq!(first, Some(Message::Text("hi".into())));
+        assert_eq!(second, None, "EOF ends the stream");
+    }
+
+    #[tokio::test]
+    async fn bytes_read_before_the_upgrade_completed_are_decoded_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("io");
+        let _client = TcpStream::connect(listener.local_addr().expect("ok"))
+            .await
+            .expect("ok");
+        let (server, _) = listener.accept().await.expect("io");
+        let mut socket = Socket::new(server, &HI, 64);
+        assert_eq!(
+            socket.read().await.expect("io"),
+            Some(Message::Text("hi".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_read_loses_nothing() {
+        let (mut socket, mut client) = pair().await;
+        client.write_all(&HI[..4]).await.expect("io");
+        // Reads the first bytes, then is cancelled while waiting for more.
+        let timed_out = tokio::time::timeout(Duration::from_millis(50), socket.read()).await;
+        assert!(timed_out.is_err());
+        client.write_all(&HI[4..]).await.expect("io");
+        assert_eq!(
+            socket.read().await.expect("io"),
+            Some(Message::Text("hi".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_frames_and_a_close_the_client_can_read() {
+        let (mut socket, mut client) = pair().await;
+        let mut frames = Frames::default();
+        frames.text("a").text("b");
+        socket.write(&frames).await.expect("io");
+        let closing = tokio::spawn(async move { socket.close(1008, "too slow").await });
+        let mut got = vec![0u8; 6 + 12];
+        client.read_exact(&mut got).await.expect("io");
+        assert_eq!(&got[..6], &[0x81, 1, b'a', 0x81, 1, b'b']);
+        assert_eq!(&got[6..10], &[0x88, 10, 0x03, 0xF0]);
+        assert_eq!(&got[10..], b"too slow");
+        drop(client);
+        closing.await.expect("io");
+    }
+
+    #[tokio::test]
+    async fn a_too_large_frame_is_an_error_with_its_close_code() {
+        let (mut socket, mut client) = pair().await;
+        client
+            .write_all(&[0x81, 0x80 | 126, 0x01, 0x00])
+            .await
+            .expect("ok");
+        match socket.read().await {
+            Err(ReadError::Frame(err)) => assert_eq!(err.close_code(), 1009),
+            other => panic!("expected a frame error, got {other:?}"),
+        }
+    }
+}
