@@ -292,6 +292,7 @@ def ratio(a, b):
     return round(a / b, 3) if a is not None and b not in (None, 0) else None
 rows = {
     "bytes_per_session": ("edges", "bytes_per_session"),
+    "bytes_per_session_held": ("edges", "bytes_per_session_held"),
     "deliveries_per_cpu_sec": ("edges", "deliveries_per_cpu_sec"),
     "edge_cpu_secs": ("edges", "cpu_secs_sending"),
     "edge_system_cpu_secs": ("edges", "system_cpu_secs_sending"),

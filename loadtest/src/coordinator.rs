@@ -195,7 +195,14 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         stdin.write_all(b"go\n").await?;
     }
     bar.set_length(sessions);
+    // A second before the run's end: idle sessions have sat for the whole
+    // duration, and the allocator has given back what the ramp freed.
+    let hold = Duration::from_secs_f64((args.duration - 1.0).max(0.0));
+    let mut edges_held = None;
     loop {
+        if edges_held.is_none() && send_started.elapsed() >= hold {
+            edges_held = Some(procfs::total(&args.edge_pids));
+        }
         {
             let state = state.lock().expect("state lock");
             show(&bar, &state, "sending");
@@ -242,6 +249,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         started_unix,
         loadavg_before,
         (edges_before, edges_idle, edges_start, edges_end),
+        edges_held,
         at_half,
         send_secs,
         probe,
@@ -362,6 +370,7 @@ fn build_report(
         procfs::Sample,
         procfs::Sample,
     ),
+    held: Option<procfs::Sample>,
     at_half: Option<(u64, procfs::Sample)>,
     send_secs: f64,
     probe: Option<probe::ProbeReport>,
@@ -472,6 +481,10 @@ fn build_report(
             rss_before_kib: before.rss_kib,
             rss_idle_kib: idle.rss_kib,
             rss_end_kib: end.rss_kib,
+            rss_held_kib: held.map(|h| h.rss_kib),
+            bytes_per_session_held: held
+                .filter(|_| connected > 0 && !args.edge_pids.is_empty())
+                .map(|h| (h.rss_kib as f64 - before.rss_kib as f64) * 1024.0 / connected as f64),
             bytes_per_session,
             sessions_at_half: at_half.map(|(n, _)| n),
             rss_half_kib: at_half.map(|(_, s)| s.rss_kib),
@@ -494,7 +507,7 @@ fn build_report(
 fn summary_line(report: &Report) {
     let l = report.latency.as_ref();
     eprintln!(
-        "rill-load: {}: connected {}/{} (failed {}), sent {} acked {}, deliveries {} of {} expected (lost {}, dup {}), p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms; edge {:?} B/session ({:?} marginal), {:.2} CPU-s, {:?} deliveries/CPU-s",
+        "rill-load: {}: connected {}/{} (failed {}), sent {} acked {}, deliveries {} of {} expected (lost {}, dup {}), p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms; edge {:?} B/session ({:?} marginal, {:?} held), {:.2} CPU-s, {:?} deliveries/CPU-s",
         report.label,
         report.connect.connected,
         report.connect.attempted,
@@ -511,6 +524,7 @@ fn summary_line(report: &Report) {
         l.map_or(0.0, |l| l.max_ms),
         report.edges.bytes_per_session.map(|b| b.round()),
         report.edges.marginal_bytes_per_session.map(|b| b.round()),
+        report.edges.bytes_per_session_held.map(|b| b.round()),
         report.edges.cpu_secs_sending,
         report.edges.deliveries_per_cpu_sec.map(|d| d.round()),
     );

@@ -73,8 +73,16 @@ pub struct Edges {
     pub rss_before_kib: u64,
     pub rss_idle_kib: u64,
     pub rss_end_kib: u64,
-    /// (RSS with every session idle - RSS before) / sessions.
+    /// (RSS with every session idle - RSS before) / sessions, `settle`
+    /// seconds after the last connect: it still holds what the allocator
+    /// has not yet given back of the ramp's freed memory.
     pub bytes_per_session: Option<f64>,
+    /// RSS a second before the end of the run's duration (an idle run:
+    /// after the sessions sat idle that long, past a heartbeat).
+    pub rss_held_kib: Option<u64>,
+    /// (RSS then - RSS before) / sessions: the idle cost once the
+    /// allocator returned the ramp's freed memory.
+    pub bytes_per_session_held: Option<f64>,
     /// Idle runs: sessions and RSS after the first half connected, and
     /// (RSS with all - RSS with half) / (all - half): the cost of one more
     /// session in a warmed-up process.

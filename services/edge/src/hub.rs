@@ -17,7 +17,6 @@ use std::time::Duration;
 use rill_domain::{MessageId, ProfileId, UserId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::events::{Outbound, ServerEvent};
 use crate::metrics::EdgeMetrics;
@@ -78,10 +77,10 @@ struct Slot {
     /// costs no allocation (the channel took ~0.7 KiB per session).
     queue: Mutex<VecDeque<Arc<Outbound>>>,
     depth: usize,
-    /// Woken when an event is queued.
+    /// Woken when an event is queued or the session must end.
     queued: Notify,
-    /// Cancelled when the session must end; `reason` says why.
-    ended: CancellationToken,
+    /// Set when the session must end, to why. (Not a cancellation token:
+    /// that is one more allocation in every session.)
     reason: OnceLock<End>,
     /// Set when an event was dropped for this session.
     gap: AtomicBool,
@@ -93,7 +92,7 @@ struct Slot {
 impl Slot {
     fn end(&self, reason: End) {
         let _ = self.reason.set(reason);
-        self.ended.cancel();
+        self.queued.notify_one();
     }
 }
 
@@ -126,7 +125,6 @@ impl Hub {
             queue: Mutex::default(),
             depth,
             queued: Notify::new(),
-            ended: CancellationToken::new(),
             reason: OnceLock::new(),
             gap: AtomicBool::new(false),
             behind_since: AtomicU64::new(0),
@@ -287,7 +285,7 @@ impl SessionHandle {
     }
 
     pub fn is_ended(&self) -> bool {
-        self.0.ended.is_cancelled()
+        self.0.reason.get().is_some()
     }
 }
 
@@ -313,24 +311,19 @@ impl Subscription {
     /// dropped since the last call, then queued events; `End` once the
     /// session must end.
     pub async fn next(&mut self) -> Next {
-        if let Some(end) = self.ended() {
-            return Next::End(end);
-        }
-        if self.slot.gap.swap(false, Ordering::AcqRel) {
-            return Next::Event(ServerEvent::Gap.to_outbound());
-        }
         loop {
+            if let Some(end) = self.ended() {
+                return Next::End(end);
+            }
+            if self.slot.gap.swap(false, Ordering::AcqRel) {
+                return Next::Event(ServerEvent::Gap.to_outbound());
+            }
             if let Some(event) = self.try_next() {
                 return Next::Event(event);
             }
-            // An event queued after the pop above left a permit: `notified`
-            // then completes at once.
-            tokio::select! {
-                _ = self.slot.ended.cancelled() => {
-                    return Next::End(self.ended().unwrap_or(End::NotAMember));
-                }
-                _ = self.slot.queued.notified() => {}
-            }
+            // An event queued (or an end) after the checks above left a
+            // permit: `notified` then completes at once.
+            self.slot.queued.notified().await;
         }
     }
 
@@ -357,8 +350,8 @@ impl Subscription {
     /// Why the session must end, if it must: ended from outside, or behind
     /// for too long.
     fn ended(&self) -> Option<End> {
-        if self.slot.ended.is_cancelled() {
-            return self.slot.reason.get().copied();
+        if let Some(reason) = self.slot.reason.get() {
+            return Some(*reason);
         }
         let since = self.slot.behind_since.load(Ordering::Acquire);
         let behind =
@@ -501,6 +494,22 @@ mod tests {
             sub.next().await,
             Next::End(End::Reconnect(ReconnectReason::Draining))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_session_waiting_for_events_wakes_when_ended() {
+        let hub = hub();
+        let mut sub = hub.subscribe(ProfileId::random(), UserId::random(), 1);
+        let handle = sub.handle();
+        let waiting = tokio::spawn(async move { sub.next().await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "nothing to return yet");
+        handle.end(End::TooSlow);
+        let next = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the end")
+            .expect("task");
+        assert!(matches!(next, Next::End(End::TooSlow)));
     }
 
     #[tokio::test]
