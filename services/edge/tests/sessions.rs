@@ -16,6 +16,25 @@ async fn logged_in(client: Client, user: Uuid) -> Client {
     client
 }
 
+/// The profiles `user` has live sessions on, sorted, as the api answers.
+async fn launched(stack: &Stack, user: Uuid) -> Vec<String> {
+    let body: Value = stack
+        .client()
+        .get(&format!("/api/users/{user}/launched"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let mut ids: Vec<String> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p.as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_stream_of_the_same_user_and_profile_is_refused_on_any_edge() {
     let stack = Stack::start_with(2, |s| s.lock_wait_ms = 200).await;
@@ -112,28 +131,9 @@ async fn launched_profiles_and_presence_follow_sessions_across_edges() {
     assert_eq!(presence["users"], json!([ada.to_string()]));
     let _ada_quiet = ada_client.sse(quiet).await;
 
-    let launched = |user: Uuid| {
-        let api = stack.client();
-        async move {
-            let body: Value = api
-                .get(&format!("/api/users/{user}/launched"))
-                .await
-                .json()
-                .await
-                .expect("json");
-            let mut ids: Vec<String> = body["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|p| p.as_str().expect("id").to_owned())
-                .collect();
-            ids.sort();
-            ids
-        }
-    };
     let mut both = vec![room.to_string(), quiet.to_string()];
     both.sort();
-    assert_eq!(launched(ada).await, both);
+    assert_eq!(launched(&stack, ada).await, both);
 
     let mut bob_sse = bob_client.sse(room).await;
     let snapshot = bob_sse.next_of_type("presence").await.data;
@@ -159,7 +159,43 @@ async fn launched_profiles_and_presence_follow_sessions_across_edges() {
     drop(bob_sse);
     let leave = ada_ws.next_of_type("leave").await;
     assert_eq!(leave["user_id"], bob.to_string());
-    assert!(launched(bob).await.is_empty(), "bob has nothing open now");
+    assert!(
+        launched(&stack, bob).await.is_empty(),
+        "bob has nothing open now"
+    );
+}
+
+/// A drain closes every session at once: their locks and registry entries
+/// are released (in batches) before the edge exits, not left to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_edge_releases_the_locks_and_entries_of_all_its_sessions() {
+    let mut stack = Stack::start_with(2, |s| s.lock_wait_ms = 200).await;
+    let room = stack.create_profile("Room").await;
+    let mut users = Vec::new();
+    let mut sockets = Vec::new();
+    for _ in 0..40 {
+        let user = stack.member_of(&[room]).await;
+        let mut ws = logged_in(stack.edge_client(0), user).await.ws(room).await;
+        ws.next_of_type("ready").await;
+        users.push(user);
+        sockets.push(ws);
+    }
+    assert_eq!(launched(&stack, users[0]).await, [room.to_string()]);
+
+    stack.edges[0].stop().await;
+    for user in &users {
+        assert!(
+            launched(&stack, *user).await.is_empty(),
+            "{user} unregistered"
+        );
+    }
+    // Each lock is free: the same pairs open at once on the other edge
+    // (a held lock would make them wait 200 ms, then refuse them).
+    for user in users {
+        let mut ws = logged_in(stack.edge_client(1), user).await.ws(room).await;
+        ws.next_of_type("ready").await;
+    }
+    drop(sockets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

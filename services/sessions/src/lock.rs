@@ -59,16 +59,19 @@ for i, key in ipairs(KEYS) do
 end
 return out";
 
-/// Deletes the lock only if it still holds our token.
+/// Deletes each lock only if it still holds our token; how many it deleted.
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local deleted = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    deleted = deleted + redis.call('DEL', key)
+  end
 end
-return 0";
+return deleted";
 
-/// Locks refreshed by one script call, so that no call holds a server for
-/// long.
-const REFRESH_CHUNK: usize = 500;
+/// Locks refreshed or released by one script call, so that no call holds a
+/// server for long.
+const LOCKS_PER_CALL: usize = 500;
 
 /// A held lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +228,7 @@ impl LockManager {
             return Ok(lock);
         }
         if !granted.is_empty() {
-            self.release(&lock).await;
+            self.release(std::slice::from_ref(&lock)).await;
         }
         if busy > 0 && busy + granted.len() >= self.nodes.quorum() {
             return Err(LockError::Busy);
@@ -238,10 +241,10 @@ impl LockManager {
     }
 
     /// Extends every lock in `locks` by the TTL; one outcome per lock, in
-    /// order. One script call per server per [`REFRESH_CHUNK`] locks.
+    /// order. One script call per server per [`LOCKS_PER_CALL`] locks.
     pub async fn refresh(&self, locks: &[Lock]) -> Vec<Refresh> {
         let mut outcomes = Vec::with_capacity(locks.len());
-        for chunk in locks.chunks(REFRESH_CHUNK) {
+        for chunk in locks.chunks(LOCKS_PER_CALL) {
             let keys: Vec<String> = chunk.iter().map(|l| self.key(l.user, l.profile)).collect();
             let ttl_ms = self.ttl.as_millis() as u64;
             let answers = self
@@ -280,26 +283,30 @@ impl LockManager {
         outcomes
     }
 
-    /// Releases `lock` on every server that still holds it for us. A server
-    /// that does not answer lets it expire by its TTL.
-    pub async fn release(&self, lock: &Lock) {
-        let key = self.key(lock.user, lock.profile);
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let (key, token) = (&key, token_text(lock.token));
-                async move {
-                    redis::Script::new(RELEASE)
-                        .key(key)
-                        .arg(&token)
-                        .invoke_async::<u64>(&mut conn)
-                        .await
+    /// Releases `locks` on every server that still holds them for us, one
+    /// script call per server per [`LOCKS_PER_CALL`] locks. A server that
+    /// does not answer lets them expire by their TTL.
+    pub async fn release(&self, locks: &[Lock]) {
+        for chunk in locks.chunks(LOCKS_PER_CALL) {
+            let keys: Vec<String> = chunk.iter().map(|l| self.key(l.user, l.profile)).collect();
+            let answers = self
+                .nodes
+                .on_each(|mut conn: ConnectionManager| {
+                    let keys = &keys;
+                    async move {
+                        let script = redis::Script::new(RELEASE);
+                        let mut call = script.prepare_invoke();
+                        for (key, lock) in keys.iter().zip(chunk) {
+                            call.key(key).arg(token_text(lock.token));
+                        }
+                        call.invoke_async::<u64>(&mut conn).await
+                    }
+                })
+                .await;
+            for (i, answer) in answers.iter().enumerate() {
+                if let Err(err) = answer {
+                    tracing::debug!(redis = self.nodes.name(i), locks = chunk.len(), error = %err, "lock release: Redis did not answer; the TTL will");
                 }
-            })
-            .await;
-        for (i, answer) in answers.iter().enumerate() {
-            if let Err(err) = answer {
-                tracing::debug!(redis = self.nodes.name(i), error = %err, "lock release: Redis did not answer; the TTL will");
             }
         }
     }

@@ -111,20 +111,27 @@ impl LiveSessions {
         any_answered(answers).map(|_| ())
     }
 
-    /// Removes the live session of `user` on `profile`.
-    pub async fn unregister(&self, user: UserId, profile: ProfileId) -> Result<(), SessionsError> {
-        let mut pipe = redis::pipe();
-        pipe.zrem(self.launched_key(user), profile.to_string())
-            .ignore();
-        pipe.zrem(self.live_key(profile), user.to_string()).ignore();
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await;
-        any_answered(answers).map(|_| ())
+    /// Removes the live sessions of (user, profile) pairs, in pipelines of
+    /// [`REGISTER_CHUNK`] pairs.
+    pub async fn unregister(&self, pairs: &[(UserId, ProfileId)]) -> Result<(), SessionsError> {
+        for chunk in pairs.chunks(REGISTER_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (user, profile) in chunk {
+                pipe.zrem(self.launched_key(*user), profile.to_string())
+                    .ignore();
+                pipe.zrem(self.live_key(*profile), user.to_string())
+                    .ignore();
+            }
+            let answers = self
+                .nodes
+                .on_each(|mut conn| {
+                    let pipe = &pipe;
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                })
+                .await;
+            any_answered(answers)?;
+        }
+        Ok(())
     }
 
     /// The profiles `user` has open right now.

@@ -35,7 +35,7 @@ async fn one_holder_per_pair_until_released() {
     b.acquire(user, ProfileId::random())
         .await
         .expect("other pairs are free");
-    a.release(&first).await;
+    a.release(std::slice::from_ref(&first)).await;
     let second = b.acquire(user, profile).await.expect("free again");
     assert!(
         second.fence > first.fence,
@@ -65,7 +65,7 @@ async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_touch_it() {
         [Refresh::Lost, Refresh::Held],
         "the old holder lost it, the new one holds it"
     );
-    short.release(&old).await;
+    short.release(std::slice::from_ref(&old)).await;
     assert!(
         matches!(short.acquire(user, profile).await, Err(LockError::Busy)),
         "releasing the old lock left the new one alone"
@@ -136,11 +136,11 @@ async fn fences_grow_when_the_majority_changes_and_servers_lose_their_data() {
     let locks = locks(&[&a, &b, &c], LONG);
     let (user, profile) = pair();
     let first = locks.acquire(user, profile).await.expect("all up");
-    locks.release(&first).await;
+    locks.release(std::slice::from_ref(&first)).await;
 
     drop(a);
     let second = locks.acquire(user, profile).await.expect("b and c");
-    locks.release(&second).await;
+    locks.release(std::slice::from_ref(&second)).await;
     assert!(second.fence > first.fence);
 
     // a and c come back empty (no persistence), b dies: the new majority
@@ -165,5 +165,32 @@ async fn fences_grow_when_the_majority_changes_and_servers_lose_their_data() {
         "fences never go back: {} after {}",
         third.fence,
         second.fence
+    );
+}
+
+#[tokio::test]
+async fn many_locks_are_released_in_one_call_and_only_our_own() {
+    let redis = Redis::start();
+    let long = locks(&[&redis], LONG);
+    let short = locks(&[&redis], Duration::from_millis(300));
+    let (user, profile) = pair();
+    let stale = short.acquire(user, profile).await.expect("free");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _theirs = long.acquire(user, profile).await.expect("expired, so free");
+    // More locks than one script call takes, and one that is no longer ours.
+    let mut batch = vec![stale];
+    for _ in 0..600 {
+        let (u, p) = pair();
+        batch.push(long.acquire(u, p).await.expect("free"));
+    }
+    long.release(&batch).await;
+    for lock in &batch[1..] {
+        long.acquire(lock.user, lock.profile)
+            .await
+            .expect("released, so free");
+    }
+    assert!(
+        matches!(long.acquire(user, profile).await, Err(LockError::Busy)),
+        "a stale token does not release the current holder's lock"
     );
 }

@@ -5,7 +5,7 @@ use rill_sessions::RedisSettings;
 use rill_testkit::redis::Redis;
 
 #[tokio::test]
-async fn many_pairs_are_registered_and_a_big_room_is_listed_in_part() {
+async fn many_pairs_are_registered_listed_in_part_and_unregistered() {
     let redis = Redis::start();
     let settings = RedisSettings {
         urls: vec![redis.url()],
@@ -38,4 +38,20 @@ async fn many_pairs_are_registered_and_a_big_room_is_listed_in_part() {
 
     let (all, truncated) = live.some_live_users(profiles[1], 200).await.expect("read");
     assert_eq!((all.len(), truncated), (200, false), "exactly the limit");
+
+    let (gone, staying) = pairs.split_at(550);
+    live.unregister(gone).await.expect("unregistered");
+    let left: usize = {
+        let mut n = 0;
+        for profile in profiles {
+            n += live.live_users(profile).await.expect("read").len();
+        }
+        n
+    };
+    assert_eq!(left, staying.len(), "only the pairs not unregistered stay");
+    assert!(live.launched(gone[0].0).await.expect("read").is_empty());
+    assert_eq!(
+        live.launched(staying[0].0).await.expect("read"),
+        [staying[0].1]
+    );
 }

@@ -2,7 +2,10 @@
 //! refreshed together every `ttl / 3` (with the registry entries in Redis),
 //! released when the session closes, after its `leave` reached Kafka (so
 //! that the next session of the pair, which can only start once the lock is
-//! free, publishes its `join` after this `leave`).
+//! free, publishes its `join` after this `leave`). Closed sessions' locks
+//! and registry entries are released by one task, in batches of what closed
+//! meanwhile: a drain closing thousands of sessions makes a few Redis calls,
+//! not thousands.
 //!
 //! A session whose lock is lost (expired and maybe taken by another) or
 //! could not be confirmed for a whole TTL ends with `reconnect`.
@@ -10,6 +13,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use rill_domain::{PresenceChange, ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
@@ -24,13 +30,29 @@ use crate::to_kafka::{Publisher, now_ms};
 /// How often a busy lock is tried again while waiting for it.
 const LOCK_RETRY: Duration = Duration::from_millis(50);
 
+/// Most closed sessions released by one batch (a few Redis calls).
+const RELEASE_BATCH: usize = 500;
+
 #[derive(Debug)]
 pub struct SessionLocks {
     manager: LockManager,
     registry: LiveSessions,
     held: Mutex<HashMap<u64, Held>>,
-    /// Releases under way, which shutdown waits for.
-    releases: TaskTracker,
+    /// Leaves of closed sessions on their way to Kafka, which shutdown
+    /// waits for; each then queues its lock in `closed`.
+    leaving: TaskTracker,
+    /// To the task that releases closed sessions' locks in batches; taken
+    /// (closing the queue) at shutdown once every leave was sent.
+    closed: Mutex<Option<mpsc::UnboundedSender<Closed>>>,
+    releaser: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A closed session's lock, to release; `registered`: its registry entry
+/// too.
+#[derive(Debug)]
+struct Closed {
+    lock: Lock,
+    registered: bool,
 }
 
 #[derive(Debug)]
@@ -51,19 +73,58 @@ pub struct Lease {
 }
 
 impl SessionLocks {
+    /// Also starts the task that releases closed sessions' locks.
     pub fn new(manager: LockManager, registry: LiveSessions) -> Arc<Self> {
-        Arc::new(Self {
+        let (closed, queue) = mpsc::unbounded_channel();
+        let locks = Arc::new(Self {
             manager,
             registry,
             held: Mutex::default(),
-            releases: TaskTracker::new(),
-        })
+            leaving: TaskTracker::new(),
+            closed: Mutex::new(Some(closed)),
+            releaser: Mutex::default(),
+        });
+        let releaser = tokio::spawn(release_closed(
+            locks.manager.clone(),
+            locks.registry.clone(),
+            queue,
+        ));
+        *locks.releaser.lock().unwrap_or_else(|e| e.into_inner()) = Some(releaser);
+        locks
     }
 
-    /// Waits for the releases of closed sessions to finish.
+    /// Waits for the leaves of closed sessions to be sent and their locks
+    /// released.
     pub async fn released(&self) {
-        self.releases.close();
-        self.releases.wait().await;
+        self.leaving.close();
+        self.leaving.wait().await;
+        drop(self.closed.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let releaser = self
+            .releaser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(releaser) = releaser {
+            let _ = releaser.await;
+        }
+    }
+
+    /// Queues a closed session's lock for release; released at once when
+    /// the queue is already closed (shutdown is over).
+    async fn close(&self, closed: Closed) {
+        let queue = self
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let closed = match queue {
+            Some(queue) => match queue.send(closed) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(closed)) => closed,
+            },
+            None => closed,
+        };
+        release(&self.manager, &self.registry, std::slice::from_ref(&closed)).await;
     }
 
     pub fn registry(&self) -> &LiveSessions {
@@ -150,6 +211,36 @@ impl SessionLocks {
     }
 }
 
+/// Releases what `queue` brings, in batches of what arrived meanwhile, until
+/// the queue closes.
+async fn release_closed(
+    manager: LockManager,
+    registry: LiveSessions,
+    mut queue: mpsc::UnboundedReceiver<Closed>,
+) {
+    let mut batch = Vec::with_capacity(RELEASE_BATCH);
+    while queue.recv_many(&mut batch, RELEASE_BATCH).await > 0 {
+        release(&manager, &registry, &batch).await;
+        batch.clear();
+    }
+}
+
+async fn release(manager: &LockManager, registry: &LiveSessions, closed: &[Closed]) {
+    let registered: Vec<(UserId, ProfileId)> = closed
+        .iter()
+        .filter(|c| c.registered)
+        .map(|c| (c.lock.user, c.lock.profile))
+        .collect();
+    if !registered.is_empty()
+        && let Err(err) = registry.unregister(&registered).await
+    {
+        // The entries expire by their TTL instead.
+        tracing::warn!(error = %err, sessions = registered.len(), "cannot unregister closed sessions");
+    }
+    let locks: Vec<Lock> = closed.iter().map(|c| c.lock.clone()).collect();
+    manager.release(&locks).await;
+}
+
 impl Lease {
     pub fn fence(&self) -> u64 {
         self.lock.fence
@@ -182,7 +273,7 @@ impl Drop for Lease {
             self.lock.clone(),
         );
         let joined = self.slot.is_some();
-        self.locks.releases.spawn(async move {
+        self.locks.leaving.spawn(async move {
             if joined {
                 publisher
                     .presence(PresenceChange {
@@ -193,12 +284,13 @@ impl Drop for Lease {
                         at_ms: now_ms(),
                     })
                     .await;
-                if let Err(err) = locks.registry.unregister(lock.user, lock.profile).await {
-                    // The entry expires by its TTL instead.
-                    tracing::warn!(error = %err, "cannot unregister a closed session");
-                }
             }
-            locks.manager.release(&lock).await;
+            locks
+                .close(Closed {
+                    lock,
+                    registered: joined,
+                })
+                .await;
         });
     }
 }
