@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::availability::{Availability, Level};
-use crate::capacity::Capacity;
+use crate::capacity::{self, Capacity};
 use crate::from_kafka::Delivery;
 use crate::hub::{End, Hub, ReconnectReason};
 use crate::membership::Membership;
@@ -85,6 +85,11 @@ impl Edge {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let edge_id = settings.node_id_or_random();
+        let open_files = capacity::raise_open_files_limit();
+        let max_connections = settings.limits.max_connections;
+        if let Some(why) = capacity::open_files_shortfall(max_connections, open_files) {
+            tracing::warn!(open_files_limit = ?open_files, max_connections, "{why}");
+        }
         let metrics = Arc::new(EdgeMetrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);

@@ -1,4 +1,5 @@
-//! How many live sessions this edge holds, against `limits.max_connections`.
+//! How many live sessions this edge holds, against `limits.max_connections`,
+//! and the open-file limit that caps them too (each session is a socket).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +60,43 @@ impl Drop for SessionPermit {
     }
 }
 
+/// Descriptors an edge needs besides its sessions' sockets: the listener,
+/// Kafka and Redis connections, the store, and connections still opening.
+pub const OTHER_FILES: u64 = 500;
+
+/// Raises this process's soft limit of open files to its hard limit (as Go
+/// programs do at start) and returns the limit in force, if known.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %err, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Why `max_connections` cannot be reached under an open-file limit of
+/// `limit` (`None`: unlimited), if it cannot: past the limit, accepting a
+/// connection fails ("Too many open files") whatever the setting says.
+pub fn open_files_shortfall(max_connections: usize, limit: Option<u64>) -> Option<String> {
+    let limit = limit?;
+    let needed = max_connections as u64 + OTHER_FILES;
+    (needed > limit).then(|| {
+        format!(
+            "limits.max_connections is {max_connections} but this process may open only \
+             {limit} files ({OTHER_FILES} of them kept for other than sessions): raise the \
+             open-file limit (ulimit -n, LimitNOFILE) or lower limits.max_connections to {}",
+            limit.saturating_sub(OTHER_FILES)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +110,25 @@ mod tests {
         drop(a);
         assert_eq!(capacity.live(), 1);
         assert!(capacity.try_acquire(Transport::Websocket).is_some());
+    }
+
+    #[test]
+    fn max_connections_must_fit_under_the_open_file_limit() {
+        assert_eq!(open_files_shortfall(10_000, None), None, "unlimited");
+        assert_eq!(open_files_shortfall(19_500, Some(20_000)), None);
+        let why = open_files_shortfall(10_000, Some(1024)).expect("does not fit");
+        assert!(
+            why.contains("limits.max_connections") && why.ends_with("to 524"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, getrlimit};
+        let limit = raise_open_files_limit();
+        let now = getrlimit(Resource::Nofile);
+        assert_eq!(now.current, now.maximum);
+        assert_eq!(limit, now.current);
     }
 }

@@ -56,7 +56,9 @@ pub struct Limits {
     /// 413. Default 65536.
     pub max_frame_bytes: usize,
     /// Most live sessions (WebSocket and SSE) at once; past it, 503 with
-    /// `Retry-After`. Default 10000.
+    /// `Retry-After`. Each is a socket: start-up warns when this plus
+    /// `capacity::OTHER_FILES` does not fit under the open-file limit.
+    /// Default 10000.
     pub max_connections: usize,
     /// Events queued for one session before newer ones are dropped and the
     /// client is told of the gap. Default 256.
