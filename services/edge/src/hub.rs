@@ -12,10 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use rill_domain::{MessageId, ProfileId, UserId};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::events::{Outbound, ServerEvent};
@@ -73,12 +74,13 @@ struct Slot {
     id: u64,
     user: UserId,
     /// Events waiting for the session, at most `depth`. A plain deque and a
-    /// `Notify` rather than a tokio mpsc channel: an idle session's queue then
+    /// waker rather than a tokio mpsc channel: an idle session's queue then
     /// costs no allocation (the channel took ~0.7 KiB per session).
     queue: Mutex<VecDeque<Arc<Outbound>>>,
     depth: usize,
-    /// Woken when an event is queued or the session must end.
-    queued: Notify,
+    /// The session's task, woken when an event is queued or the session
+    /// must end.
+    waker: AtomicWaker,
     /// Set when the session must end, to why. (Not a cancellation token:
     /// that is one more allocation in every session.)
     reason: OnceLock<End>,
@@ -92,7 +94,7 @@ struct Slot {
 impl Slot {
     fn end(&self, reason: End) {
         let _ = self.reason.set(reason);
-        self.queued.notify_one();
+        self.waker.wake();
     }
 }
 
@@ -124,7 +126,7 @@ impl Hub {
             user,
             queue: Mutex::default(),
             depth,
-            queued: Notify::new(),
+            waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             gap: AtomicBool::new(false),
             behind_since: AtomicU64::new(0),
@@ -197,7 +199,7 @@ impl Hub {
             if queue.len() < slot.depth {
                 queue.push_back(event.clone());
                 drop(queue);
-                slot.queued.notify_one();
+                slot.waker.wake();
                 queued += 1;
             } else {
                 drop(queue);
@@ -311,20 +313,25 @@ impl Subscription {
     /// dropped since the last call, then queued events; `End` once the
     /// session must end.
     pub async fn next(&mut self) -> Next {
-        loop {
-            if let Some(end) = self.ended() {
-                return Next::End(end);
-            }
-            if self.slot.gap.swap(false, Ordering::AcqRel) {
-                return Next::Event(ServerEvent::Gap.to_outbound());
-            }
-            if let Some(event) = self.try_next() {
-                return Next::Event(event);
-            }
-            // An event queued (or an end) after the checks above left a
-            // permit: `notified` then completes at once.
-            self.slot.queued.notified().await;
+        // A waker in the slot rather than a `Notify`: the future of a
+        // `notified()` holds a waiter node, in every idle session's task.
+        std::future::poll_fn(|cx| {
+            // Registered before looking: an event queued (or an end) after
+            // the look wakes this task.
+            self.slot.waker.register(cx.waker());
+            self.next_now().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    fn next_now(&mut self) -> Option<Next> {
+        if let Some(end) = self.ended() {
+            return Some(Next::End(end));
         }
+        if self.slot.gap.swap(false, Ordering::AcqRel) {
+            return Some(Next::Event(ServerEvent::Gap.to_outbound()));
+        }
+        self.try_next().map(Next::Event)
     }
 
     /// The oldest queued event, if there is one, without waiting.

@@ -9,7 +9,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::frame::Message;
-use super::socket::{CLOSE_TIMEOUT, Frames, ReadError, Socket};
+use super::socket::{CLOSE_TIMEOUT, Frames, ReadError, Socket, WriteError};
 use crate::app::EdgeState;
 use crate::error::{EdgeError, close_code};
 use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
@@ -25,7 +25,7 @@ pub(super) async fn refuse(mut socket: Socket, err: &EdgeError, code: u16) {
     let event = err.event(None);
     let mut frames = Frames::default();
     frames.text(&event.json);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.write(&frames)).await;
+    let _ = socket.write(&frames, CLOSE_TIMEOUT).await;
     socket.close(code, "already live").await;
 }
 
@@ -101,10 +101,9 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                 if last_heard.elapsed() > silence_allowed {
                     break "heartbeat_timeout";
                 }
-                match tokio::time::timeout(write_timeout, socket.ping()).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => break "closed",
-                    Err(_) => break "too_slow",
+                match socket.ping(write_timeout).await {
+                    Ok(()) => continue,
+                    Err(err) => break write_failed(&err),
                 }
             }
             message = socket.read(), if pending.len() < limits.max_inflight_sends => {
@@ -123,10 +122,9 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                     },
                     Ok(Some(Message::Binary)) => EdgeError::BinaryFrame.event(None),
                     Ok(Some(Message::Ping(payload))) => {
-                        match tokio::time::timeout(write_timeout, socket.pong(&payload)).await {
-                            Ok(Ok(())) => continue,
-                            Ok(Err(_)) => break "closed",
-                            Err(_) => break "too_slow",
+                        match socket.pong(&payload, write_timeout).await {
+                            Ok(()) => continue,
+                            Err(err) => break write_failed(&err),
                         }
                     }
                     Ok(Some(Message::Pong)) => continue,
@@ -161,12 +159,11 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
             frames.text(&more.json);
             events += 1;
         }
-        match tokio::time::timeout(write_timeout, socket.write(&frames)).await {
-            Ok(Ok(())) => {
+        match socket.write(&frames, write_timeout).await {
+            Ok(()) => {
                 state.metrics.delivered_events.inc_by(events);
             }
-            Ok(Err(_)) => break "closed",
-            Err(_) => break "too_slow",
+            Err(err) => break write_failed(&err),
         }
     };
     state.metrics.session_ended(ended);
@@ -182,7 +179,7 @@ async fn end_session(socket: &mut Socket, end: End, state: &EdgeState) -> &'stat
     if let Some(event) = event {
         let mut frames = Frames::default();
         frames.text(&event.json);
-        if let Ok(Ok(())) = tokio::time::timeout(CLOSE_TIMEOUT, socket.write(&frames)).await {
+        if socket.write(&frames, CLOSE_TIMEOUT).await.is_ok() {
             state.metrics.delivered_events.inc();
         }
     }
@@ -193,6 +190,14 @@ async fn end_session(socket: &mut Socket, end: End, state: &EdgeState) -> &'stat
     };
     socket.close(code, reason).await;
     reason
+}
+
+/// Why a session ended on a failed write, for metrics.
+fn write_failed(err: &WriteError) -> &'static str {
+    match err {
+        WriteError::Closed(_) => "closed",
+        WriteError::TooSlow => "too_slow",
+    }
 }
 
 enum Request {

@@ -19,6 +19,16 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// left of an incomplete frame.
 const READ_CHUNK: usize = 4096;
 
+/// Why frames were not written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WriteError {
+    #[error(transparent)]
+    Closed(#[from] io::Error),
+    /// The client left its receive window shut for the whole timeout.
+    #[error("the client did not read for the whole write timeout")]
+    TooSlow,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ReadError {
     #[error(transparent)]
@@ -69,7 +79,10 @@ impl Socket {
             if let Some(message) = self.decoder.next(self.max_message_bytes)? {
                 return Ok(Some(message));
             }
-            self.tcp.readable().await?;
+            // Not `readable()`: its future holds a waiter node (150 bytes in
+            // every idle session's task); this one keeps the waker in the
+            // socket's registration, which has one reader here.
+            std::future::poll_fn(|cx| self.tcp.poll_read_ready(cx)).await?;
             let mut chunk = [0u8; READ_CHUNK];
             match self.tcp.try_read(&mut chunk) {
                 Ok(0) => return Ok(None),
@@ -80,20 +93,46 @@ impl Socket {
         }
     }
 
-    pub async fn write(&mut self, frames: &Frames) -> io::Result<()> {
-        self.tcp.write_all(&frames.0).await
+    /// Writes `frames`, waiting at most `timeout` for a client that does
+    /// not read. What the kernel takes at once (nearly always all of it) is
+    /// written without waiting; only the rest waits, in a boxed future, so
+    /// that every idle session's task does not hold a timer's room.
+    pub async fn write(&mut self, frames: &Frames, timeout: Duration) -> Result<(), WriteError> {
+        let written = self.write_now(&frames.0)?;
+        if written == frames.0.len() {
+            return Ok(());
+        }
+        let rest = self.tcp.write_all(&frames.0[written..]);
+        match Box::pin(tokio::time::timeout(timeout, rest)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(WriteError::TooSlow),
+        }
     }
 
-    pub async fn ping(&mut self) -> io::Result<()> {
+    /// Writes what the socket takes without waiting; how much.
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.tcp.try_write(&bytes[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(written)
+    }
+
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), WriteError> {
         let mut out = Frames::default();
         frame::encode(&mut out.0, frame::OP_PING, &[]);
-        self.write(&out).await
+        self.write(&out, timeout).await
     }
 
-    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+    pub async fn pong(&mut self, payload: &[u8], timeout: Duration) -> Result<(), WriteError> {
         let mut out = Frames::default();
         frame::encode(&mut out.0, frame::OP_PONG, payload);
-        self.write(&out).await
+        self.write(&out, timeout).await
     }
 
     /// Sends a close frame, then reads and drops what the client still
@@ -105,7 +144,7 @@ impl Socket {
         let mut out = Frames::default();
         frame::encode_close(&mut out.0, code, reason);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if self.write(&out).await.is_ok() {
+            if self.write(&out, CLOSE_TIMEOUT).await.is_ok() {
                 let mut sink = [0u8; 512];
                 while matches!(self.tcp.read(&mut sink).await, Ok(n) if n > 0) {}
             }
@@ -181,7 +220,10 @@ mod tests {
         let (mut socket, mut client) = pair().await;
         let mut frames = Frames::default();
         frames.text("a").text("b");
-        socket.write(&frames).await.expect("io");
+        socket
+            .write(&frames, Duration::from_secs(1))
+            .await
+            .expect("written");
         let closing = tokio::spawn(async move { socket.close(1008, "too slow").await });
         let mut got = vec![0u8; 6 + 12];
         client.read_exact(&mut got).await.expect("io");
@@ -190,6 +232,20 @@ mod tests {
         assert_eq!(&got[10..], b"too slow");
         drop(client);
         closing.await.expect("io");
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_read_ends_too_slow() {
+        let (mut socket, _client) = pair().await;
+        let mut frames = Frames::default();
+        let chunk = "x".repeat(64 * 1024);
+        for _ in 0..512 {
+            frames.text(&chunk); // 32 MiB: more than both sides' socket buffers
+        }
+        match socket.write(&frames, Duration::from_millis(200)).await {
+            Err(WriteError::TooSlow) => {}
+            other => panic!("expected too slow, got {other:?}"),
+        }
     }
 
     #[tokio::test]
