@@ -348,10 +348,15 @@ impl Subscription {
     }
 
     /// The oldest queued event, and whether the queue is empty after it.
+    /// An emptied queue gives its buffer back: an idle session keeps none.
     fn pop(&self) -> Option<(Arc<Outbound>, bool)> {
         let mut queue = self.slot.queue.lock().unwrap_or_else(|e| e.into_inner());
         let event = queue.pop_front()?;
-        Some((event, queue.is_empty()))
+        let emptied = queue.is_empty();
+        if emptied {
+            *queue = VecDeque::new();
+        }
+        Some((event, emptied))
     }
 
     /// Why the session must end, if it must: ended from outside, or behind

@@ -34,10 +34,16 @@ pub struct LiveSession {
     pub profile: ProfileId,
     subscription: Subscription,
     /// Sent before any live event: ready, presence, replayed messages.
+    /// Freed once sent (every idle session would keep its buffer).
     opening: VecDeque<Arc<Outbound>>,
     /// Ids of the replayed messages, not to be sent again when they also
-    /// arrive live.
-    replayed: HashSet<MessageId>,
+    /// arrive live; `None` when there are none (boxed: most sessions have
+    /// none, and the session is part of every idle session's memory).
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes in every session instead of an empty set's 48"
+    )]
+    replayed: Option<Box<HashSet<MessageId>>>,
     /// When the session reaches `lifetime.max_secs` (if set).
     lifetime: Option<Pin<Box<Sleep>>>,
     _lease: Lease,
@@ -177,7 +183,7 @@ async fn try_open(
         profile,
         subscription,
         opening,
-        replayed,
+        replayed: (!replayed.is_empty()).then(|| Box::new(replayed)),
         lifetime: lifetime(&state.settings.lifetime),
         _lease: lease,
         _permit: permit,
@@ -202,7 +208,7 @@ fn lifetime(settings: &crate::settings::Lifetime) -> Option<Pin<Box<Sleep>>> {
 impl LiveSession {
     /// The next event for the client, or why the session ends.
     pub async fn next(&mut self) -> Next {
-        if let Some(event) = self.opening.pop_front() {
+        if let Some(event) = self.next_opening() {
             return Next::Event(event);
         }
         loop {
@@ -214,9 +220,7 @@ impl LiveSession {
                 None => self.subscription.next().await,
             };
             match next {
-                Next::Event(event) if event.id.is_some_and(|id| self.replayed.remove(&id)) => {
-                    continue; // already replayed
-                }
+                Next::Event(event) if self.replayed_before(&event) => continue,
                 next => return next,
             }
         }
@@ -225,15 +229,36 @@ impl LiveSession {
     /// An event already waiting, if any, without waiting: the transport
     /// writes it in one go with the one [`next`](Self::next) returned.
     pub fn ready(&mut self) -> Option<Arc<Outbound>> {
-        if let Some(event) = self.opening.pop_front() {
+        if let Some(event) = self.next_opening() {
             return Some(event);
         }
         while let Some(event) = self.subscription.try_next() {
-            if !event.id.is_some_and(|id| self.replayed.remove(&id)) {
+            if !self.replayed_before(&event) {
                 return Some(event);
             }
         }
         None
+    }
+
+    fn next_opening(&mut self) -> Option<Arc<Outbound>> {
+        let event = self.opening.pop_front()?;
+        if self.opening.is_empty() {
+            self.opening = VecDeque::new();
+        }
+        Some(event)
+    }
+
+    /// Whether `event` was sent already in the replay (it is forgotten
+    /// then: a message arrives live once).
+    fn replayed_before(&mut self, event: &Outbound) -> bool {
+        let (Some(id), Some(ids)) = (event.id, self.replayed.as_mut()) else {
+            return false;
+        };
+        let replayed = ids.remove(&id);
+        if ids.is_empty() {
+            self.replayed = None;
+        }
+        replayed
     }
 }
 

@@ -75,7 +75,8 @@ pub struct Decoder {
     /// Bytes read and not yet decoded.
     bytes: Vec<u8>,
     /// A fragmented message so far: whether it is text, and its payload.
-    fragments: Option<(bool, Vec<u8>)>,
+    /// Boxed: rare, and the decoder is in every idle session's memory.
+    fragments: Option<Box<(bool, Vec<u8>)>>,
 }
 
 /// The fixed part of a frame.
@@ -139,22 +140,23 @@ impl Decoder {
             OP_PONG => return Ok(Some(Message::Pong)),
             OP_CLOSE => return close(&payload).map(|code| Some(Message::Close(code))),
             OP_CONTINUATION => {
-                let Some((text, mut so_far)) = self.fragments.take() else {
+                let Some(mut fragments) = self.fragments.take() else {
                     return Err(FrameError::UnexpectedContinuation);
                 };
+                let (text, so_far) = &mut *fragments;
                 if so_far.len() + payload.len() > max {
                     return Err(FrameError::TooLarge { max });
                 }
                 so_far.extend_from_slice(&payload);
                 if !fin {
-                    self.fragments = Some((text, so_far));
+                    self.fragments = Some(fragments);
                     return Ok(None);
                 }
-                (text, so_far)
+                (*text, std::mem::take(so_far))
             }
             _ if self.fragments.is_some() => return Err(FrameError::Interleaved),
             _ if !fin => {
-                self.fragments = Some((opcode == OP_TEXT, payload));
+                self.fragments = Some(Box::new((opcode == OP_TEXT, payload)));
                 return Ok(None);
             }
             _ => (opcode == OP_TEXT, payload),
