@@ -173,6 +173,10 @@ impl Edge {
         let background = [
             tokio::spawn(delivery.run(stop.clone())),
             tokio::spawn(state.locks.clone().keep(state.hub.clone(), stop.clone())),
+            tokio::spawn(state.hub.clone().beat(
+                Duration::from_secs(state.settings.heartbeat.interval_secs),
+                stop.clone(),
+            )),
             tokio::spawn(state.availability.clone().probe_lag(stop.clone())),
             tokio::spawn(drain(state.clone())),
         ];

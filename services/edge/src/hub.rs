@@ -8,6 +8,11 @@
 //!
 //! Sessions end from outside through their [`SessionHandle`]: an unbind,
 //! a lost lock, the drain.
+//!
+//! The hub also keeps time for heartbeats: one timer for the edge
+//! ([`Hub::beat`]) gives each session a [`Next::Heartbeat`] once per
+//! interval, a 64th of the sessions at a time, instead of a timer in every
+//! session (112 bytes each, and a larger task).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +22,7 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use rill_domain::{MessageId, ProfileId, UserId};
+use rill_runtime::shutdown::CancellationToken;
 use tokio::time::Instant;
 
 use crate::events::{Outbound, ServerEvent};
@@ -57,6 +63,10 @@ impl ReconnectReason {
     }
 }
 
+/// Heartbeats go out in this many turns per interval, so that not every
+/// socket is pinged in the same instant.
+pub const HEARTBEAT_TURNS: u64 = 64;
+
 /// The local sessions of this edge, by profile.
 #[derive(Debug)]
 pub struct Hub {
@@ -86,6 +96,8 @@ struct Slot {
     reason: OnceLock<End>,
     /// Set when an event was dropped for this session.
     gap: AtomicBool,
+    /// Set when the session's heartbeat is due.
+    heartbeat: AtomicBool,
     /// When this session first had an event dropped since its queue was
     /// last empty (ms since the hub's epoch, plus one); 0 when none.
     behind_since: AtomicU64,
@@ -129,6 +141,7 @@ impl Hub {
             waker: AtomicWaker::new(),
             reason: OnceLock::new(),
             gap: AtomicBool::new(false),
+            heartbeat: AtomicBool::new(false),
             behind_since: AtomicU64::new(0),
         });
         let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
@@ -260,6 +273,30 @@ impl Hub {
         evicted
     }
 
+    /// Gives every session a heartbeat once per `interval`, in
+    /// [`HEARTBEAT_TURNS`] turns (by session number), until `shutdown`.
+    pub async fn beat(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(interval / HEARTBEAT_TURNS as u32);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for turn in (0..HEARTBEAT_TURNS).cycle() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.heartbeat(turn),
+            }
+        }
+    }
+
+    /// The heartbeat of the sessions whose turn it is.
+    fn heartbeat(&self, turn: u64) {
+        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
+        for slot in profiles.values().flatten() {
+            if slot.id % HEARTBEAT_TURNS == turn {
+                slot.heartbeat.store(true, Ordering::Release);
+                slot.waker.wake();
+            }
+        }
+    }
+
     /// Number of sessions on `profile`.
     pub fn sessions_on(&self, profile: ProfileId) -> usize {
         let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
@@ -328,6 +365,9 @@ impl Subscription {
         if let Some(end) = self.ended() {
             return Some(Next::End(end));
         }
+        if self.slot.heartbeat.swap(false, Ordering::AcqRel) {
+            return Some(Next::Heartbeat);
+        }
         if self.slot.gap.swap(false, Ordering::AcqRel) {
             return Some(Next::Event(ServerEvent::Gap.to_outbound()));
         }
@@ -376,6 +416,8 @@ impl Subscription {
 #[derive(Debug)]
 pub enum Next {
     Event(Arc<Outbound>),
+    /// Time to ping the client (and to check it was heard from).
+    Heartbeat,
     End(End),
 }
 
@@ -409,6 +451,7 @@ mod tests {
     fn name(next: Next) -> &'static str {
         match next {
             Next::Event(out) => out.name,
+            Next::Heartbeat => "heartbeat",
             Next::End(_) => "end",
         }
     }
@@ -522,6 +565,27 @@ mod tests {
             .expect("woken by the end")
             .expect("task");
         assert!(matches!(next, Next::End(End::TooSlow)));
+    }
+
+    #[tokio::test]
+    async fn each_session_gets_one_heartbeat_per_round_of_turns() {
+        let hub = hub();
+        let profile = ProfileId::random();
+        let mut subs: Vec<Subscription> = (0..3)
+            .map(|_| hub.subscribe(profile, UserId::random(), 4))
+            .collect();
+        hub.heartbeat(subs[1].id() % HEARTBEAT_TURNS);
+        assert!(matches!(subs[1].next().await, Next::Heartbeat));
+        for other in [0, 2] {
+            assert!(subs[other].next_now().is_none(), "not its turn");
+        }
+        for turn in 0..HEARTBEAT_TURNS {
+            hub.heartbeat(turn);
+        }
+        for sub in &mut subs {
+            assert!(matches!(sub.next().await, Next::Heartbeat));
+            assert!(sub.next_now().is_none(), "one per round");
+        }
     }
 
     #[tokio::test]

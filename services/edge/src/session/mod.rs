@@ -226,6 +226,18 @@ impl LiveSession {
         }
     }
 
+    /// The next event, or why the session ends, without heartbeats: for a
+    /// transport with a keep-alive of its own (SSE: warp's comments).
+    pub async fn next_event(&mut self) -> Result<Arc<Outbound>, End> {
+        loop {
+            match self.next().await {
+                Next::Event(event) => return Ok(event),
+                Next::Heartbeat => {}
+                Next::End(end) => return Err(end),
+            }
+        }
+    }
+
     /// An event already waiting, if any, without waiting: the transport
     /// writes it in one go with the one [`next`](Self::next) returned.
     pub fn ready(&mut self) -> Option<Arc<Outbound>> {

@@ -16,7 +16,6 @@ use warp::reply::Response;
 use crate::app::EdgeState;
 use crate::error::EdgeError;
 use crate::events::Outbound;
-use crate::hub::Next;
 use crate::metrics::Transport;
 use crate::session::{self, LiveSession};
 use crate::transport::{authenticate, query_param};
@@ -60,9 +59,9 @@ fn stream(state: &Arc<EdgeState>, session: LiveSession) -> Response {
             if ended {
                 return None;
             }
-            match session.next().await {
-                Next::Event(event) => Some((event, (session, state, false))),
-                Next::End(end) => {
+            match session.next_event().await {
+                Ok(event) => Some((event, (session, state, false))),
+                Err(end) => {
                     let jitter = state.settings.drain.reconnect_jitter_ms;
                     let (last, reason) = session::last_event(end, jitter);
                     state.metrics.session_ended(reason);

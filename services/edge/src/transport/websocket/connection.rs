@@ -73,8 +73,8 @@ pub(super) struct Connection {
 }
 
 /// One session: hub events out, client frames in, sends in flight awaited
-/// side by side (at most `limits.max_inflight_sends`), a ping every
-/// `heartbeat.interval_secs`.
+/// side by side (at most `limits.max_inflight_sends`), a ping at each of the
+/// hub's heartbeats (every `heartbeat.interval_secs`).
 pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) {
     let Connection { socket, session } = &mut *connection;
     let state = &*state;
@@ -83,28 +83,26 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
     let write_timeout = Duration::from_secs(limits.slow_client_secs);
     let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
     let silence_allowed = heartbeat + Duration::from_secs(state.settings.heartbeat.timeout_secs);
-    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let ended = loop {
         let out = tokio::select! {
             next = session.next() => match next {
                 Next::Event(event) => event,
+                Next::Heartbeat => {
+                    if last_heard.elapsed() > silence_allowed {
+                        break "heartbeat_timeout";
+                    }
+                    match socket.ping(write_timeout).await {
+                        Ok(()) => continue,
+                        Err(err) => break write_failed(&err),
+                    }
+                }
                 // Boxed, as the other rare paths: the session's future is as
                 // large as its largest await, for every idle session.
                 Next::End(end) => break Box::pin(end_session(socket, end, state)).await,
             },
             Some((reference, result)) = pending.next(), if pending.len() > 0 => {
                 send_result(reference, result)
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > silence_allowed {
-                    break "heartbeat_timeout";
-                }
-                match socket.ping(write_timeout).await {
-                    Ok(()) => continue,
-                    Err(err) => break write_failed(&err),
-                }
             }
             message = socket.read(), if pending.len() < limits.max_inflight_sends => {
                 last_heard = Instant::now();
