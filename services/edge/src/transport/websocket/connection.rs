@@ -44,10 +44,9 @@ impl<'a> InFlight<'a> {
         self.0.get_or_insert_with(FuturesUnordered::new).push(send);
     }
 
-    /// The next send to complete; `None` (at once) when there is none.
-    async fn next(
-        &mut self,
-    ) -> Option<(Option<String>, Result<rill_domain::MessageId, EdgeError>)> {
+    /// The answer to the next send to complete; `None` (at once) when there
+    /// is none.
+    async fn next(&mut self) -> Option<Arc<Outbound>> {
         match &mut self.0 {
             Some(sends) => sends.next().await,
             None => None,
@@ -55,14 +54,9 @@ impl<'a> InFlight<'a> {
     }
 }
 
-/// A send waiting for Kafka: its `ref` and the outcome.
-type PendingSend<'a> = std::pin::Pin<
-    Box<
-        dyn Future<Output = (Option<String>, Result<rill_domain::MessageId, EdgeError>)>
-            + Send
-            + 'a,
-    >,
->;
+/// A send waiting for Kafka; its output is the answer to the client (an
+/// `ack` or an error event), small: the session's future holds it.
+type PendingSend<'a> = std::pin::Pin<Box<dyn Future<Output = Arc<Outbound>> + Send + 'a>>;
 
 /// The socket and the session of one connection, boxed: a future keeps its
 /// arguments beside its locals, so passing both by value would hold them
@@ -101,9 +95,7 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                 // large as its largest await, for every idle session.
                 Next::End(end) => break Box::pin(end_session(socket, end, state)).await,
             },
-            Some((reference, result)) = pending.next(), if pending.len() > 0 => {
-                send_result(reference, result)
-            }
+            Some(answer) = pending.next(), if pending.len() > 0 => answer,
             message = socket.read(), if pending.len() < limits.max_inflight_sends => {
                 last_heard = Instant::now();
                 match message {
@@ -111,7 +103,8 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                         Ok(Request::Send { body, reference }) => {
                             let (user, profile) = (session.user, session.profile);
                             pending.push(Box::pin(async move {
-                                (reference, state.publisher.publish(user, profile, body).await)
+                                let sent = state.publisher.publish(user, profile, body).await;
+                                send_result(reference, sent)
                             }));
                             continue;
                         }
