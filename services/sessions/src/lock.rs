@@ -244,23 +244,10 @@ impl LockManager {
     /// order. One script call per server per [`LOCKS_PER_CALL`] locks.
     pub async fn refresh(&self, locks: &[Lock]) -> Vec<Refresh> {
         let mut outcomes = Vec::with_capacity(locks.len());
+        let ttl_ms = self.ttl.as_millis() as u64;
         for chunk in locks.chunks(LOCKS_PER_CALL) {
-            let keys: Vec<String> = chunk.iter().map(|l| self.key(l.user, l.profile)).collect();
-            let ttl_ms = self.ttl.as_millis() as u64;
             let answers = self
-                .nodes
-                .on_each(|mut conn: ConnectionManager| {
-                    let keys = &keys;
-                    async move {
-                        let script = redis::Script::new(REFRESH);
-                        let mut call = script.prepare_invoke();
-                        call.arg(ttl_ms);
-                        for (key, lock) in keys.iter().zip(chunk) {
-                            call.key(key).arg(token_text(lock.token));
-                        }
-                        call.invoke_async::<Vec<i64>>(&mut conn).await
-                    }
-                })
+                .per_lock_script::<Vec<i64>>(REFRESH, Some(ttl_ms), chunk)
                 .await;
             outcomes.extend((0..chunk.len()).map(|i| {
                 let held = answers
@@ -288,27 +275,40 @@ impl LockManager {
     /// does not answer lets them expire by their TTL.
     pub async fn release(&self, locks: &[Lock]) {
         for chunk in locks.chunks(LOCKS_PER_CALL) {
-            let keys: Vec<String> = chunk.iter().map(|l| self.key(l.user, l.profile)).collect();
-            let answers = self
-                .nodes
-                .on_each(|mut conn: ConnectionManager| {
-                    let keys = &keys;
-                    async move {
-                        let script = redis::Script::new(RELEASE);
-                        let mut call = script.prepare_invoke();
-                        for (key, lock) in keys.iter().zip(chunk) {
-                            call.key(key).arg(token_text(lock.token));
-                        }
-                        call.invoke_async::<u64>(&mut conn).await
-                    }
-                })
-                .await;
+            let answers = self.per_lock_script::<u64>(RELEASE, None, chunk).await;
             for (i, answer) in answers.iter().enumerate() {
                 if let Err(err) = answer {
                     tracing::debug!(redis = self.nodes.name(i), locks = chunk.len(), error = %err, "lock release: Redis did not answer; the TTL will");
                 }
             }
         }
+    }
+
+    /// Runs `script` on every server with each lock's key and token (after
+    /// `first_arg`, when given); one answer per server.
+    async fn per_lock_script<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        first_arg: Option<u64>,
+        locks: &[Lock],
+    ) -> Vec<Result<T, redis::RedisError>> {
+        let keys: Vec<String> = locks.iter().map(|l| self.key(l.user, l.profile)).collect();
+        let script = redis::Script::new(script);
+        self.nodes
+            .on_each(|mut conn: ConnectionManager| {
+                let (keys, script) = (&keys, &script);
+                async move {
+                    let mut call = script.prepare_invoke();
+                    if let Some(arg) = first_arg {
+                        call.arg(arg);
+                    }
+                    for (key, lock) in keys.iter().zip(locks) {
+                        call.key(key).arg(token_text(lock.token));
+                    }
+                    call.invoke_async::<T>(&mut conn).await
+                }
+            })
+            .await
     }
 }
 

@@ -101,12 +101,14 @@ impl LiveSessions {
                 .ignore();
             pipe.pexpire(self.live_key(*profile), ttl_ms).ignore();
         }
+        self.write(&pipe).await
+    }
+
+    /// Runs `pipe` on every server; fine when at least one answered.
+    async fn write(&self, pipe: &redis::Pipeline) -> Result<(), SessionsError> {
         let answers = self
             .nodes
-            .on_each(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
+            .on_each(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await;
         any_answered(answers).map(|_| ())
     }
@@ -122,14 +124,7 @@ impl LiveSessions {
                 pipe.zrem(self.live_key(*profile), user.to_string())
                     .ignore();
             }
-            let answers = self
-                .nodes
-                .on_each(|mut conn| {
-                    let pipe = &pipe;
-                    async move { pipe.query_async::<()>(&mut conn).await }
-                })
-                .await;
-            any_answered(answers)?;
+            self.write(&pipe).await?;
         }
         Ok(())
     }

@@ -124,14 +124,21 @@ impl Socket {
     }
 
     pub async fn ping(&mut self, timeout: Duration) -> Result<(), WriteError> {
-        let mut out = Frames::default();
-        frame::encode(&mut out.0, frame::OP_PING, &[]);
-        self.write(&out, timeout).await
+        self.control(frame::OP_PING, &[], timeout).await
     }
 
     pub async fn pong(&mut self, payload: &[u8], timeout: Duration) -> Result<(), WriteError> {
+        self.control(frame::OP_PONG, payload, timeout).await
+    }
+
+    async fn control(
+        &mut self,
+        opcode: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), WriteError> {
         let mut out = Frames::default();
-        frame::encode(&mut out.0, frame::OP_PONG, payload);
+        frame::encode(&mut out.0, opcode, payload);
         self.write(&out, timeout).await
     }
 
