@@ -3,30 +3,32 @@
 #
 #   scripts/dev.sh
 #
-# 1. installs the missing tools (tansu, Redis, Traefik; once per machine,
-#    outside the checkout: scripts/lib/tools.sh),
+# 1. installs the missing tools (Apache Kafka, Redis, Traefik; once per
+#    machine, outside the checkout: scripts/lib/tools.sh),
 # 2. builds the release binaries (cargo skips what is up to date),
-# 3. starts, all on 127.0.0.1: the tansu broker (in-memory storage), Redis,
-#    creates the Kafka topics, two edges, the api, persist, and Traefik in
-#    front of the edges and the api (sticky cookie `rill_edge`),
+# 3. starts, all on 127.0.0.1: Apache Kafka (one KRaft node,
+#    scripts/kafka/run.sh), Redis, creates the Kafka topics, two edges, the
+#    api, persist, and Traefik in front of the edges and the api (sticky
+#    cookie `rill_edge`),
 # 4. prints the URL of the browser client and waits.
 #
 # Ctrl-C or SIGTERM stops everything: Traefik and the services first (SIGTERM,
 # then SIGKILL after RILL_DEV_STOP_TIMEOUT seconds; a second Ctrl-C kills at
-# once), then the broker and Redis. If any process dies on its own, the rest
+# once), then Kafka and Redis. If any process dies on its own, the rest
 # is stopped too and the script exits non-zero.
 #
-# State (logs, the session cookie key, the SQLite store rill.db, Redis' dir)
-# lives in RILL_STATE
-# (default .rill/ in the checkout): logs/<process>.log, truncated at each
-# start. The broker keeps everything in memory: topics are re-created at
-# each start and old messages are gone.
+# State lives in RILL_STATE (default .rill/ in the checkout): logs/<process>.log
+# (truncated at each start), the session cookie key, the SQLite store
+# rill.db, and kafka/ (the broker's data, kept across restarts; topics keep
+# at most a day and 256 MiB per partition: scripts/kafka/server.properties).
+# Redis keeps nothing. Delete the folder to start from nothing.
 #
 # Environment (all optional):
 #   RILL_STATE              state directory (default <repo>/.rill)
 #   RILL_TOOLS              where tools are installed (default ~/.local/share/rill)
 #   RILL_DEV_HTTP_PORT      Traefik, the URL to open (default 8080)
-#   RILL_DEV_KAFKA_PORT     tansu (default 9092)
+#   RILL_DEV_KAFKA_PORT     Kafka (default 9092; its controller listens on
+#                           RILL_DEV_KAFKA_CONTROLLER_PORT, default 9093)
 #   RILL_DEV_REDIS_PORT     Redis (default 6379)
 #   RILL_DEV_EDGE1_PORT, RILL_DEV_EDGE2_PORT  the edges (default 8081, 8082)
 #   RILL_DEV_API_PORT       the api (default 8090)
@@ -50,13 +52,14 @@ state="${RILL_STATE:-$repo/.rill}" # made absolute, with logs/ and pids/, below
 
 http_port="${RILL_DEV_HTTP_PORT:-8080}"
 kafka_port="${RILL_DEV_KAFKA_PORT:-9092}"
+kafka_controller_port="${RILL_DEV_KAFKA_CONTROLLER_PORT:-9093}"
 redis_port="${RILL_DEV_REDIS_PORT:-6379}"
 edge1_port="${RILL_DEV_EDGE1_PORT:-8081}"
 edge2_port="${RILL_DEV_EDGE2_PORT:-8082}"
 api_port="${RILL_DEV_API_PORT:-8090}"
 persist_port="${RILL_DEV_PERSIST_PORT:-8091}"
 stop_timeout="${RILL_DEV_STOP_TIMEOUT:-30}"
-start_timeout=30 # seconds for each process to become ready
+start_timeout=120 # seconds for each process to become ready (JVMs on a busy machine)
 
 say() { echo "dev: $*" >&2; }
 die() {
@@ -174,7 +177,7 @@ cleanup() {
     # Ingress and services first, while the broker and Redis still serve
     # their shutdown (edges release Redis locks, producers flush).
     stop_group "$stop_timeout" traefik edge-1 edge-2 api persist || ((rc)) || rc=1
-    stop_group 10 tansu redis || ((rc)) || rc=1
+    stop_group 30 kafka redis || ((rc)) || rc=1
     rm -f "$pid_dir"/*.pid
     say "stopped"
   fi
@@ -249,7 +252,8 @@ exec {lock_fd}>"$state/dev.lock"
 flock -n "$lock_fd" || die "another scripts/dev.sh is already running with the state directory $state"
 
 # Every port must be free; name the culprit if it is not.
-for entry in "Traefik (RILL_DEV_HTTP_PORT):$http_port" "tansu (RILL_DEV_KAFKA_PORT):$kafka_port" \
+for entry in "Traefik (RILL_DEV_HTTP_PORT):$http_port" "Kafka (RILL_DEV_KAFKA_PORT):$kafka_port" \
+  "Kafka's controller (RILL_DEV_KAFKA_CONTROLLER_PORT):$kafka_controller_port" \
   "Redis (RILL_DEV_REDIS_PORT):$redis_port" "edge-1 (RILL_DEV_EDGE1_PORT):$edge1_port" \
   "edge-2 (RILL_DEV_EDGE2_PORT):$edge2_port" "api (RILL_DEV_API_PORT):$api_port" \
   "persist (RILL_DEV_PERSIST_PORT):$persist_port"; do
@@ -299,15 +303,10 @@ cookie_key="$(<"$key_file")"
 
 cd "$repo"
 
-# 1. Kafka-compatible broker. tansu also reads these variables: unset, so
-#    that nothing from the user's environment changes the broker.
-start tansu env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
-  -u STORAGE_ENGINE -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT \
-  "$RILL_TANSU_BIN" broker \
-  --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-  --storage-engine memory://tansu/
-wait_for tansu "port $kafka_port" port_open "$kafka_port"
+# 1. Apache Kafka, its data in $state/kafka (formatted on the first start).
+start kafka "$repo/scripts/kafka/run.sh" "$state/kafka" "$kafka_port" "$kafka_controller_port"
+kafka_ready() { kafka_wait "$1" 2 2>/dev/null; }
+wait_for kafka "a broker answering on port $kafka_port" kafka_ready "$kafka_port"
 
 # 2. Redis, in memory only.
 start redis "$RILL_REDIS_BIN" --port "$redis_port" --bind 127.0.0.1 \
@@ -317,15 +316,13 @@ wait_for redis "PING on port $redis_port" redis_pong "$redis_port"
 # Settings shared by every service (RILL_<SECTION>__<FIELD>).
 common_env=(
   "RILL_KAFKA__BROKERS=127.0.0.1:$kafka_port"
-  "RILL_KAFKA__IDEMPOTENCE=false"
   "RILL_REDIS__URLS=redis://127.0.0.1:$redis_port"
-  # Users, profiles and history outlive the in-memory broker.
   "RILL_STORE__SQLITE_PATH=$state/rill.db"
   "RILL_TELEMETRY__LOG_FORMAT=${RILL_TELEMETRY__LOG_FORMAT:-text}"
   "RILL_SESSION__COOKIE_KEY=$cookie_key"
 )
 
-# 3. Topics (the broker is in memory: every start is a fresh one).
+# 3. Topics (those that exist from an earlier start are left alone).
 say "creating topics (log: $logs/rill-admin.log)"
 if ! env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$logs/rill-admin.log" 2>&1 </dev/null; then
   show_log rill-admin
@@ -357,7 +354,7 @@ cat <<EOF
 
   Rill is running: http://127.0.0.1:$http_port/
 
-  logs:  $logs/{tansu,redis,rill-admin,edge-1,edge-2,api,persist,traefik}.log
+  logs:  $logs/{kafka,redis,rill-admin,edge-1,edge-2,api,persist,traefik}.log
   stop:  Ctrl-C
 
 EOF

@@ -4,19 +4,22 @@
 #   scripts/test.sh [extra args for the test runner]
 #   e.g. scripts/test.sh sticky  (a test-name filter)
 #
-# 1. installs the missing tools (tansu, Redis, Traefik; once per machine,
-#    outside the checkout: scripts/lib/tools.sh) and exports their paths,
-#    RILL_TANSU_BIN, RILL_TRAEFIK_BIN, RILL_REDIS_BIN, for the integration
-#    tests, which start their own broker, Redis and Traefik (through
-#    traefik/local/run.sh) on free ports; and for the browser tests
-#    Chromium and Node.js (Debian packages) and playwright-core (`npm ci`
-#    in services/edge/tests/browser): RILL_CHROMIUM_BIN, RILL_NODE_BIN,
-#    RILL_BROWSER_TESTS_DIR;
-# 2. cargo fmt --all --check
-# 3. cargo clippy --workspace --all-targets -- -D warnings
-# 4. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
+# 1. installs the missing tools (Apache Kafka, Redis, Traefik, cargo-nextest;
+#    once per machine, outside the checkout: scripts/lib/tools.sh) and
+#    exports their paths for the integration tests, which start their own
+#    Redis and Traefik (through traefik/local/run.sh) on free ports; and for
+#    the browser tests Chromium and Node.js (Debian packages) and
+#    playwright-core (`npm ci` in services/edge/tests/browser):
+#    RILL_CHROMIUM_BIN, RILL_NODE_BIN, RILL_BROWSER_TESTS_DIR;
+# 2. starts one Apache Kafka for the whole run (scripts/kafka/run.sh, in a
+#    temporary folder, on free ports) and names it in RILL_TEST_KAFKA: each
+#    test makes topics of its own on it; it is stopped and removed at the
+#    end, whatever happens;
+# 3. cargo fmt --all --check
+# 4. cargo clippy --workspace --all-targets -- -D warnings
+# 5. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
 #    (its Python packages in a virtualenv outside the checkout, like the tools)
-# 5. cargo nextest run --workspace "$@" (cargo test when nextest is missing)
+# 6. cargo nextest run --workspace "$@"
 # Stops at the first failure, with its exit status.
 set -euo pipefail
 
@@ -33,14 +36,35 @@ command -v cargo >/dev/null 2>&1 || {
 }
 
 step "tools"
-ensure_tools # exports RILL_TANSU_BIN, RILL_TRAEFIK_BIN, RILL_REDIS_BIN
+ensure_tools # exports RILL_KAFKA_HOME, RILL_TRAEFIK_BIN, RILL_REDIS_BIN
+ensure_nextest
 export RILL_TOOLS # services/testkit/src/tools.rs falls back on it
-step "RILL_TANSU_BIN=$RILL_TANSU_BIN"
+step "RILL_KAFKA_HOME=$RILL_KAFKA_HOME"
 step "RILL_TRAEFIK_BIN=$RILL_TRAEFIK_BIN"
 step "RILL_REDIS_BIN=$RILL_REDIS_BIN"
 ensure_browser # exports RILL_CHROMIUM_BIN, RILL_NODE_BIN, RILL_BROWSER_TESTS_DIR
 step "RILL_CHROMIUM_BIN=$RILL_CHROMIUM_BIN"
 step "RILL_BROWSER_TESTS_DIR=$RILL_BROWSER_TESTS_DIR"
+
+# The backends start now and warm up while the checks below run.
+backends="$(mktemp -d -t rill-test-backends.XXXXXX)"
+kafka_pid=""
+stop_backends() {
+  local rc=$?
+  if [[ -n "$kafka_pid" ]]; then
+    kill -TERM "$kafka_pid" 2>/dev/null || true
+    wait "$kafka_pid" 2>/dev/null || true
+  fi
+  rm -rf "$backends"
+  exit "$rc"
+}
+trap stop_backends EXIT
+read -r kafka_port kafka_controller_port < <(free_ports 2)
+step "Apache Kafka for the tests on 127.0.0.1:$kafka_port (log: $backends/kafka/server.log)"
+"$repo/scripts/kafka/run.sh" "$backends/kafka" "$kafka_port" "$kafka_controller_port" \
+  >"$backends/kafka.out" 2>&1 </dev/null &
+kafka_pid=$!
+export RILL_TEST_KAFKA="127.0.0.1:$kafka_port"
 
 step "cargo fmt --all --check"
 cargo fmt --all --check
@@ -55,20 +79,16 @@ if ! bash "$repo/helm/tests/validate.sh"; then
   exit 1
 fi
 
-# cargo-nextest runs each test in its own process and ends with a summary
-# line that counts every test; plain `cargo test` is the fallback.
-if cargo nextest --version >/dev/null 2>&1; then
-  step "cargo nextest run --workspace $*"
-  ignored=()
-  if [[ -n "${RILL_TEST_CASSANDRA:-}" ]]; then
-    # The Cassandra store contract tests are marked ignored; run them too.
-    step "RILL_TEST_CASSANDRA=$RILL_TEST_CASSANDRA: running the Cassandra contract tests"
-    ignored=(--run-ignored all)
-  fi
-  cargo nextest run --workspace --no-fail-fast "${ignored[@]}" "$@"
-else
-  step "cargo test --workspace $* (cargo-nextest not installed)"
-  cargo test --workspace "$@"
+step "waiting for Apache Kafka on $RILL_TEST_KAFKA"
+if ! kafka_wait "$kafka_port" 180; then
+  tail -n 40 "$backends/kafka.out" "$backends/kafka/server.log" >&2 || true
+  step "error: Kafka did not start"
+  exit 1
 fi
+
+# cargo-nextest runs each test in its own process and ends with a summary
+# line that counts every test.
+step "cargo nextest run --workspace $*"
+cargo nextest run --workspace --no-fail-fast "$@"
 
 step "all checks passed"

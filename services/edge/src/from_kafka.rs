@@ -17,7 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, PresenceChange, Push, PushTarget};
 use rill_runtime::KafkaSettings;
-use rill_runtime::kafka::{OffsetGuard, Seen, admit, partitions_of, tail_consumer_config};
+use rill_runtime::kafka::{partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
 use tracing::Instrument;
 
@@ -100,7 +100,6 @@ impl Delivery {
 
     /// Delivers until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut guard = OffsetGuard::default();
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -115,20 +114,6 @@ impl Delivery {
                 }
             };
             self.metrics.records_consumed.inc();
-            match admit(&mut guard, &self.consumer, &record) {
-                Seen::Next => {}
-                Seen::Repeat => {
-                    self.metrics.records_repeated.inc();
-                    continue;
-                }
-                Seen::Gap { .. } => {
-                    self.metrics.offset_gaps.inc();
-                    continue;
-                }
-                Seen::GapAccepted { skipped } => {
-                    self.metrics.records_skipped.inc_by(skipped as u64);
-                }
-            }
             if record.topic() == self.message_topic {
                 self.deliver(&record).await;
             } else if record.topic() == self.push_topic {

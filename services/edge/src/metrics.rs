@@ -31,10 +31,7 @@ pub struct EdgeMetrics {
     pub sends_refused: Family<ReasonLabels, Counter>,
     pub send_ack_seconds: Histogram,
     pub records_consumed: Counter,
-    pub records_repeated: Counter,
-    pub offset_gaps: Counter,
     pub presence_events_skipped: Counter,
-    pub records_skipped: Counter,
     pub records_invalid: Counter,
     pub queued_events: Counter,
     pub dropped_events: Counter,
@@ -59,10 +56,7 @@ impl Default for EdgeMetrics {
             sends_refused: Family::default(),
             send_ack_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             records_consumed: Counter::default(),
-            records_repeated: Counter::default(),
-            offset_gaps: Counter::default(),
             presence_events_skipped: Counter::default(),
-            records_skipped: Counter::default(),
             records_invalid: Counter::default(),
             queued_events: Counter::default(),
             dropped_events: Counter::default(),
@@ -133,24 +127,9 @@ impl EdgeMetrics {
             self.records_consumed.clone(),
         );
         r.register(
-            "records_repeated",
-            "Records dropped because their offset was already seen",
-            self.records_repeated.clone(),
-        );
-        r.register(
-            "offset_gaps",
-            "Records that came after skipped offsets: dropped, and the partition read again",
-            self.offset_gaps.clone(),
-        );
-        r.register(
             "presence_events_skipped",
             "Join and leave events not delivered: their profile had more live sessions here than limits.max_presence_users",
             self.presence_events_skipped.clone(),
-        );
-        r.register(
-            "records_skipped",
-            "Offsets skipped for good: records that never came back after the rereads",
-            self.records_skipped.clone(),
         );
         r.register(
             "records_invalid",

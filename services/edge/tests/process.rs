@@ -19,14 +19,14 @@ use warp::Filter;
 const BINARY: &str = env!("CARGO_BIN_EXE_edge");
 
 fn env_for(broker: &Broker, redis: &Redis, db: &TempDb) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = broker.env();
+    env.extend([
         ("RILL_REDIS__URLS", format!("[{}]", redis.url())),
         ("RILL_STORE__SQLITE_PATH", db.path.display().to_string()),
-        ("RILL_KAFKA__BROKERS", broker.addr.to_string()),
-        ("RILL_KAFKA__IDEMPOTENCE", "false".into()),
         ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
         ("RILL_NODE_ID", "edge-process".into()),
-    ]
+    ]);
+    env
 }
 
 fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

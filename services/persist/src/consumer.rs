@@ -10,7 +10,6 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rill_domain::{ChatMessage, DirectoryEvent};
-use rill_runtime::kafka::{OffsetGuard, Seen, admit};
 use rill_runtime::shutdown::CancellationToken;
 use rill_store::Store;
 
@@ -70,11 +69,10 @@ impl PersistConsumer {
 
     /// Writes batches until `shutdown`; the batch in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut guard = OffsetGuard::default();
         while !shutdown.is_cancelled() {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                batch = self.next_batch(&mut guard) => batch,
+                batch = self.next_batch() => batch,
             };
             if batch.records == 0 {
                 continue;
@@ -98,17 +96,17 @@ impl PersistConsumer {
 
     /// Waits for a first record, then gathers more for at most
     /// `batch.max_wait_ms`, up to `batch.max_records`.
-    async fn next_batch(&self, guard: &mut OffsetGuard) -> Batch {
+    async fn next_batch(&self) -> Batch {
         let mut batch = Batch::default();
         while batch.records == 0 {
             let first = self.recv().await;
-            self.add(&mut batch, &first, guard);
+            self.add(&mut batch, &first);
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.settings.batch.max_wait_ms);
         while batch.records < self.settings.batch.max_records {
             match tokio::time::timeout_at(deadline, self.recv()).await {
-                Ok(record) => self.add(&mut batch, &record, guard),
+                Ok(record) => self.add(&mut batch, &record),
                 Err(_) => break,
             }
         }
@@ -127,20 +125,9 @@ impl PersistConsumer {
         }
     }
 
-    /// Adds `record` to the batch unless it is a repeat or came after
-    /// skipped offsets (then they are read again first).
-    fn add(&self, batch: &mut Batch, record: &BorrowedMessage<'_>, guard: &mut OffsetGuard) {
-        match admit(guard, &self.consumer, record) {
-            Seen::Next => {}
-            Seen::Repeat => return,
-            Seen::Gap { .. } => {
-                self.metrics.offset_gaps.inc();
-                return;
-            }
-            Seen::GapAccepted { skipped } => {
-                self.metrics.records_skipped.inc_by(skipped as u64);
-            }
-        }
+    /// Adds `record` to the batch (an undecodable one is counted and
+    /// skipped).
+    fn add(&self, batch: &mut Batch, record: &BorrowedMessage<'_>) {
         batch.records += 1;
         let payload = record.payload().unwrap_or_default();
         let kafka = &self.settings.kafka;

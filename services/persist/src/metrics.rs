@@ -9,8 +9,6 @@ pub struct PersistMetrics {
     pub directory_events_written: Counter,
     pub messages_written: Counter,
     pub records_invalid: Counter,
-    pub offset_gaps: Counter,
-    pub records_skipped: Counter,
     pub write_failures: Counter,
     pub batch_records: Histogram,
     pub batch_write_seconds: Histogram,
@@ -22,8 +20,6 @@ impl Default for PersistMetrics {
             directory_events_written: Counter::default(),
             messages_written: Counter::default(),
             records_invalid: Counter::default(),
-            offset_gaps: Counter::default(),
-            records_skipped: Counter::default(),
             write_failures: Counter::default(),
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             batch_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -49,16 +45,6 @@ impl PersistMetrics {
             "records_invalid",
             "Records skipped because they did not decode",
             self.records_invalid.clone(),
-        );
-        r.register(
-            "offset_gaps",
-            "Records that came after skipped offsets: dropped, and the partition read again",
-            self.offset_gaps.clone(),
-        );
-        r.register(
-            "records_skipped",
-            "Offsets skipped for good: records that never came back after the rereads",
-            self.records_skipped.clone(),
         );
         r.register(
             "write_failures",

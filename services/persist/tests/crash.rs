@@ -14,16 +14,16 @@ const BINARY: &str = env!("CARGO_BIN_EXE_persist");
 const MESSAGES: usize = 10_000;
 
 fn persist_process(stack: &Stack) -> ServiceProcess {
-    let path = stack.db.path.display().to_string();
-    let brokers = stack.broker.addr.to_string();
-    ServiceProcess::start(
-        Path::new(BINARY),
-        &[
-            ("RILL_STORE__SQLITE_PATH", &path),
-            ("RILL_KAFKA__BROKERS", &brokers),
-            ("RILL_KAFKA__IDEMPOTENCE", "false"),
-        ],
-    )
+    let mut env = stack.broker.env();
+    env.extend([
+        (
+            "RILL_STORE__SQLITE_PATH",
+            stack.db.path.display().to_string(),
+        ),
+        ("RILL_GROUP_ID", stack.broker.group_id("persist")),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ServiceProcess::start(Path::new(BINARY), &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

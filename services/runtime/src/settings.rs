@@ -126,13 +126,14 @@ pub struct KafkaSettings {
     /// Partitions of each topic when `rill-admin create-topics` creates it.
     /// Default 8.
     pub partitions: i32,
-    /// Producer idempotence. Default `true`; the local stack turns it off
-    /// (see docs/ARCHITECTURE.md: consumers de-duplicate by message id).
+    /// Producer idempotence: a produce retried after a lost answer is
+    /// written once. Default `true`.
     pub idempotence: bool,
     /// How long the producer waits to fill a batch, in ms. Default 1.
     pub linger_ms: u32,
-    /// How long a fetch may wait on the broker for data, in ms. Default 10:
-    /// low latency on brokers that hold every fetch for the full wait.
+    /// How long a fetch may wait on the broker when it has no new data, in
+    /// ms. Default 100. Kafka answers a waiting fetch as soon as a record
+    /// arrives, so this bounds idle polling, not latency.
     pub fetch_wait_max_ms: u32,
     /// How long a produce may take before it fails, in ms. Default 10000.
     pub message_timeout_ms: u32,
@@ -149,7 +150,7 @@ impl Default for KafkaSettings {
             partitions: 8,
             idempotence: true,
             linger_ms: 1,
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: 100,
             message_timeout_ms: 10_000,
         }
     }

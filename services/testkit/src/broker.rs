@@ -1,10 +1,22 @@
-//! A real Kafka-protocol broker (tansu, in-memory storage) with Rill's
-//! topics created.
+//! Apache Kafka for the tests.
+//!
+//! One broker serves a whole test run: `scripts/test.sh` starts it
+//! (`scripts/kafka/run.sh`) and names it in `RILL_TEST_KAFKA`, since a JVM
+//! per test would not fit two cores. Each test gets topics and consumer
+//! groups of its own, under a random prefix, so that no test sees another's
+//! records; its topics are deleted when its [`Broker`] drops.
+//!
+//! A test that stops or restarts the broker starts one of its own
+//! ([`Broker::dedicated`]), a child process with its own data folder.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rill_runtime::KafkaSettings;
 
 use crate::process::{ChildGuard, free_addr};
@@ -14,50 +26,224 @@ use crate::tools;
 /// reading every partition are exercised.
 pub const TEST_PARTITIONS: i32 = 4;
 
+/// How long a broker of a test's own may take to start on a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Debug)]
 pub struct Broker {
     pub addr: SocketAddr,
-    process: ChildGuard,
+    /// Starts every topic and group name of this test.
+    prefix: String,
+    own: Option<OwnBroker>,
+}
+
+/// A broker process that belongs to one test.
+#[derive(Debug)]
+struct OwnBroker {
+    process: Option<ChildGuard>,
+    data: PathBuf,
+    controller: SocketAddr,
 }
 
 impl Broker {
-    /// Starts a broker on a free port and creates the topics.
+    /// Topics of this test's own on the test run's broker.
     pub async fn start() -> Self {
-        let addr = free_addr();
-        let url = format!("tcp://{addr}");
-        let mut command = Command::new(tools::tansu());
-        command
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            // tansu reads these from the environment too: keep them out.
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("CLUSTER_ID")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("SCHEMA_REGISTRY");
-        let mut process = ChildGuard::spawn("tansu", &mut command);
-        process.wait_for_port(addr, Duration::from_secs(20));
-        let broker = Self { addr, process };
-        rill_runtime::kafka::create_topics(&broker.kafka_settings())
-            .await
-            .unwrap_or_else(|e| panic!("creating topics: {e}\n{}", broker.process.log_tail()));
+        let addr = std::env::var("RILL_TEST_KAFKA")
+            .ok()
+            .and_then(|addr| addr.parse().ok())
+            .expect(
+                "RILL_TEST_KAFKA must name the test run's Kafka broker (127.0.0.1:PORT): \
+                 run the tests with scripts/test.sh, which starts one",
+            );
+        let broker = Self {
+            addr,
+            prefix: new_prefix(),
+            own: None,
+        };
+        broker.create_topics().await;
         broker
     }
 
-    /// Settings that point at this broker, as the local stack sets them.
+    /// A broker of this test's own, which it may stop and restart.
+    pub async fn dedicated() -> Self {
+        let data = std::env::temp_dir().join(format!("rill-test-kafka-{}", uuid::Uuid::new_v4()));
+        let own = OwnBroker {
+            process: None,
+            data,
+            controller: free_addr(),
+        };
+        let mut broker = Self {
+            addr: free_addr(),
+            prefix: new_prefix(),
+            own: Some(own),
+        };
+        broker.restart().await;
+        broker.create_topics().await;
+        broker
+    }
+
+    /// Settings that point at this broker and this test's topics.
     pub fn kafka_settings(&self) -> KafkaSettings {
+        let defaults = KafkaSettings::default();
+        let topic = |name: &str| format!("{}.{name}", self.prefix);
         KafkaSettings {
             brokers: self.addr.to_string(),
+            message_topic: topic(&defaults.message_topic),
+            directory_topic: topic(&defaults.directory_topic),
+            push_topic: topic(&defaults.push_topic),
+            presence_topic: topic(&defaults.presence_topic),
             partitions: TEST_PARTITIONS,
-            idempotence: false,
-            ..KafkaSettings::default()
+            ..defaults
         }
     }
+
+    /// A consumer group name of this test's own.
+    pub fn group_id(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// The same settings as environment variables, for service processes.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let settings = self.kafka_settings();
+        vec![
+            ("RILL_KAFKA__BROKERS", settings.brokers),
+            ("RILL_KAFKA__MESSAGE_TOPIC", settings.message_topic),
+            ("RILL_KAFKA__DIRECTORY_TOPIC", settings.directory_topic),
+            ("RILL_KAFKA__PUSH_TOPIC", settings.push_topic),
+            ("RILL_KAFKA__PRESENCE_TOPIC", settings.presence_topic),
+            ("RILL_KAFKA__PARTITIONS", settings.partitions.to_string()),
+        ]
+    }
+
+    /// Stops a broker of the test's own as a crash would (SIGKILL); its data
+    /// stays for [`Broker::restart`].
+    pub fn kill(&mut self) {
+        let own = self
+            .own
+            .as_mut()
+            .expect("only a dedicated broker can be killed");
+        if let Some(mut process) = own.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Stops a broker of the test's own cleanly (SIGTERM).
+    pub fn stop(&mut self) {
+        let own = self
+            .own
+            .as_mut()
+            .expect("only a dedicated broker can be stopped");
+        if let Some(mut process) = own.process.take() {
+            process.terminate(Duration::from_secs(60));
+        }
+    }
+
+    /// Starts a broker of the test's own (again, with its data, on the same
+    /// ports) and waits until it serves clients.
+    pub async fn restart(&mut self) {
+        let addr = self.addr;
+        let own = self
+            .own
+            .as_mut()
+            .expect("only a dedicated broker can be restarted");
+        assert!(own.process.is_none(), "the broker is running");
+        let mut command = Command::new(tools::repo_root().join("scripts/kafka/run.sh"));
+        command
+            .arg(&own.data)
+            .arg(addr.port().to_string())
+            .arg(own.controller.port().to_string());
+        let mut process = ChildGuard::spawn("kafka", &mut command);
+        process.wait_for_port(addr, START_TIMEOUT);
+        own.process = Some(process);
+        self.wait_until_serving().await;
+    }
+
+    /// Waits until the broker answers metadata requests (it accepts
+    /// connections a little before its controller is elected).
+    async fn wait_until_serving(&self) {
+        let settings = self.kafka_settings();
+        let deadline = Instant::now() + START_TIMEOUT;
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer =
+                rill_runtime::kafka::tail_consumer_config(&settings, "rill-testkit")
+                    .create()
+                    .expect("a Kafka client");
+            loop {
+                use rdkafka::consumer::Consumer as _;
+                match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+                    Ok(metadata) if !metadata.brokers().is_empty() => return,
+                    result => assert!(
+                        Instant::now() < deadline,
+                        "the test's broker does not serve: {:?}",
+                        result.err()
+                    ),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await
+        .expect("wait for the broker");
+    }
+
+    async fn create_topics(&self) {
+        rill_runtime::kafka::create_topics(&self.kafka_settings())
+            .await
+            .unwrap_or_else(|e| panic!("creating topics on {}: {e}", self.addr));
+    }
+
+    /// The broker's log, when it is the test's own.
+    pub fn log(&self) -> String {
+        self.own
+            .as_ref()
+            .and_then(|own| own.process.as_ref())
+            .map(ChildGuard::log)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        match self.own.take() {
+            Some(mut own) => {
+                drop(own.process.take());
+                let _ = std::fs::remove_dir_all(&own.data);
+            }
+            None => delete_topics(&self.kafka_settings()),
+        }
+    }
+}
+
+/// A prefix for one test's topics and groups: `t` and 12 random hex digits.
+fn new_prefix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{}", &id[..12])
+}
+
+/// Asks the broker to delete the test's topics and does not wait for it to
+/// finish (the test is over; the run's broker goes when the run ends).
+fn delete_topics(settings: &KafkaSettings) {
+    let settings = settings.clone();
+    let deleted = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .create()
+            .ok()?;
+        let topics = [
+            settings.message_topic.as_str(),
+            settings.directory_topic.as_str(),
+            settings.push_topic.as_str(),
+            settings.presence_topic.as_str(),
+        ];
+        let options = AdminOptions::new()
+            .request_timeout(Some(Duration::from_secs(5)))
+            .operation_timeout(Some(Duration::ZERO));
+        runtime
+            .block_on(admin.delete_topics(&topics, &options))
+            .ok()
+    });
+    let _ = deleted.join();
 }

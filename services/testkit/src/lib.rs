@@ -1,15 +1,16 @@
 //! The integration-test harness, shared by every service's `tests/`.
 //!
-//! Everything is real: a tansu broker, Redis and Traefik run as child
-//! processes on free ports of 127.0.0.1, and the services run in the test
-//! process on listeners bound to port 0. Each test starts its own
-//! [`Stack`], so no test depends on another's state; dropping it stops
+//! Everything is real: Apache Kafka (one broker for the test run, which
+//! `scripts/test.sh` starts; topics of its own for each test), Redis and
+//! Traefik as child processes on free ports of 127.0.0.1, and the services
+//! in the test process on listeners bound to port 0. Each test starts its
+//! own [`Stack`], so no test depends on another's state; dropping it stops
 //! everything.
 //!
 //! - [`tools`]: where the installed tools are (`RILL_*_BIN`).
 //! - [`process`]: child processes that die with the test, free ports.
 //! - [`service`]: a service binary run as a process.
-//! - [`broker`]: a tansu broker with the topics created.
+//! - [`broker`]: a test's topics on the run's Kafka, or a broker of its own.
 //! - [`traefik`]: Traefik with the project's local config.
 //! - [`stack`]: broker + edges + Traefik.
 //! - [`client`]: an HTTP client with a cookie jar, WebSocket and SSE

@@ -157,6 +157,7 @@ impl Stack {
         if with_persist {
             let persist_settings = rill_persist::PersistSettings {
                 kafka: broker.kafka_settings(),
+                group_id: broker.group_id("persist"),
                 store: db.settings(),
                 ..Default::default()
             };
