@@ -55,11 +55,15 @@ pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> Client
 }
 
 /// Configuration of a member of consumer group `group_id` that commits its
-/// offsets itself, after its work succeeded.
+/// offsets itself, after its work succeeded. It heartbeats three times per
+/// session timeout, as Kafka advises.
 pub fn group_consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut config = base_config(settings);
+    let session = settings.group_session_timeout_ms;
     config
         .set("group.id", group_id)
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).to_string())
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
@@ -118,15 +122,25 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     wait_for_topics(settings, &topics).await
 }
 
-/// Waits until the broker's metadata lists every topic, so that clients
-/// started next find them.
+/// Waits until every partition of every topic has a leader that answers,
+/// so that clients started next can read and write them all. (The
+/// metadata lists a new topic a little before its partitions' leaders
+/// serve: reading a watermark then fails with "not leader".)
 async fn wait_for_topics(settings: &KafkaSettings, topics: &[&String]) -> Result<(), KafkaError> {
     let consumer: BaseConsumer = tail_consumer_config(settings, "rill-admin").create()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let timeout = Duration::from_secs(2);
     for topic in topics {
         loop {
-            match partitions_of(&consumer, topic, Duration::from_secs(2)) {
-                Ok(_) => break,
+            let serving = partitions_of(&consumer, topic, timeout).and_then(|partitions| {
+                partitions.into_iter().try_for_each(|partition| {
+                    consumer
+                        .fetch_watermarks(topic, partition, timeout)
+                        .map(drop)
+                })
+            });
+            match serving {
+                Ok(()) => break,
                 Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }

@@ -137,6 +137,11 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
     /// How long a produce may take before it fails, in ms. Default 10000.
     pub message_timeout_ms: u32,
+    /// How long a consumer group member (persist) may go without a
+    /// heartbeat before the broker gives its partitions to the others, in
+    /// ms: after a crash, its records wait this long. Default 10000; the
+    /// broker allows 6000 to 300000 (`group.min/max.session.timeout.ms`).
+    pub group_session_timeout_ms: u32,
 }
 
 impl Default for KafkaSettings {
@@ -152,6 +157,7 @@ impl Default for KafkaSettings {
             linger_ms: 1,
             fetch_wait_max_ms: 100,
             message_timeout_ms: 10_000,
+            group_session_timeout_ms: 10_000,
         }
     }
 }
@@ -178,6 +184,12 @@ impl KafkaSettings {
             return Err(SettingsError::invalid(
                 "kafka.partitions",
                 "must be at least 1",
+            ));
+        }
+        if !(6_000..=300_000).contains(&self.group_session_timeout_ms) {
+            return Err(SettingsError::invalid(
+                "kafka.group_session_timeout_ms",
+                "must be between 6000 and 300000 (the broker's defaults for group sessions)",
             ));
         }
         if self.message_timeout_ms == 0 {

@@ -1,15 +1,16 @@
-//! The store contract, run against every backend: SQLite always, and
-//! Cassandra/ScyllaDB when `RILL_TEST_CASSANDRA` names a contact point
-//! (`host:9042`). The Cassandra tests are marked ignored so that a run
-//! without a cluster says they were skipped; `scripts/test.sh` runs them
-//! when the variable is set.
+//! The store contract, run against every backend: SQLite, and Cassandra
+//! at `RILL_TEST_CASSANDRA` (`host:port`, which `scripts/test.sh` starts
+//! and sets). The Cassandra tests fail, not skip, without it: every run
+//! tests every backend.
 
 mod scenarios;
+mod support;
 
 use std::sync::Arc;
 
-use rill_store::{CassandraSettings, Store, StoreSettings};
+use rill_store::{Store, StoreSettings};
 use rill_testkit::stack::TempDb;
+use support::TestKeyspace;
 
 /// A SQLite store in a fresh file (removed when the `TempDb` drops).
 async fn sqlite() -> (TempDb, Arc<dyn Store>) {
@@ -20,17 +21,10 @@ async fn sqlite() -> (TempDb, Arc<dyn Store>) {
     (db, store)
 }
 
-/// A Cassandra store in a keyspace of its own.
-async fn cassandra() -> Arc<dyn Store> {
-    let contact_point = std::env::var("RILL_TEST_CASSANDRA")
-        .expect("set RILL_TEST_CASSANDRA=host:port to run the Cassandra contract tests");
-    let keyspace = format!("rill_test_{}", uuid::Uuid::new_v4().simple());
+/// A Cassandra store in `keyspace`, which connecting creates.
+async fn cassandra(keyspace: &TestKeyspace) -> Arc<dyn Store> {
     let settings = StoreSettings {
-        cassandra: CassandraSettings {
-            contact_points: vec![contact_point],
-            keyspace,
-            ..CassandraSettings::default()
-        },
+        cassandra: keyspace.settings.clone(),
         ..StoreSettings::default()
     };
     rill_store::open(&settings)
@@ -52,10 +46,12 @@ macro_rules! contract_tests {
         mod on_cassandra {
             $(
                 #[tokio::test]
-                #[ignore = "needs a Cassandra/ScyllaDB contact point in RILL_TEST_CASSANDRA"]
                 async fn $scenario() {
-                    let store = super::cassandra().await;
+                    let keyspace = super::TestKeyspace::new();
+                    let store = super::cassandra(&keyspace).await;
                     super::scenarios::$scenario(&*store).await;
+                    drop(store);
+                    keyspace.remove().await;
                 }
             )*
         }

@@ -64,7 +64,15 @@ impl CassandraStore {
     pub async fn connect(settings: &CassandraSettings) -> Result<Self, StoreError> {
         let ident = schema::keyspace_ident(&settings.keyspace)?;
         let session = connect::session(settings).await?;
-        schema::migrate(&session, &ident, settings.replication_factor).await?;
+        if schema::migrate(&session, &ident, settings.replication_factor).await? {
+            // The driver read the schema when it connected, before the
+            // keyspace or its new tables existed: without them it cannot
+            // route statements to the replicas of their partitions.
+            session
+                .refresh_metadata()
+                .await
+                .map_err(driver("read the new schema"))?;
+        }
         let statements = Statements::prepare(&session, &ident).await?;
         Ok(Self {
             session,

@@ -142,11 +142,13 @@ pub(super) fn pending(applied: &[i32]) -> impl Iterator<Item = &'static Migratio
 
 /// Creates the keyspace (SimpleStrategy, `replication_factor`; an existing
 /// keyspace keeps its replication) and brings its tables up to date.
+/// Returns whether any migration was applied (the keyspace is new when
+/// the first one was).
 pub(super) async fn migrate(
     session: &Session,
     ident: &str,
     replication_factor: u32,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let ddl = |cql: String| async move {
         session
             .query_unpaged(cql, &[])
@@ -178,7 +180,9 @@ pub(super) async fn migrate(
         .prepare(in_keyspace(RECORD_VERSION, ident))
         .await
         .map_err(driver("prepare"))?;
+    let mut migrated = false;
     for migration in pending(&applied) {
+        migrated = true;
         for statement in migration.statements {
             ddl(in_keyspace(statement, ident)).await?;
         }
@@ -199,7 +203,7 @@ pub(super) async fn migrate(
         .await_schema_agreement()
         .await
         .map_err(driver("wait for schema agreement"))?;
-    Ok(())
+    Ok(migrated)
 }
 
 /// The tables the migrations create, in order.
