@@ -12,17 +12,17 @@ use rill_testkit::redis::Redis;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
-use rill_testkit::stack::{TEST_COOKIE_KEY, TempDb};
+use rill_testkit::stack::{TEST_COOKIE_KEY, TestStore};
 use serde_json::json;
 use warp::Filter;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_edge");
 
-fn env_for(broker: &Broker, redis: &Redis, db: &TempDb) -> Vec<(&'static str, String)> {
+fn env_for(broker: &Broker, redis: &Redis, store: &TestStore) -> Vec<(&'static str, String)> {
     let mut env = broker.env();
+    env.extend(store.env());
     env.extend([
         ("RILL_REDIS__URLS", format!("[{}]", redis.url())),
-        ("RILL_STORE__SQLITE_PATH", db.path.display().to_string()),
         ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
         ("RILL_NODE_ID", "edge-process".into()),
     ]);
@@ -36,9 +36,9 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_operations_endpoints_and_exits_cleanly_on_sigterm() {
     let broker = Broker::start().await;
-    let db = TempDb::new();
+    let store = TestStore::sqlite();
     let redis = Redis::start();
-    let env = env_for(&broker, &redis, &db);
+    let env = env_for(&broker, &redis, &store);
     let edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
     assert_serves_ops_then_exits_on_sigterm(edge).await;
 }
@@ -84,7 +84,7 @@ async fn collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 async fn exports_send_and_delivery_spans_over_otlp_when_an_endpoint_is_set() {
     let stack = Stack::start(1).await;
     let (collector, bodies) = collector().await;
-    let mut env = env_for(&stack.broker, &stack.redis, &stack.db);
+    let mut env = env_for(&stack.broker, &stack.redis, &stack.store);
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")));
     let mut edge = ServiceProcess::start(Path::new(BINARY), &as_refs(&env));
 

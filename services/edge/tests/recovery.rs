@@ -247,14 +247,11 @@ async fn a_client_whose_edge_is_killed_recovers_on_the_other_edge() {
     let ttl = 3;
     let edge = |name: &str| {
         let mut env = stack.broker.env();
+        env.extend(stack.store.env());
         env.extend([
             ("RILL_NODE_ID", name.to_owned()),
             ("RILL_REDIS__URLS", stack.redis.url()),
             ("RILL_REDIS__SESSION_TTL_SECS", ttl.to_string()),
-            (
-                "RILL_STORE__SQLITE_PATH",
-                stack.db.path.display().to_string(),
-            ),
             ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
         ]);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();

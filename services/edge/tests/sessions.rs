@@ -76,7 +76,7 @@ async fn a_second_stream_of_the_same_user_and_profile_is_refused_on_any_edge() {
 async fn locks_need_a_majority_of_three_redis_servers() {
     let stack = Stack::start(1).await;
     let servers = [Redis::start(), Redis::start(), Redis::start()];
-    let mut settings = edge_settings(&stack.broker, &stack.redis, &stack.db, 9);
+    let mut settings = edge_settings(&stack.broker, &stack.redis, &stack.store, 9);
     settings.redis.urls = servers.iter().map(Redis::url).collect();
     settings.redis.timeout_ms = 200;
     let edge = start_edge(settings).await;

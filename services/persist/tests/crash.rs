@@ -15,13 +15,8 @@ const MESSAGES: usize = 10_000;
 
 fn persist_process(stack: &Stack) -> ServiceProcess {
     let mut env = stack.broker.env();
-    env.extend([
-        (
-            "RILL_STORE__SQLITE_PATH",
-            stack.db.path.display().to_string(),
-        ),
-        ("RILL_GROUP_ID", stack.broker.group_id("persist")),
-    ]);
+    env.extend(stack.store.env());
+    env.push(("RILL_GROUP_ID", stack.broker.group_id("persist")));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ServiceProcess::start(Path::new(BINARY), &env)
 }

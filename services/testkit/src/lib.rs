@@ -12,6 +12,7 @@
 //! - [`service`]: a service binary run as a process.
 //! - [`broker`]: a test's topics on the run's Kafka, or a broker of its own.
 //! - [`traefik`]: Traefik with the project's local config.
+//! - [`store`]: a SQLite file or a Cassandra keyspace of the test's own.
 //! - [`stack`]: broker + edges + Traefik.
 //! - [`client`]: an HTTP client with a cookie jar, WebSocket and SSE
 //!   clients that read JSON events.
@@ -22,6 +23,7 @@ pub mod process;
 pub mod redis;
 pub mod service;
 pub mod stack;
+pub mod store;
 pub mod tools;
 pub mod traefik;
 

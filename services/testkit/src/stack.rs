@@ -2,12 +2,10 @@
 //! and Traefik.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use rill_edge::{Edge, EdgeSettings};
 use rill_runtime::Secret;
 use rill_runtime::shutdown::CancellationToken;
-use rill_store::StoreSettings;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -17,6 +15,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::client::Client;
 use crate::redis::Redis;
+pub use crate::store::{TempDb, TestStore};
 use crate::traefik::Traefik;
 use rill_sessions::RedisSettings;
 
@@ -71,48 +70,12 @@ impl Drop for EdgeHandle {
     }
 }
 
-/// A SQLite database file of its own, removed when dropped.
-#[derive(Debug)]
-pub struct TempDb {
-    pub path: PathBuf,
-}
-
-impl TempDb {
-    pub fn new() -> Self {
-        Self {
-            path: std::env::temp_dir().join(format!("rill-test-{}.db", Uuid::new_v4())),
-        }
-    }
-
-    pub fn settings(&self) -> StoreSettings {
-        StoreSettings {
-            sqlite_path: self.path.clone(),
-            ..StoreSettings::default()
-        }
-    }
-}
-
-impl Default for TempDb {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Stack {
     pub broker: Broker,
     pub redis: Redis,
-    pub db: TempDb,
+    /// Where the services keep users, profiles and history.
+    pub store: TestStore,
     pub edges: Vec<EdgeHandle>,
     pub api: SocketAddr,
     /// Where the in-process persistence consumer listens (unused without).
@@ -130,24 +93,30 @@ impl Stack {
 
     /// As [`Stack::start`], with each edge's settings changed by `tweak`.
     pub async fn start_with(edges: usize, tweak: impl Fn(&mut EdgeSettings)) -> Self {
-        Self::start_full(edges, true, tweak).await
+        Self::start_full(edges, true, TestStore::sqlite(), tweak).await
     }
 
     /// As [`Stack::start`], but without a persistence consumer: the test
     /// runs its own (as a process it can kill, say).
     pub async fn start_without_persist(edges: usize) -> Self {
-        Self::start_full(edges, false, |_| {}).await
+        Self::start_full(edges, false, TestStore::sqlite(), |_| {}).await
+    }
+
+    /// As [`Stack::start`], with the services on `store` (say, a keyspace
+    /// on the test run's Cassandra).
+    pub async fn start_on(edges: usize, store: TestStore) -> Self {
+        Self::start_full(edges, true, store, |_| {}).await
     }
 
     async fn start_full(
         edges: usize,
         with_persist: bool,
+        store: TestStore,
         tweak: impl Fn(&mut EdgeSettings),
     ) -> Self {
         rill_runtime::telemetry::Telemetry::init_for_tests();
         let broker = Broker::start().await;
         let redis = Redis::start();
-        let db = TempDb::new();
         let services = CancellationToken::new();
 
         let persist_listener = TcpListener::bind("127.0.0.1:0")
@@ -158,7 +127,7 @@ impl Stack {
             let persist_settings = rill_persist::PersistSettings {
                 kafka: broker.kafka_settings(),
                 group_id: broker.group_id("persist"),
-                store: db.settings(),
+                store: store.settings(),
                 ..Default::default()
             };
             let persist_token = services.clone();
@@ -175,7 +144,7 @@ impl Stack {
         let api = api_listener.local_addr().expect("api addr");
         let api_settings = rill_api::ApiSettings {
             kafka: broker.kafka_settings(),
-            store: db.settings(),
+            store: store.settings(),
             redis: redis_settings(&redis),
             ..Default::default()
         };
@@ -188,7 +157,7 @@ impl Stack {
 
         let mut handles = Vec::new();
         for n in 1..=edges {
-            let mut settings = edge_settings(&broker, &redis, &db, n);
+            let mut settings = edge_settings(&broker, &redis, &store, n);
             tweak(&mut settings);
             handles.push(start_edge(settings).await);
         }
@@ -197,7 +166,7 @@ impl Stack {
         Self {
             broker,
             redis,
-            db,
+            store,
             edges: handles,
             api,
             persist,
@@ -283,14 +252,14 @@ pub fn redis_settings(redis: &Redis) -> RedisSettings {
     }
 }
 
-/// Settings of edge number `n` against `broker`, `redis` and `db`.
-pub fn edge_settings(broker: &Broker, redis: &Redis, db: &TempDb, n: usize) -> EdgeSettings {
+/// Settings of edge number `n` against `broker`, `redis` and `store`.
+pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize) -> EdgeSettings {
     let mut settings = EdgeSettings {
         node_id: format!("edge-{n}"),
         ..EdgeSettings::default()
     };
     settings.kafka = broker.kafka_settings();
-    settings.store = db.settings();
+    settings.store = store.settings();
     settings.redis = redis_settings(redis);
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
     // Tests stop edges often: drain quickly.
