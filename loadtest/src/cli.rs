@@ -37,12 +37,20 @@ Processes and sockets:
     --source-ips K         bind client sockets to 127.0.0.1 .. 127.0.0.K,
                            round robin (default: one per 10,000 sessions)
     --connect-timeout S    per session, login included (default 30)
-    --timeout S            the whole run stops after this (default
-                           duration + 600)
+    --timeout S            the whole run stops after this (default: the
+                           ramp, the probe's and the sending's duration
+                           and drain, + 600)
 
 Measurement:
     --edge-pid PID         a server process whose RSS and CPU to sample
                            (repeat); sessions are assumed to be on them
+    --cpu-pid NAME=PID     a process whose CPU over the sending phase (sends
+                           and drain) the report gives under NAME, in
+                           cpu_secs_sending_by_process (repeat)
+    --interval-secs N      the latency series' interval: send-to-receive
+                           (and the probe's) latency per N seconds of the
+                           sending phase, by send time (default 60; at
+                           most 1,000 intervals per run)
     --broker HOST:PORT     run the broker probe first, alone: produce and
                            consume at the same rate for the same duration,
                            with the services' Kafka settings
@@ -93,6 +101,10 @@ pub struct RunArgs {
     pub connect_timeout: f64,
     pub timeout: Option<f64>,
     pub edge_pids: Vec<u32>,
+    /// `--cpu-pid NAME=PID`: (NAME, PID).
+    pub cpu_pids: Vec<(String, u32)>,
+    /// Width of the latency series' intervals, seconds.
+    pub interval_secs: f64,
     pub broker: Option<String>,
     pub probe_topic: String,
     pub probe_fetch_wait_ms: u32,
@@ -126,6 +138,8 @@ impl Default for RunArgs {
             connect_timeout: 30.0,
             timeout: None,
             edge_pids: Vec::new(),
+            cpu_pids: Vec::new(),
+            interval_secs: 60.0,
             broker: None,
             probe_topic: "rill.loadtest.probe".into(),
             probe_fetch_wait_ms: 100,
@@ -143,6 +157,24 @@ impl Default for RunArgs {
 impl RunArgs {
     pub fn sessions(&self) -> u64 {
         u64::from(self.profiles) * u64::from(self.users)
+    }
+
+    /// `--timeout`, or long enough for every phase plus 10 minutes to
+    /// spare: the ramp, the settle, the broker probe (its own duration,
+    /// drain and start) and the sending with its drain.
+    pub fn timeout_secs(&self) -> f64 {
+        self.timeout.unwrap_or_else(|| {
+            let probe = match self.broker {
+                Some(_) => self.duration + self.drain + 15.0,
+                None => 0.0,
+            };
+            self.sessions() as f64 / self.ramp
+                + self.settle
+                + probe
+                + self.duration
+                + self.drain
+                + 600.0
+        })
     }
 }
 
@@ -194,6 +226,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             Long("connect-timeout") => run.connect_timeout = parser.value()?.parse()?,
             Long("timeout") => run.timeout = Some(parser.value()?.parse()?),
             Long("edge-pid") => run.edge_pids.push(parser.value()?.parse()?),
+            Long("cpu-pid") => {
+                let value = parser.value()?.string()?;
+                let parsed = value
+                    .split_once('=')
+                    .and_then(|(name, pid)| Some((name.to_owned(), pid.parse().ok()?)))
+                    .filter(|(name, _)| !name.is_empty());
+                match parsed {
+                    Some(named) => run.cpu_pids.push(named),
+                    None => return Err(format!("--cpu-pid: {value:?} is not NAME=PID").into()),
+                }
+            }
+            Long("interval-secs") => run.interval_secs = parser.value()?.parse()?,
             Long("broker") => run.broker = Some(parser.value()?.string()?),
             Long("probe-topic") => run.probe_topic = parser.value()?.string()?,
             Long("probe-fetch-wait-ms") => run.probe_fetch_wait_ms = parser.value()?.parse()?,
@@ -230,6 +274,12 @@ fn validate(run: &RunArgs) -> Result<(), lexopt::Error> {
     if run.body_bytes < 40 {
         return fail("--body-bytes must be at least 40 (the timestamp and id)");
     }
+    if run.interval_secs.is_nan() || run.interval_secs <= 0.0 {
+        return fail("--interval-secs must be > 0");
+    }
+    if run.duration / run.interval_secs > crate::intervals::MAX_INTERVALS as f64 {
+        return fail("--duration / --interval-secs must be at most 1,000 intervals");
+    }
     if run.workers == Some(0) || run.source_ips == Some(0) || run.source_ips > Some(254) {
         return fail("--workers must be >= 1 and --source-ips 1..=254");
     }
@@ -248,7 +298,8 @@ mod tests {
     fn a_full_command_line_parses() {
         let Ok(Command::Run(run)) = parse_str(
             "run --url http://127.0.0.1:1 --url http://127.0.0.1:2 --transport mix \
-             --profiles 3 --users 4 --rate 2.5 --edge-pid 7 --edge-pid 8 --no-progress",
+             --profiles 3 --users 4 --rate 2.5 --edge-pid 7 --edge-pid 8 --no-progress \
+             --cpu-pid kafka=9 --cpu-pid edge-1=7 --interval-secs 5",
         ) else {
             panic!("parses")
         };
@@ -258,6 +309,11 @@ mod tests {
         assert_eq!(run.rate, 2.5);
         assert_eq!(run.edge_pids, vec![7, 8]);
         assert!(!run.progress);
+        assert_eq!(
+            run.cpu_pids,
+            vec![("kafka".to_owned(), 9), ("edge-1".to_owned(), 7)]
+        );
+        assert_eq!(run.interval_secs, 5.0);
         assert_eq!(run.command[0], "rill-load");
     }
 
@@ -268,5 +324,39 @@ mod tests {
         assert!(parse_str("run --url x --users 0").is_err());
         assert!(parse_str("run --url x --bogus").is_err());
         assert!(matches!(parse_str("worker"), Ok(Command::Worker)));
+        assert!(parse_str("run --url x --cpu-pid kafka").is_err());
+        assert!(parse_str("run --url x --cpu-pid =3").is_err());
+        assert!(parse_str("run --url x --interval-secs 0").is_err());
+        assert!(
+            parse_str("run --url x --duration 600 --interval-secs 0.5").is_err(),
+            "1,200 intervals"
+        );
+    }
+
+    #[test]
+    fn the_intervals_default_to_a_minute() {
+        let Ok(Command::Run(run)) = parse_str("run --url x") else {
+            panic!("parses")
+        };
+        assert_eq!(run.interval_secs, 60.0);
+    }
+
+    #[test]
+    fn a_ten_minute_run_with_the_probe_has_time_for_both() {
+        let Ok(Command::Run(run)) = parse_str(
+            "run --url x --profiles 1000 --users 10 --duration 600 --drain 3 --broker k:1",
+        ) else {
+            panic!("parses")
+        };
+        // The probe's 600 s, then the sessions' 600 s, then the spare.
+        assert!(
+            run.timeout_secs() > 1200.0 + 600.0,
+            "{}",
+            run.timeout_secs()
+        );
+        let Ok(Command::Run(run)) = parse_str("run --url x --timeout 60") else {
+            panic!("parses")
+        };
+        assert_eq!(run.timeout_secs(), 60.0);
     }
 }

@@ -13,12 +13,13 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::cli::{RunArgs, TransportMix};
-use crate::plan::{Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
+use crate::intervals::{IntervalPlan, Intervals};
+use crate::plan::{GO, Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
 use crate::probe;
 use crate::procfs;
 use crate::report::{self, Connect, Deliveries, Edges, Machine, Messages, Report, Setup};
 use crate::setup::{self, Population};
-use crate::stats::Latency;
+use crate::stats::{Latency, now_us};
 
 /// Sessions per worker process by default: well under the 20,000 open
 /// files one process may hold here.
@@ -43,9 +44,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs());
     let loadavg_before = report::loadavg();
     let sessions = args.sessions();
-    let timeout = args
-        .timeout
-        .unwrap_or(args.duration + 600.0 + sessions as f64 / args.ramp);
+    let timeout = args.timeout_secs();
     let deadline = started + Duration::from_secs_f64(timeout);
 
     let population = if args.transport == TransportMix::Socketio {
@@ -180,6 +179,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
                 args.rate,
                 Duration::from_secs_f64(args.duration),
                 Duration::from_secs_f64(args.drain),
+                Duration::from_secs_f64(args.interval_secs),
             )
             .await
             .context("broker probe")?;
@@ -190,9 +190,14 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
 
     // Phase 2: send (or idle) for the duration, then drain.
     let edges_start = procfs::total(&args.edge_pids);
+    let cpu_start = cpu_of(&args.cpu_pids);
     let send_started = Instant::now();
+    // Every worker buckets its deliveries into the same intervals, from
+    // this start, by the send time in each message.
+    let interval_plan = IntervalPlan::new(now_us(), args.duration, args.interval_secs);
+    let go = format!("{GO}{}\n", serde_json::to_string(&interval_plan)?);
     for (_, stdin) in &mut children {
-        stdin.write_all(b"go\n").await?;
+        stdin.write_all(go.as_bytes()).await?;
     }
     bar.set_length(sessions);
     // A second before the run's end: idle sessions have sat for the whole
@@ -224,6 +229,7 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let edges_end = procfs::total(&args.edge_pids);
+    let cpu_end = cpu_of(&args.cpu_pids);
     let edge_view = match args.transport {
         TransportMix::Socketio => None,
         _ => crate::edge_view::scrape(&args.urls).await,
@@ -242,6 +248,20 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         .iter_mut()
         .filter_map(Option::take)
         .collect();
+    let mut latency = Latency::default();
+    let mut latency_by_interval = Intervals::new(interval_plan);
+    for r in &results {
+        latency.merge(&r.latency);
+        latency_by_interval.merge(&r.latency_by_interval);
+    }
+    let cpu_sending = cpu_start
+        .iter()
+        .zip(&cpu_end)
+        .filter_map(|((name, start), (_, end))| {
+            let secs = end.as_ref()?.cpu_secs - start.as_ref()?.cpu_secs;
+            Some((name.clone(), (secs * 100.0).round() / 100.0))
+        })
+        .collect();
     let report = build_report(
         &args,
         &population,
@@ -254,14 +274,11 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         send_secs,
         probe,
         edge_view,
+        (&latency_by_interval, cpu_sending),
         workers,
         source_ips,
         started.elapsed().as_secs_f64(),
     );
-    let mut latency = Latency::default();
-    for r in &results {
-        latency.merge(&r.latency);
-    }
     let json = serde_json::to_string_pretty(&report)?;
     match &args.out {
         Some(path) => {
@@ -271,13 +288,17 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         None => println!("{json}"),
     }
     if let Some(path) = &args.svg {
-        let mut series = vec![(format!("{} send to receive", args.label), &latency)];
-        let probe_histogram = report
-            .broker_probe
-            .as_ref()
-            .and_then(|p| p.histogram.clone());
-        if let Some(h) = &probe_histogram {
-            series.push(("broker produce to consume".to_owned(), h));
+        let rill = format!("{} send to receive", args.label);
+        let broker = "broker produce to consume";
+        let mut series = vec![(rill.clone(), &latency)];
+        let mut over_time = vec![(rill, &latency_by_interval)];
+        if let Some(probe) = &report.broker_probe {
+            if let Some(h) = &probe.histogram {
+                series.push((broker.to_owned(), h));
+            }
+            if let Some(i) = &probe.intervals {
+                over_time.push((broker.to_owned(), i));
+            }
         }
         let title = format!(
             "{}: {} sessions, {} msg/s ({})",
@@ -286,11 +307,18 @@ pub async fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
             args.rate,
             report.commit.chars().take(12).collect::<String>()
         );
-        std::fs::write(path, crate::svg::plot(&title, &series))
+        std::fs::write(path, crate::svg::plot(&title, &series, &over_time))
             .with_context(|| format!("write {}", path.display()))?;
     }
-    summary_line(&report);
+    crate::summary::print(&report);
     Ok(())
+}
+
+/// The CPU of each named process, `None` for one that is gone.
+fn cpu_of(pids: &[(String, u32)]) -> Vec<(String, Option<procfs::Sample>)> {
+    pids.iter()
+        .map(|(name, pid)| (name.clone(), procfs::sample(*pid)))
+        .collect()
 }
 
 fn sum(progress: &[Progress]) -> Progress {
@@ -375,6 +403,10 @@ fn build_report(
     send_secs: f64,
     probe: Option<probe::ProbeReport>,
     edge_view: Option<crate::edge_view::EdgeView>,
+    (latency_by_interval, cpu_secs_sending_by_process): (
+        &Intervals,
+        std::collections::BTreeMap<String, f64>,
+    ),
     workers: u32,
     source_ips: u32,
     wall_secs: f64,
@@ -438,6 +470,7 @@ fn build_report(
             "ramp_per_sec": args.ramp,
             "body_bytes": args.body_bytes,
             "drain_secs": args.drain,
+            "interval_secs": args.interval_secs,
             "workers": workers,
             "source_ips": source_ips,
         }),
@@ -475,6 +508,11 @@ fn build_report(
             per_second: unique as f64 / args.duration.max(0.001),
         },
         latency: (!latency.is_empty()).then(|| latency.summary()),
+        latency_by_interval: if latency_by_interval.is_empty() {
+            Vec::new()
+        } else {
+            latency_by_interval.summaries()
+        },
         ack_latency: (!ack.is_empty()).then(|| ack.summary()),
         edges: Edges {
             pids: args.edge_pids.clone(),
@@ -499,51 +537,9 @@ fn build_report(
             cpu_percent_sending: 100.0 * cpu / send_secs.max(0.001),
             deliveries_per_cpu_sec: (cpu > 0.0).then(|| unique as f64 / cpu),
         },
+        cpu_secs_sending_by_process,
         broker_probe: probe,
         edge_view,
-    }
-}
-
-fn summary_line(report: &Report) {
-    let l = report.latency.as_ref();
-    eprintln!(
-        "rill-load: {}: connected {}/{} (failed {}), sent {} acked {}, deliveries {} of {} expected (lost {}, dup {}), p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms; edge {:?} B/session ({:?} marginal, {:?} held), {:.2} CPU-s, {:?} deliveries/CPU-s",
-        report.label,
-        report.connect.connected,
-        report.connect.attempted,
-        report.connect.failed,
-        report.messages.sent,
-        report.messages.acked,
-        report.deliveries.unique,
-        report.deliveries.expected,
-        report.deliveries.lost,
-        report.deliveries.duplicated,
-        l.map_or(0.0, |l| l.p50_ms),
-        l.map_or(0.0, |l| l.p99_ms),
-        l.map_or(0.0, |l| l.p999_ms),
-        l.map_or(0.0, |l| l.max_ms),
-        report.edges.bytes_per_session.map(|b| b.round()),
-        report.edges.marginal_bytes_per_session.map(|b| b.round()),
-        report.edges.bytes_per_session_held.map(|b| b.round()),
-        report.edges.cpu_secs_sending,
-        report.edges.deliveries_per_cpu_sec.map(|d| d.round()),
-    );
-    if let Some(probe) = &report.broker_probe
-        && let Some(e) = &probe.end_to_end
-    {
-        eprintln!(
-            "rill-load: broker probe: {} sent, {} received, p50 {:.2} ms p99 {:.2} ms",
-            probe.sent, probe.received, e.p50_ms, e.p99_ms
-        );
-    }
-    if let Some(v) = &report.edge_view {
-        eprintln!(
-            "rill-load: the edges' send to Kafka ack: {} sends, p50 <= {:?} ms, p90 <= {:?} ms, p99 <= {:?} ms",
-            v.send_ack_count,
-            v.send_ack_p50_ms_at_most,
-            v.send_ack_p90_ms_at_most,
-            v.send_ack_p99_ms_at_most
-        );
     }
 }
 

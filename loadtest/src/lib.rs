@@ -5,10 +5,12 @@
 //! api ([`setup`]), splits the sessions over worker processes (itself,
 //! re-executed as `rill-load worker`), shows a progress bar, samples the
 //! edges' memory and CPU ([`procfs`]), runs the broker probe ([`probe`]),
-//! and writes the JSON report ([`report`]) and a latency plot ([`svg`]).
+//! and writes the JSON report ([`report`]), a summary on stderr
+//! ([`summary`]) and a latency plot ([`svg`]).
 //! A worker ([`worker`]) opens its sessions from several 127.0.0.x source
 //! addresses ([`transport`]), sends at its share of the rate, and measures
-//! send-to-receive latency and deliveries ([`stats`]).
+//! send-to-receive latency and deliveries ([`stats`]), over the whole run
+//! and per interval of it by send time ([`intervals`]).
 //!
 //! At the end it reads the edges' own send-to-Kafka-ack histogram
 //! ([`edge_view`]).
@@ -19,12 +21,14 @@
 pub mod cli;
 pub mod coordinator;
 pub mod edge_view;
+pub mod intervals;
 pub mod plan;
 pub mod probe;
 pub mod procfs;
 pub mod report;
 pub mod setup;
 pub mod stats;
+pub mod summary;
 pub mod svg;
 pub mod transport;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! What the coordinator sends a worker (one JSON line on its stdin, then
-//! `go` when every worker has connected) and what a worker writes back
-//! (JSON lines on its stdout: progress, connected, result).
+//! `go` and the latency series' [`IntervalPlan`] as JSON when every worker
+//! has connected) and what a worker writes back (JSON lines on its
+//! stdout: progress, connected, result).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -8,7 +9,12 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::intervals::IntervalsData;
 use crate::stats::HistogramData;
+
+/// The line that starts the sending: `go ` and the [`IntervalPlan`]
+/// (`crate::intervals::IntervalPlan`) as JSON.
+pub const GO: &str = "go ";
 
 /// How a session talks to its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +98,8 @@ pub struct WorkerResult {
     /// Sessions that were closed or failed after they had connected.
     pub disconnected: u64,
     pub latency: HistogramData,
+    /// `latency` again, per interval of the sending phase by send time.
+    pub latency_by_interval: IntervalsData,
     pub ack_latency: HistogramData,
     pub connect_latency: HistogramData,
     /// Sends whose acknowledgement had not come when the run ended.

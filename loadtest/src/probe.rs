@@ -1,7 +1,8 @@
 //! The broker probe: produce to and consume from a topic of its own at the
 //! run's rate, with the services' Kafka settings (acks=all, idempotence,
 //! linger 1 ms, the services' fetch.wait.max.ms, Nagle off), so that
-//! the broker's own produce-to-consume latency is visible beside Rill's.
+//! the broker's own produce-to-consume latency is visible beside Rill's,
+//! over the whole run and per interval (by send time, as the sessions').
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
+use crate::intervals::{IntervalPlan, IntervalSummary, Intervals};
 use crate::stats::{Latency, Summary, now_us};
 
 /// Partitions of the probe topic: as many as the services' topics.
@@ -27,9 +29,22 @@ pub struct ProbeReport {
     pub sent: u64,
     pub received: u64,
     pub end_to_end: Option<Summary>,
+    /// `end_to_end` per interval of the probe's own sending, from its
+    /// first produce.
+    pub end_to_end_by_interval: Vec<IntervalSummary>,
     pub produce_ack: Option<Summary>,
     #[serde(skip)]
     pub histogram: Option<Latency>,
+    #[serde(skip)]
+    pub intervals: Option<Intervals>,
+}
+
+/// What the consumer records: the whole run, and per interval once the
+/// producing starts.
+#[derive(Debug, Default)]
+struct Received {
+    latency: Latency,
+    intervals: Option<Intervals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +62,7 @@ pub async fn run(
     rate: f64,
     duration: Duration,
     drain: Duration,
+    interval: Duration,
 ) -> Result<ProbeReport, ProbeError> {
     let mut common = ClientConfig::new();
     // As the services' base config (rill-runtime's kafka.rs): librdkafka
@@ -83,10 +99,10 @@ pub async fn run(
         .set("message.timeout.ms", "10000")
         .create()?;
 
-    let latency = Arc::new(Mutex::new(Latency::default()));
+    let received = Arc::new(Mutex::new(Received::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let consumer_task = {
-        let (latency, stop) = (latency.clone(), stop.clone());
+        let (record, stop) = (received.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {
             let mut received = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -98,10 +114,12 @@ pub async fn run(
                     .and_then(|p| std::str::from_utf8(p).ok())
                     .and_then(|s| s.parse().ok());
                 if let Some(sent) = sent {
-                    latency
-                        .lock()
-                        .expect("probe lock")
-                        .record_us(now_us().saturating_sub(sent));
+                    let latency_us = now_us().saturating_sub(sent);
+                    let mut record = record.lock().expect("probe lock");
+                    record.latency.record_us(latency_us);
+                    if let Some(intervals) = &mut record.intervals {
+                        intervals.record(sent, latency_us);
+                    }
                     received += 1;
                 }
             }
@@ -112,13 +130,21 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let ack = Arc::new(Mutex::new(Latency::default()));
+    received.lock().expect("probe lock").intervals = Some(Intervals::new(IntervalPlan::new(
+        now_us(),
+        duration.as_secs_f64(),
+        interval.as_secs_f64(),
+    )));
     let start = Instant::now();
     let mut sent = 0u64;
-    let mut pending = Vec::new();
+    // The acks awaited; finished ones are reaped as the sending goes, so
+    // a long run does not keep one finished task per message.
+    let mut pending = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while rate > 0.0 && start.elapsed() < duration {
         tick.tick().await;
+        while pending.try_join_next().is_some() {}
         let due = (start.elapsed().as_secs_f64() * rate) as u64;
         while sent < due {
             let key = sent.to_string();
@@ -129,31 +155,36 @@ pub async fn run(
             sent += 1;
             let ack = ack.clone();
             if let Ok(delivery) = delivery {
-                pending.push(tokio::spawn(async move {
+                pending.spawn(async move {
                     if let Ok(Ok(_)) = delivery.await {
                         ack.lock()
                             .expect("ack lock")
                             .record_us(send_at.elapsed().as_micros() as u64);
                     }
-                }));
+                });
             }
         }
     }
-    for task in pending {
-        let _ = task.await;
-    }
+    while pending.join_next().await.is_some() {}
     tokio::time::sleep(drain).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let received = consumer_task.await?;
-    let latency = latency.lock().expect("probe lock").clone();
+    let received_count = consumer_task.await?;
+    let Received { latency, intervals } =
+        std::mem::take(&mut *received.lock().expect("probe lock"));
     let ack = ack.lock().expect("ack lock").clone();
     Ok(ProbeReport {
         topic: topic.to_owned(),
         fetch_wait_ms,
         sent,
-        received,
+        received: received_count,
         end_to_end: (!latency.is_empty()).then(|| latency.summary()),
+        end_to_end_by_interval: intervals
+            .as_ref()
+            .filter(|i| !i.is_empty())
+            .map(Intervals::summaries)
+            .unwrap_or_default(),
         produce_ack: (!ack.is_empty()).then(|| ack.summary()),
         histogram: Some(latency),
+        intervals,
     })
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::intervals::IntervalSummary;
 use crate::probe::ProbeReport;
 use crate::stats::Summary;
 
@@ -21,9 +22,17 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub messages: Messages,
     pub deliveries: Deliveries,
+    /// Send to receive, over the whole run.
     pub latency: Option<Summary>,
+    /// Send to receive per `--interval-secs` of the sending phase, each
+    /// message in the interval of its send time: flat if the latency
+    /// holds over the run. Empty when nothing was delivered.
+    pub latency_by_interval: Vec<IntervalSummary>,
     pub ack_latency: Option<Summary>,
     pub edges: Edges,
+    /// CPU seconds of each `--cpu-pid` process from the first send to the
+    /// end of the drain (the broker probe, set-up and ramp excluded).
+    pub cpu_secs_sending_by_process: BTreeMap<String, f64>,
     pub broker_probe: Option<ProbeReport>,
     /// The edges' own send-to-Kafka-ack histogram (none for the peer).
     pub edge_view: Option<crate::edge_view::EdgeView>,

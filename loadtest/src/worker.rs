@@ -16,7 +16,8 @@ use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::{OnceCell, mpsc, watch};
 use uuid::Uuid;
 
-use crate::plan::{Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
+use crate::intervals::{IntervalPlan, Intervals};
+use crate::plan::{GO, Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
 use crate::stats::{Latency, now_us};
 use crate::transport::{Conn, Event, http_error_kind};
 
@@ -77,6 +78,8 @@ struct Shared {
     counters: Counters,
     errors: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Latency>,
+    /// Set at `go`, when the coordinator gives the intervals' start.
+    latency_by_interval: Mutex<Option<Intervals>>,
     ack_latency: Mutex<Latency>,
     connect_latency: Mutex<Latency>,
     /// Live sessions per profile.
@@ -104,11 +107,19 @@ impl Shared {
         let Some((key, sent_us)) = parse_body(body) else {
             return;
         };
-        let now = now_us();
+        let latency_us = now_us().saturating_sub(sent_us);
         self.latency
             .lock()
             .expect("latency lock")
-            .record_us(now.saturating_sub(sent_us));
+            .record_us(latency_us);
+        if let Some(intervals) = self
+            .latency_by_interval
+            .lock()
+            .expect("intervals lock")
+            .as_mut()
+        {
+            intervals.record(sent_us, latency_us);
+        }
         keys.push(key);
         self.counters.received.fetch_add(1, Ordering::Relaxed);
     }
@@ -155,16 +166,20 @@ pub async fn run() -> anyhow::Result<()> {
     let plan: WorkerPlan = serde_json::from_str(&line).context("bad plan")?;
     // `go` starts the sending; stdin closed (the coordinator is gone):
     // stop at once, in whatever phase.
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<IntervalPlan>();
     let (more_tx, more_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut go_tx = Some(go_tx);
         let mut more_tx = Some(more_tx);
         loop {
             match stdin.next_line().await {
-                Ok(Some(line)) if line == "go" => {
+                Ok(Some(line)) if line.starts_with(GO) => {
+                    let Ok(intervals) = serde_json::from_str(&line[GO.len()..]) else {
+                        eprintln!("rill-load worker: a bad go line: {line:?}; stopping");
+                        std::process::exit(3);
+                    };
                     if let Some(tx) = go_tx.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(intervals);
                     }
                 }
                 Ok(Some(line)) if line == "more" => {
@@ -190,7 +205,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn work(
     plan: WorkerPlan,
-    go: tokio::sync::oneshot::Receiver<()>,
+    go: tokio::sync::oneshot::Receiver<IntervalPlan>,
     more: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let http = plan
@@ -209,6 +224,7 @@ async fn work(
         counters: Counters::default(),
         errors: Mutex::default(),
         latency: Mutex::default(),
+        latency_by_interval: Mutex::default(),
         ack_latency: Mutex::default(),
         connect_latency: Mutex::default(),
         live: (0..profiles).map(|_| AtomicU64::new(0)).collect(),
@@ -267,7 +283,8 @@ async fn work(
     emit(&WorkerMessage::Connected(shared.counters.progress()));
 
     // Wait for `go`: the coordinator's barrier.
-    go.await.context("coordinator went away")?;
+    let intervals = go.await.context("coordinator went away")?;
+    *shared.latency_by_interval.lock().expect("intervals lock") = Some(Intervals::new(intervals));
     let sessions_per_profile: Vec<u64> = shared
         .live
         .iter()
@@ -305,6 +322,13 @@ async fn work(
         duplicates,
         disconnected: shared.counters.disconnected.load(Ordering::Relaxed),
         latency: shared.latency.lock().expect("latency lock").data(),
+        latency_by_interval: shared
+            .latency_by_interval
+            .lock()
+            .expect("intervals lock")
+            .as_ref()
+            .map(Intervals::data)
+            .unwrap_or_default(),
         ack_latency: shared.ack_latency.lock().expect("ack lock").data(),
         connect_latency: shared.connect_latency.lock().expect("lock").data(),
         unacked,

@@ -1,7 +1,8 @@
 //! A small run of the generator against a whole local stack (broker,
 //! Redis, api, persist, two edges, Traefik), so that it never rots:
 //! WebSocket and SSE sessions through Traefik, two worker processes, two
-//! source addresses, then the report is checked.
+//! source addresses, then the report is checked, the latency series per
+//! second of the sending included.
 
 use std::process::Command;
 
@@ -43,6 +44,10 @@ async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
         "2",
         "--broker",
         &brokers,
+        "--interval-secs",
+        "1",
+        "--cpu-pid",
+        &format!("rill-load-test={}", std::process::id()),
         "--timeout",
         "60",
         "--no-progress",
@@ -92,7 +97,59 @@ async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
         "{report:#}"
     );
     assert!(report["commit"].as_str().is_some_and(|c| !c.is_empty()));
+
+    // The series: three 1 s intervals over the 3 s of sending, each
+    // message in the interval of its send time, all of them counted.
+    let series = report["latency_by_interval"].as_array().expect("series");
+    assert_eq!(series.len(), 3, "{report:#}");
+    let starts: Vec<f64> = series
+        .iter()
+        .filter_map(|i| i["start_secs"].as_f64())
+        .collect();
+    assert_eq!(starts, [0.0, 1.0, 2.0], "{report:#}");
+    assert_eq!(series[2]["end_secs"].as_f64(), Some(3.0));
+    let with_deliveries: Vec<&Value> = series
+        .iter()
+        .filter(|i| i["deliveries"].as_u64() > Some(0))
+        .collect();
+    assert!(with_deliveries.len() >= 2, "{report:#}");
+    for i in &with_deliveries {
+        assert!(i["p50_ms"].as_f64() > Some(0.0), "{report:#}");
+        assert!(i["p99_ms"].as_f64() >= i["p50_ms"].as_f64(), "{report:#}");
+        assert!(i["max_ms"].as_f64() >= i["p999_ms"].as_f64(), "{report:#}");
+    }
+    let in_intervals: u64 = series.iter().filter_map(|i| i["deliveries"].as_u64()).sum();
+    assert_eq!(
+        Some(in_intervals),
+        report["latency"]["count"].as_u64(),
+        "every delivery is in an interval: {report:#}"
+    );
+    let probe_series = report["broker_probe"]["end_to_end_by_interval"]
+        .as_array()
+        .expect("probe series");
+    assert_eq!(probe_series.len(), 3, "{report:#}");
+    assert!(
+        probe_series
+            .iter()
+            .filter(|i| i["deliveries"].as_u64() > Some(0))
+            .count()
+            >= 2,
+        "{report:#}"
+    );
+    assert_eq!(report["config"]["interval_secs"], 1.0);
+    // This test process, asked for by name: alive through the sending.
+    assert!(
+        report["cpu_secs_sending_by_process"]["rill-load-test"]
+            .as_f64()
+            .is_some(),
+        "{report:#}"
+    );
+
     let plot = std::fs::read_to_string(&svg).expect("svg");
     assert!(plot.starts_with("<svg") && plot.contains("<polyline"));
+    assert!(
+        plot.contains("per 1 s interval"),
+        "the panel over time: {plot}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
