@@ -228,10 +228,23 @@ stop_peer() { stop "${PEER_NAMES[@]}"; }
 url_args() { for u in "$@"; do printf -- '--url\n%s\n' "$u"; done; }
 pid_args() { for p in "$@"; do printf -- '--edge-pid\n%s\n' "$p"; done; }
 
-# load NAME ARGS...: runs rill-load, report in $results/NAME.json (+ .svg).
+# cpu_pid_args: --cpu-pid NAME=PID for every process started here and still
+# running: rill-load reports their CPU over the sending phase alone
+# (cpu_secs_sending_by_process).
+cpu_pid_args() {
+  local i
+  for i in "${!_names[@]}"; do
+    [[ -r "/proc/${_pids[$i]}/stat" ]] || continue
+    printf -- '--cpu-pid\n%s=%s\n' "${_names[$i]}" "${_pids[$i]}"
+  done
+}
+
+# load NAME ARGS...: runs rill-load, report in $results/NAME.json (+ .svg),
+# with every started process's CPU (add_cpu).
 load() {
-  local name="$1" before after children_before
+  local name="$1" before after children_before cpu_pids
   shift
+  mapfile -t cpu_pids < <(cpu_pid_args)
   say "load $name: uptime: $(uptime)"
   before="$(cpu_ticks)"
   # `times`, second line: CPU of this shell's waited-for children so far
@@ -239,7 +252,7 @@ load() {
   times >"$work/times"
   children_before="$(tail -n 1 "$work/times")"
   (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" \
-    --svg "$results/$name.svg" --probe-fetch-wait-ms "$FETCH_WAIT_MS" "$@")
+    --svg "$results/$name.svg" --probe-fetch-wait-ms "$FETCH_WAIT_MS" "${cpu_pids[@]}" "$@")
   after="$(cpu_ticks)"
   times >"$work/times"
   add_cpu "$results/$name.json" "$before" "$after" "$children_before" "$(tail -n 1 "$work/times")"
@@ -255,9 +268,30 @@ cpu_ticks() {
   done
 }
 
-# add_cpu REPORT BEFORE AFTER TIMES_BEFORE TIMES_AFTER: every process's CPU seconds over
-# the whole run (setup, probe, ramp, sends) into the report, the
-# generator's own (with its workers) as "rill-load": who took the cores.
+# add_cpu REPORT BEFORE AFTER TIMES_BEFORE TIMES_AFTER: every process's CPU
+# seconds over the whole `load` call (setup, broker probe, ramp, sends,
+# drain) into the report as cpu_secs_by_process, the generator's own (with
+# its workers) as "rill-load": who took the cores. Then the platform's CPU
+# per delivery, over that whole call and over the sending phase alone (from
+# rill-load's cpu_secs_sending_by_process: no setup, probe or ramp):
+#   platform_cpu_secs[_sending], platform_cpu_us_per_delivery[_sending]:
+#     every server process of the run, not the generator. Rill: everything
+#     started here but rill-load and the peer (kafka, redis, api, persist,
+#     edge-N). Socket.IO (config.transport socketio): its Node processes
+#     socketio-N and redis; the Kafka left running beside it is not its
+#     platform (its idle CPU stays in cpu_secs_by_process).
+#   kafka_cpu_secs[_sending], kafka_cpu_us_per_delivery[_sending]: the
+#     broker alone (Rill only). Over the whole call it also carries the
+#     broker probe's traffic (--broker: the same rate for the same time,
+#     before the sessions send); the _sending figures do not.
+#   edges_cpu_secs[_sending], edges_cpu_us_per_delivery[_sending]: the
+#     processes holding the sessions: edge-N, or socketio-N.
+#   platform_processes: the names counted.
+# Per delivery is CPU seconds / deliveries.unique * 1e6 (µs).
+# Redis is one process shared by the Rill run and the peer run (started
+# once by start_broker_and_redis). Every figure here is a before/after
+# delta over one `load` call (or its sending phase), so each run counts
+# only its own share of Redis: keep it a delta.
 add_cpu() {
   python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
@@ -271,8 +305,39 @@ secs = lambda t: sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.
 cpu["rill-load"] = round(secs(times_after) - secs(times_before), 2)
 report = json.load(open(path))
 report["cpu_secs_by_process"] = cpu
+
+peer = (report.get("config") or {}).get("transport") == "socketio"
+def in_platform(name):
+    if peer:
+        return name.startswith("socketio-") or name == "redis"
+    return name != "rill-load" and not name.startswith("socketio-")
+is_edge = lambda name: name.startswith("socketio-" if peer else "edge-")
+deliveries = (report.get("deliveries") or {}).get("unique") or 0
+per_delivery = lambda s: round(s / deliveries * 1e6, 3) if s is not None and deliveries else None
+def platform(by_process, suffix):
+    if not by_process:  # a report without the sending phase's samples
+        for key in ("platform", "kafka", "edges"):
+            report[f"{key}_cpu_secs{suffix}"] = report[f"{key}_cpu_us_per_delivery{suffix}"] = None
+        return []
+    names = [n for n in by_process if in_platform(n)]
+    total = round(sum(by_process[n] for n in names), 2)
+    edges = round(sum(by_process[n] for n in names if is_edge(n)), 2)
+    kafka = None if peer else by_process.get("kafka")
+    if not peer and kafka is None:
+        print(f"scenario: warning: no CPU of kafka{suffix} in {path}", file=sys.stderr)
+    for key, value in (("platform", total), ("kafka", kafka), ("edges", edges)):
+        report[f"{key}_cpu_secs{suffix}"] = value
+        report[f"{key}_cpu_us_per_delivery{suffix}"] = per_delivery(value)
+    return names
+report["platform_processes"] = platform(cpu, "")
+platform(report.get("cpu_secs_sending_by_process") or {}, "_sending")
 json.dump(report, open(path, "w"), indent=2)
 print("scenario: CPU seconds over the run:", ", ".join(f"{n} {s}" for n, s in cpu.items()), file=sys.stderr)
+for suffix, what in (("", "whole run"), ("_sending", "sending phase")):
+    print(f"scenario: platform CPU ({what}): {report['platform_cpu_secs' + suffix]} s, "
+          f"{report['platform_cpu_us_per_delivery' + suffix]} µs per delivery "
+          f"(kafka {report['kafka_cpu_us_per_delivery' + suffix]}, "
+          f"edges {report['edges_cpu_us_per_delivery' + suffix]})", file=sys.stderr)
 PY
 }
 
@@ -299,6 +364,17 @@ rows = {
     "p999_ms": ("latency", "p999_ms"),
     "lost": ("deliveries", "lost"),
     "connected": ("connect", "connected"),
+    "unique_deliveries": ("deliveries", "unique"),
+    # Whole `load` call (Rill's kafka includes the broker probe), then the
+    # sending phase alone: see add_cpu.
+    "platform_cpu_secs": ("platform_cpu_secs",),
+    "platform_cpu_us_per_delivery": ("platform_cpu_us_per_delivery",),
+    "kafka_cpu_us_per_delivery": ("kafka_cpu_us_per_delivery",),
+    "edges_cpu_us_per_delivery": ("edges_cpu_us_per_delivery",),
+    "platform_cpu_secs_sending": ("platform_cpu_secs_sending",),
+    "platform_cpu_us_per_delivery_sending": ("platform_cpu_us_per_delivery_sending",),
+    "kafka_cpu_us_per_delivery_sending": ("kafka_cpu_us_per_delivery_sending",),
+    "edges_cpu_us_per_delivery_sending": ("edges_cpu_us_per_delivery_sending",),
 }
 summary = {k: {"rill": get(rill, *p), "socketio": get(peer, *p),
                "rill_over_socketio": ratio(get(rill, *p), get(peer, *p))}
@@ -307,6 +383,6 @@ json.dump({"rill_report": rill_path.split("/")[-1], "socketio_report": peer_path
            "commit": rill.get("commit"), "machine": rill.get("machine"), "comparison": summary},
           open(out, "w"), indent=2)
 for k, v in summary.items():
-    print(f"  {k:24} rill {v['rill']!s:>14}  socket.io {v['socketio']!s:>14}  ratio {v['rill_over_socketio']}")
+    print(f"  {k:36} rill {v['rill']!s:>14}  socket.io {v['socketio']!s:>14}  ratio {v['rill_over_socketio']}")
 PY
 }
