@@ -8,6 +8,8 @@
 #   PROFILES (default 1000), USERS per profile (default 10),
 #   RATE messages/s (default 1000), DURATION seconds (default 30),
 #   EDGES (default 2, addressed directly), TRANSPORT ws|sse|mix (default ws),
+#   INTERVAL seconds per point of the latency series (rill-load
+#   --interval-secs; default DURATION / 10, at least 1: 60 for a 600 s run),
 #   PEER=0 skips the Socket.IO peer.
 # Reports: loadtest/results/chat-<stamp>-{rill,socketio}.json (+ .svg) and
 # chat-<stamp>.json (side by side, with ratios).
@@ -21,6 +23,7 @@ rate="${RATE:-1000}"
 duration="${DURATION:-30}"
 edges="${EDGES:-2}"
 transport="${TRANSPORT:-ws}"
+interval="${INTERVAL:-$(awk -v d="$duration" 'BEGIN { i = d / 10; print (i < 1 ? 1 : i) }')}"
 
 build
 start_broker_and_redis
@@ -29,7 +32,8 @@ mapfile -t urls < <(url_args "${EDGE_URLS[@]}")
 mapfile -t pids < <(pid_args "${EDGE_PIDS[@]}")
 load "$scenario-$stamp-rill" "${urls[@]}" "${pids[@]}" --api "$API_URL" --transport "$transport" \
   --profiles "$profiles" --users "$users" --rate "$rate" --duration "$duration" \
-  --ramp 2000 --settle 3 --drain 3 --broker "$KAFKA" --testdata-max-users 20000
+  --ramp 2000 --settle 3 --drain 3 --broker "$KAFKA" --testdata-max-users 20000 \
+  --interval-secs "$interval"
 stop_rill
 
 if [[ "${PEER:-1}" != 0 ]]; then
@@ -38,7 +42,7 @@ if [[ "${PEER:-1}" != 0 ]]; then
   mapfile -t pids < <(pid_args "${PEER_PIDS[@]}")
   load "$scenario-$stamp-socketio" "${urls[@]}" "${pids[@]}" --transport socketio \
     --profiles "$profiles" --users "$users" --rate "$rate" --duration "$duration" \
-    --ramp 2000 --settle 3 --drain 3
+    --ramp 2000 --settle 3 --drain 3 --interval-secs "$interval"
   stop_peer
   compare "$results/$scenario-$stamp.json" "$results/$scenario-$stamp-rill.json" \
     "$results/$scenario-$stamp-socketio.json"

@@ -6,7 +6,8 @@
 #
 # Environment (all optional): USERS subscribers (default 2000), RATE
 # messages/s (default 20), DURATION (default 20), EDGES (default 2),
-# TRANSPORT (default ws), PEER=0.
+# TRANSPORT (default ws), INTERVAL (the latency series, default DURATION / 10),
+# PEER=0.
 # Reports: loadtest/results/fanout-<stamp>-{rill,socketio}.json (+ .svg) and
 # fanout-<stamp>.json.
 export SCENARIO=fanout PROFILES=1
