@@ -17,8 +17,9 @@
 #   own DATA_DIR and ports.
 # - The process becomes the JVM (exec): its pid is Cassandra's. SIGTERM
 #   drains (flushes memtables) and stops it, in a few seconds; SIGKILL
-#   loses nothing acknowledged either (the commit log is memory-mapped and
-#   replayed at the next start), unless RILL_CASSANDRA_EPHEMERAL is set.
+#   loses nothing acknowledged either (a write is acknowledged once it is
+#   in the commit log, which the next start replays; see
+#   cassandra.yaml.template), unless RILL_CASSANDRA_EPHEMERAL is set.
 # - Starts in about 7 s on 2 cores (10 s on a fresh DATA_DIR), with about
 #   340 MB resident.
 #
@@ -167,8 +168,9 @@ jvm=(
   -Dcassandra.memtable.row_overhead_size=180
   # No fsync: writes reach the page cache and stay there when the process
   # is killed, so only a crash of the machine itself could lose them, a
-  # fair price for a local node. Every flush (a schema change flushes a
-  # dozen tables) no longer waits for the disk.
+  # fair price for a local node. No flush (a schema change flushes a
+  # dozen tables) and no acknowledged write (commitlog_sync: batch) waits
+  # for the disk.
   -Dcassandra.skip_sync=true
 )
 if [[ "${RILL_CASSANDRA_EPHEMERAL:-}" == 1 ]]; then

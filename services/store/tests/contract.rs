@@ -73,4 +73,5 @@ contract_tests!(
     history_keeps_messages_that_arrive_out_of_order,
     history_spans_days,
     test_data_lists_only_test_data,
+    a_burst_larger_than_one_write_is_stored_whole,
 );

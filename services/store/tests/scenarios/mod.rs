@@ -529,3 +529,20 @@ pub async fn test_data_lists_only_test_data(store: &dyn Store) {
     apply(store, vec![DirectoryChange::UserDeleted(fake.id)]).await;
     assert!(store.test_data().await.expect("read").0.is_empty());
 }
+
+/// More messages at once than one write carries (the Cassandra backend
+/// cuts a partition's messages into batches of at most 32 KiB).
+pub async fn a_burst_larger_than_one_write_is_stored_whole(store: &dyn Store) {
+    let room = ProfileId::random();
+    let start = now_ms() - 60_000;
+    let sent: Vec<ChatMessage> = (0..600)
+        .map(|i| message_at(room, start + i, &format!("{i:04} {}", "x".repeat(90))))
+        .collect();
+    store.append_messages(&sent).await.expect("append");
+    let history = store.history(room, None, 1000).await.expect("history");
+    let newest_first: Vec<ChatMessage> = sent.into_iter().rev().collect();
+    assert!(
+        history == newest_first,
+        "every message, whole, newest first"
+    );
+}

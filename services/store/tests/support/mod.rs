@@ -1,41 +1,30 @@
-//! The Cassandra the store's tests use: `RILL_TEST_CASSANDRA` names it
-//! (`host:port`). `scripts/test.sh` starts one (`scripts/cassandra/run.sh`)
-//! and sets the variable; each test works in a keyspace of its own and
+//! The Cassandra the store's tests use: the test run's, which
+//! `scripts/test.sh` starts (`scripts/cassandra/run.sh`) and names in
+//! `RILL_TEST_CASSANDRA`. Each test works in a keyspace of its own and
 //! drops it when it passes (a failed test leaves its keyspace to look at).
 
 use rill_store::CassandraSettings;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-/// The contact point of the tests' Cassandra. Panics, rather than
-/// skipping, when none is set: every run tests every backend.
-pub fn contact_point() -> String {
-    match std::env::var("RILL_TEST_CASSANDRA") {
-        Ok(point) if !point.trim().is_empty() => point,
-        _ => panic!(
-            "RILL_TEST_CASSANDRA is not set: the Cassandra tests need a Cassandra node. \
-             Run the tests through scripts/test.sh, which starts one and sets it; or start one \
-             yourself (scripts/cassandra/run.sh DIR 9042 & scripts/cassandra/wait.sh 9042) \
-             and set RILL_TEST_CASSANDRA=127.0.0.1:9042"
-        ),
-    }
-}
-
 /// A keyspace name no other test uses.
-pub fn unique_keyspace(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+pub fn unique_keyspace() -> String {
+    format!("rill_test_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A keyspace of the tests' Cassandra for one test, not created yet (the
-/// store creates it when it connects).
+/// A keyspace for one test, not created yet: the store creates it when it
+/// connects.
 #[derive(Debug)]
 pub struct TestKeyspace {
     pub settings: CassandraSettings,
 }
 
 impl TestKeyspace {
+    /// A fresh keyspace on the test run's Cassandra. Panics, rather than
+    /// skipping the test, when `RILL_TEST_CASSANDRA` is not set: every run
+    /// tests every backend.
     pub fn new() -> Self {
-        Self::on(contact_point())
+        Self::on(rill_testkit::store::cassandra_contact_point())
     }
 
     /// A fresh keyspace on the node at `contact_point`.
@@ -43,22 +32,24 @@ impl TestKeyspace {
         Self {
             settings: CassandraSettings {
                 contact_points: vec![contact_point],
-                keyspace: unique_keyspace("rill_test"),
+                keyspace: unique_keyspace(),
                 ..CassandraSettings::default()
             },
         }
     }
 
-    /// A session of its own, for what the store does not offer.
+    /// A driver session of its own, for what the store does not offer.
     pub async fn session(&self) -> Session {
         SessionBuilder::new()
             .known_nodes(&self.settings.contact_points)
             .build()
             .await
-            .expect("connect to the tests' Cassandra")
+            .expect("connect to Cassandra")
     }
 
     /// Drops the keyspace, so that a long run leaves the node no bigger.
+    /// About a second: Cassandra flushes every table with data in the
+    /// commit log, once per dropped table.
     pub async fn remove(self) {
         let cql = format!("DROP KEYSPACE IF EXISTS \"{}\"", self.settings.keyspace);
         self.session()

@@ -1,0 +1,254 @@
+//! What only the Cassandra backend has: its schema migrations, and a node
+//! that goes away and comes back.
+//!
+//! The migration tests use the test run's Cassandra (`RILL_TEST_CASSANDRA`);
+//! the restart test starts a node of its own (`scripts/cassandra/run.sh`,
+//! on free ports, with a data directory of its own), kills it and starts
+//! it again on the same directory and ports.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rill_domain::{DirectoryChange, DirectoryEvent, Name, User, UserId};
+use rill_store::Store;
+use rill_store::cassandra::CassandraStore;
+use rill_testkit::process::{ChildGuard, free_addr};
+use scylla::client::session::Session;
+use support::TestKeyspace;
+
+/// How long a node may take to answer CQL, from its start: about 10 s on
+/// an idle machine, more on a busy one.
+const NODE_START: Duration = Duration::from_secs(240);
+
+/// How long the store may take to work again once the node answers: the
+/// driver reconnects with a back-off of at most 10 s.
+const RECONNECT: Duration = Duration::from_secs(120);
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId::random(),
+        name: Name::parse(name).expect("name"),
+        created_at_ms: 1,
+        test_data: false,
+    }
+}
+
+fn upsert(user: &User) -> Vec<DirectoryEvent> {
+    vec![DirectoryEvent::new(
+        DirectoryChange::UserUpserted(user.clone()),
+        0,
+    )]
+}
+
+/// `(version, applied_at_ms)` of every recorded migration, by version.
+async fn recorded_migrations(session: &Session, keyspace: &str) -> Vec<(i32, i64)> {
+    let cql = format!("SELECT version, applied_at_ms FROM \"{keyspace}\".schema_migrations");
+    let result = session.query_unpaged(cql, &[]).await.expect("read");
+    let rows = result.into_rows_result().expect("rows");
+    let mut versions: Vec<(i32, i64)> = rows
+        .rows::<(i32, i64)>()
+        .expect("types")
+        .collect::<Result<_, _>>()
+        .expect("decode");
+    versions.sort_unstable();
+    versions
+}
+
+/// What `rill-admin apply-schema` does, twice: the second time finds every
+/// migration applied and runs none (a migration that ran again would
+/// record itself again, with a later time), and leaves the data alone.
+#[tokio::test]
+async fn applying_the_schema_again_skips_every_migration() {
+    let keyspace = TestKeyspace::new();
+    let first = CassandraStore::connect(&keyspace.settings)
+        .await
+        .expect("create the schema");
+    let session = keyspace.session().await;
+    let recorded = recorded_migrations(&session, &keyspace.settings.keyspace).await;
+    let versions: Vec<i32> = recorded.iter().map(|(v, _)| *v).collect();
+    assert!(!versions.is_empty(), "the migrations are recorded");
+    assert_eq!(
+        versions,
+        (1..=versions.len() as i32).collect::<Vec<_>>(),
+        "each once, in order"
+    );
+    let ada = user("Ada");
+    first.apply(&upsert(&ada)).await.expect("write");
+
+    let again = CassandraStore::connect(&keyspace.settings)
+        .await
+        .expect("connect to the existing schema");
+    assert_eq!(
+        recorded_migrations(&session, &keyspace.settings.keyspace).await,
+        recorded,
+        "no migration ran again"
+    );
+    assert_eq!(again.user(ada.id).await.expect("read"), Some(ada));
+    drop((first, again, session));
+    keyspace.remove().await;
+}
+
+/// Two services starting at once on a new keyspace both create it, and
+/// end up with one schema that both use.
+#[tokio::test]
+async fn two_stores_creating_the_schema_at_once_share_it() {
+    let keyspace = TestKeyspace::new();
+    let (a, b) = tokio::join!(
+        CassandraStore::connect(&keyspace.settings),
+        CassandraStore::connect(&keyspace.settings),
+    );
+    let (a, b) = (a.expect("first store"), b.expect("second store"));
+    let ada = user("Ada");
+    a.apply(&upsert(&ada)).await.expect("write through one");
+    assert_eq!(
+        b.user(ada.id).await.expect("read through the other"),
+        Some(ada)
+    );
+    drop((a, b));
+    keyspace.remove().await;
+}
+
+/// A Cassandra node of the test's own, run by `scripts/cassandra/run.sh`.
+/// Its data directory is removed when it drops, unless the test failed.
+#[derive(Debug)]
+struct OwnNode {
+    process: Option<ChildGuard>,
+    dir: PathBuf,
+    cql: SocketAddr,
+    storage: SocketAddr,
+}
+
+impl OwnNode {
+    /// Starts a node on free ports and waits until it answers CQL.
+    fn start() -> Self {
+        let cql = free_addr();
+        let storage = loop {
+            let addr = free_addr();
+            if addr != cql {
+                break addr;
+            }
+        };
+        let dir =
+            std::env::temp_dir().join(format!("rill-test-cassandra-{}", uuid::Uuid::new_v4()));
+        let mut node = Self {
+            process: None,
+            dir,
+            cql,
+            storage,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts the node (again, on the same directory and ports) and waits
+    /// until it answers CQL: the native transport opens its port only
+    /// when the node is ready for queries.
+    fn spawn(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra/run.sh");
+        let mut command = Command::new("bash");
+        command
+            .arg(script)
+            .arg(&self.dir)
+            .arg(self.cql.port().to_string())
+            .arg(self.storage.port().to_string())
+            // This test is about a node that keeps what it acknowledged.
+            .env_remove("RILL_CASSANDRA_EPHEMERAL");
+        let mut process = ChildGuard::spawn("cassandra", &mut command);
+        process.wait_for_port(self.cql, NODE_START);
+        self.process = Some(process);
+    }
+
+    fn process(&mut self) -> &mut ChildGuard {
+        self.process.as_mut().expect("the node is running")
+    }
+
+    fn contact_point(&self) -> String {
+        self.cql.to_string()
+    }
+}
+
+impl Drop for OwnNode {
+    fn drop(&mut self) {
+        drop(self.process.take()); // killed
+        if std::thread::panicking() {
+            eprintln!(
+                "the test node's data and logs are kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Writes `user` through `store` until it succeeds; panics after
+/// `RECONNECT`.
+async fn write_until_it_works(store: &CassandraStore, user: &User) {
+    let deadline = Instant::now() + RECONNECT;
+    loop {
+        match store.apply(&upsert(user)).await {
+            Ok(()) => return,
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "the store did not work again within {RECONNECT:?}: {error}"
+            ),
+        }
+        // The interval between attempts, not a wait for readiness.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The same store (no new connect) works again after its node was killed
+/// (SIGKILL: the commit log is replayed) and after it was stopped
+/// (SIGTERM: drained), and nothing it had acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_again_after_its_node_restarts() {
+    let mut node = tokio::task::spawn_blocking(OwnNode::start)
+        .await
+        .expect("start a node");
+    let keyspace = TestKeyspace::on(node.contact_point());
+    let store = CassandraStore::connect(&keyspace.settings)
+        .await
+        .expect("connect");
+    let before_crash = user("Before crash");
+    store.apply(&upsert(&before_crash)).await.expect("write");
+
+    node.process().kill();
+    let read = tokio::time::timeout(RECONNECT, store.user(before_crash.id))
+        .await
+        .expect("a read while the node is down ends");
+    assert!(read.is_err(), "and fails: {read:?}");
+    let mut node = tokio::task::spawn_blocking(move || {
+        node.spawn();
+        node
+    })
+    .await
+    .expect("restart the node");
+    let after_crash = user("After crash");
+    write_until_it_works(&store, &after_crash).await;
+    assert_eq!(
+        store.user(before_crash.id).await.expect("read"),
+        Some(before_crash.clone()),
+        "acknowledged before the crash, kept"
+    );
+
+    let _node = tokio::task::spawn_blocking(move || {
+        node.process().terminate(NODE_START);
+        node.spawn();
+        node
+    })
+    .await
+    .expect("stop and start the node");
+    let after_stop = user("After stop");
+    write_until_it_works(&store, &after_stop).await;
+    for written in [before_crash, after_crash, after_stop] {
+        assert_eq!(
+            store.user(written.id).await.expect("read"),
+            Some(written.clone())
+        );
+    }
+}
