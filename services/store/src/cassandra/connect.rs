@@ -20,9 +20,9 @@ use crate::{CassandraSettings, StoreError};
 ///
 /// After each schema change the driver still waits for the nodes to agree
 /// on the schema, but does not read the whole schema again each time (by
-/// default it does, and that was a third of the time a new keyspace took):
-/// `CassandraStore::connect` refreshes the metadata once, after the
-/// migrations.
+/// default it does: on a single node that took longer than the change
+/// itself, and a new keyspace is a dozen changes). `CassandraStore::connect`
+/// reads it once, after the migrations.
 pub(super) fn builder(settings: &CassandraSettings) -> Result<SessionBuilder, StoreError> {
     if settings.contact_points.is_empty() {
         return Err(StoreError::Cassandra(
