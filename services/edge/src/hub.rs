@@ -287,7 +287,7 @@ impl Hub {
     }
 
     /// The heartbeat of the sessions whose turn it is.
-    fn heartbeat(&self, turn: u64) {
+    pub fn heartbeat(&self, turn: u64) {
         let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
         for slot in profiles.values().flatten() {
             if slot.id % HEARTBEAT_TURNS == turn {

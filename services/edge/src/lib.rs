@@ -40,3 +40,34 @@ pub mod transport;
 
 pub use app::{Edge, StartError};
 pub use settings::EdgeSettings;
+
+/// What the hub's benchmark (`benches/hub.rs`) drives; not an API.
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rill_domain::{ProfileId, UserId};
+
+    pub use crate::events::Outbound;
+    pub use crate::hub::{Hub, Subscription};
+
+    /// A hub with default recovery settings.
+    pub fn hub() -> Arc<Hub> {
+        Hub::new(
+            crate::recovery::RecentMessages::new(&crate::settings::Recovery::default()),
+            Duration::from_secs(10),
+            Arc::new(crate::metrics::EdgeMetrics::default()),
+        )
+    }
+
+    /// A small event, as a chat message's would be.
+    pub fn event() -> Arc<Outbound> {
+        crate::events::ServerEvent::Pong.to_outbound()
+    }
+
+    /// Ends `user`'s sessions on `profile`; how many.
+    pub fn evict(hub: &Hub, user: UserId, profile: ProfileId) -> usize {
+        hub.evict(|u, p| u == user && p == profile)
+    }
+}
