@@ -200,11 +200,9 @@ impl Delivery {
         };
         self.membership.apply(&event.change);
         let ended = match event.change {
-            DirectoryChange::Unbound { user, profile } => {
-                self.hub.evict(|u, p| u == user && p == profile)
-            }
-            DirectoryChange::UserDeleted(user) => self.hub.evict(|u, _| u == user),
-            DirectoryChange::ProfileDeleted(profile) => self.hub.evict(|_, p| p == profile),
+            DirectoryChange::Unbound { user, profile } => self.hub.evict_member(user, profile),
+            DirectoryChange::UserDeleted(user) => self.hub.evict_user(user),
+            DirectoryChange::ProfileDeleted(profile) => self.hub.evict_profile(profile),
             _ => 0,
         };
         if ended > 0 {

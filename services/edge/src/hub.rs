@@ -9,12 +9,20 @@
 //! Sessions end from outside through their [`SessionHandle`]: an unbind,
 //! a lost lock, the drain.
 //!
+//! Nothing per message or per beat walks every session under one lock
+//! (centrifuge's hub is the model): sessions are indexed by profile (for
+//! delivery) and by user (pushes to a user, evictions), each index in
+//! [`SHARDS`] shards under locks of their own, and kept in [`SHARDS`]
+//! shards by session number (one shard per heartbeat turn). Joining or
+//! leaving costs the same in a room of two or of twenty thousand.
+//!
 //! The hub also keeps time for heartbeats: one timer for the edge
 //! ([`Hub::beat`]) gives each session a [`Next::Heartbeat`] once per
 //! interval, a 64th of the sessions at a time, instead of a timer in every
 //! session (112 bytes each, and a larger task).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::Poll;
@@ -67,10 +75,17 @@ impl ReconnectReason {
 /// socket is pinged in the same instant.
 pub const HEARTBEAT_TURNS: u64 = 64;
 
-/// The local sessions of this edge, by profile.
+/// Shards of each index, and of the sessions by number (one per heartbeat
+/// turn).
+pub const SHARDS: usize = HEARTBEAT_TURNS as usize;
+
+/// The local sessions of this edge.
 #[derive(Debug)]
 pub struct Hub {
-    profiles: RwLock<HashMap<ProfileId, Vec<Arc<Slot>>>>,
+    /// Every session, by number, in the shard of its heartbeat turn.
+    by_turn: Box<[RwLock<HashMap<u64, Arc<Slot>>>]>,
+    by_profile: Index<ProfileId>,
+    by_user: Index<UserId>,
     next_slot: AtomicU64,
     recent: RecentMessages,
     slow_after: Duration,
@@ -79,10 +94,87 @@ pub struct Hub {
     metrics: Arc<EdgeMetrics>,
 }
 
+/// Sessions by a key (a profile, a user), in shards by the key.
+#[derive(Debug)]
+struct Index<K> {
+    shards: Box<[RwLock<HashMap<K, HashMap<u64, Arc<Slot>>>>]>,
+}
+
+/// An id that picks its shard from its own bits, without hashing
+/// (a delivery would otherwise hash the profile twice).
+trait ShardKey: Hash + Eq + Copy {
+    fn bits(&self) -> u64;
+
+    /// Fibonacci hashing: the top bits of the product, so that ids that
+    /// differ only in their low bits still spread.
+    fn shard(&self) -> usize {
+        (self.bits().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+    }
+}
+
+impl ShardKey for ProfileId {
+    fn bits(&self) -> u64 {
+        let (high, low) = self.as_uuid().as_u64_pair();
+        high ^ low
+    }
+}
+
+impl ShardKey for UserId {
+    fn bits(&self) -> u64 {
+        let (high, low) = self.as_uuid().as_u64_pair();
+        high ^ low
+    }
+}
+
+impl<K: ShardKey> Index<K> {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &RwLock<HashMap<K, HashMap<u64, Arc<Slot>>>> {
+        &self.shards[key.shard()]
+    }
+
+    fn insert(&self, key: K, slot: &Arc<Slot>) {
+        let mut shard = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+        shard.entry(key).or_default().insert(slot.id, slot.clone());
+    }
+
+    fn remove(&self, key: K, id: u64) {
+        let mut shard = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = shard.get_mut(&key) {
+            slots.remove(&id);
+            if slots.is_empty() {
+                shard.remove(&key);
+            }
+        }
+    }
+
+    /// Calls `f` with the sessions of `key` (none: not called), under the
+    /// shard's read lock; its answer, or the default.
+    fn with<T: Default>(&self, key: K, f: impl FnOnce(&HashMap<u64, Arc<Slot>>) -> T) -> T {
+        let shard = self.shard(&key).read().unwrap_or_else(|e| e.into_inner());
+        shard.get(&key).map(f).unwrap_or_default()
+    }
+
+    /// Every session, with its key, shard by shard.
+    fn for_each(&self, mut f: impl FnMut(K, &Arc<Slot>)) {
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for (key, slots) in shard.iter() {
+                slots.values().for_each(|slot| f(*key, slot));
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     id: u64,
     user: UserId,
+    profile: ProfileId,
     /// Events waiting for the session, at most `depth`. A plain deque and a
     /// waker rather than a tokio mpsc channel: an idle session's queue then
     /// costs no allocation (the channel took ~0.7 KiB per session).
@@ -117,7 +209,9 @@ impl Hub {
         metrics: Arc<EdgeMetrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            profiles: RwLock::default(),
+            by_turn: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            by_profile: Index::new(),
+            by_user: Index::new(),
             next_slot: AtomicU64::new(0),
             recent,
             slow_after,
@@ -136,6 +230,7 @@ impl Hub {
         let slot = Arc::new(Slot {
             id: self.next_slot.fetch_add(1, Ordering::Relaxed),
             user,
+            profile,
             queue: Mutex::default(),
             depth,
             waker: AtomicWaker::new(),
@@ -144,12 +239,14 @@ impl Hub {
             heartbeat: AtomicBool::new(false),
             behind_since: AtomicU64::new(0),
         });
-        let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
-        profiles.entry(profile).or_default().push(slot.clone());
-        drop(profiles);
+        self.turn_of(slot.id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot.id, slot.clone());
+        self.by_profile.insert(profile, &slot);
+        self.by_user.insert(user, &slot);
         Subscription {
             hub: self.clone(),
-            profile,
             slot,
         }
     }
@@ -186,17 +283,15 @@ impl Hub {
     /// Queues `event` for every session on `profile`; returns how many
     /// sessions it was queued for.
     pub fn deliver(&self, profile: ProfileId, event: &Arc<Outbound>) -> usize {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        let slots = profiles.get(&profile).into_iter().flatten();
-        self.offer(slots, event)
+        self.by_profile
+            .with(profile, |slots| self.offer(slots.values(), event))
     }
 
     /// Queues `event` for every session of `user`, on any profile; returns
     /// how many sessions it was queued for.
     pub fn deliver_to_user(&self, user: UserId, event: &Arc<Outbound>) -> usize {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        let slots = profiles.values().flatten().filter(|s| s.user == user);
-        self.offer(slots, event)
+        self.by_user
+            .with(user, |slots| self.offer(slots.values(), event))
     }
 
     /// Queues `event` for each of `slots` without waiting: a full queue
@@ -240,37 +335,45 @@ impl Hub {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The (user, profile) pair of every local session.
+    /// The (user, profile) pair of every local session (every few seconds,
+    /// to refresh the registry: a walk over all, one shard at a time).
     pub fn pairs(&self) -> Vec<(UserId, ProfileId)> {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        profiles
-            .iter()
-            .flat_map(|(p, slots)| slots.iter().map(move |s| (s.user, *p)))
-            .collect()
+        let mut pairs = Vec::new();
+        self.by_profile
+            .for_each(|profile, slot| pairs.push((slot.user, profile)));
+        pairs
     }
 
-    /// A handle on every local session.
+    /// A handle on every local session (for the drain).
     pub fn sessions(&self) -> Vec<SessionHandle> {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        profiles
-            .values()
-            .flatten()
-            .map(|s| SessionHandle(s.clone()))
-            .collect()
+        let mut sessions = Vec::new();
+        for shard in &self.by_turn {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            sessions.extend(shard.values().map(|s| SessionHandle(s.clone())));
+        }
+        sessions
     }
 
-    /// Ends the sessions for which `matches(user, profile)` holds, because
-    /// the user is no longer a member; returns how many.
-    pub fn evict(&self, matches: impl Fn(UserId, ProfileId) -> bool) -> usize {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        let mut evicted = 0;
-        for (profile, slots) in profiles.iter() {
-            for slot in slots.iter().filter(|s| matches(s.user, *profile)) {
-                slot.end(End::NotAMember);
-                evicted += 1;
-            }
-        }
-        evicted
+    /// Ends `user`'s sessions on `profile` (unbound); how many.
+    pub fn evict_member(&self, user: UserId, profile: ProfileId) -> usize {
+        self.by_user.with(user, |slots| {
+            end_all(
+                slots.values().filter(|s| s.profile == profile),
+                End::NotAMember,
+            )
+        })
+    }
+
+    /// Ends every session of `user` (deleted); how many.
+    pub fn evict_user(&self, user: UserId) -> usize {
+        self.by_user
+            .with(user, |slots| end_all(slots.values(), End::NotAMember))
+    }
+
+    /// Ends every session on `profile` (deleted); how many.
+    pub fn evict_profile(&self, profile: ProfileId) -> usize {
+        self.by_profile
+            .with(profile, |slots| end_all(slots.values(), End::NotAMember))
     }
 
     /// Gives every session a heartbeat once per `interval`, in
@@ -286,32 +389,45 @@ impl Hub {
         }
     }
 
-    /// The heartbeat of the sessions whose turn it is.
+    /// The heartbeat of the sessions whose turn it is: one shard.
     pub fn heartbeat(&self, turn: u64) {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        for slot in profiles.values().flatten() {
-            if slot.id % HEARTBEAT_TURNS == turn {
-                slot.heartbeat.store(true, Ordering::Release);
-                slot.waker.wake();
-            }
+        let shard = self.by_turn[turn as usize % SHARDS]
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for slot in shard.values() {
+            slot.heartbeat.store(true, Ordering::Release);
+            slot.waker.wake();
         }
     }
 
     /// Number of sessions on `profile`.
     pub fn sessions_on(&self, profile: ProfileId) -> usize {
-        let profiles = self.profiles.read().unwrap_or_else(|e| e.into_inner());
-        profiles.get(&profile).map_or(0, Vec::len)
+        self.by_profile.with(profile, HashMap::len)
     }
 
-    fn unsubscribe(&self, profile: ProfileId, slot_id: u64) {
-        let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = profiles.get_mut(&profile) {
-            slots.retain(|s| s.id != slot_id);
-            if slots.is_empty() {
-                profiles.remove(&profile);
-            }
-        }
+    /// The shard of session `id`: that of its heartbeat turn.
+    fn turn_of(&self, id: u64) -> &RwLock<HashMap<u64, Arc<Slot>>> {
+        &self.by_turn[(id % HEARTBEAT_TURNS) as usize]
     }
+
+    fn unsubscribe(&self, slot: &Slot) {
+        self.turn_of(slot.id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&slot.id);
+        self.by_profile.remove(slot.profile, slot.id);
+        self.by_user.remove(slot.user, slot.id);
+    }
+}
+
+/// Ends each of `slots` for `reason`; how many.
+fn end_all<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, reason: End) -> usize {
+    let mut ended = 0;
+    for slot in slots {
+        slot.end(reason);
+        ended += 1;
+    }
+    ended
 }
 
 /// Ends one session from outside it.
@@ -332,7 +448,6 @@ impl SessionHandle {
 #[derive(Debug)]
 pub struct Subscription {
     hub: Arc<Hub>,
-    profile: ProfileId,
     slot: Arc<Slot>,
 }
 
@@ -423,7 +538,7 @@ pub enum Next {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unsubscribe(self.profile, self.slot.id);
+        self.hub.unsubscribe(&self.slot);
         let queue = std::mem::take(&mut *self.slot.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let left: usize = queue.iter().map(|event| event.json.len()).sum();
         self.hub.metrics.queued_bytes.dec_by(left as i64);
@@ -531,10 +646,14 @@ mod tests {
         let mut ada_on_p = hub.subscribe(p, ada, 1);
         let ada_on_q = hub.subscribe(q, ada, 1);
         let bob_on_p = hub.subscribe(p, bob, 1);
-        assert_eq!(hub.evict(|u, pr| u == ada && pr == p), 1);
+        assert_eq!(hub.evict_member(ada, p), 1);
         assert!(matches!(ada_on_p.next().await, Next::End(End::NotAMember)));
         assert!(!ada_on_q.handle().is_ended());
         assert!(!bob_on_p.handle().is_ended());
+        assert_eq!(hub.evict_profile(p), 2, "ada's (ended already) and bob's");
+        assert!(bob_on_p.handle().is_ended());
+        assert_eq!(hub.evict_user(ada), 2);
+        assert!(ada_on_q.handle().is_ended());
     }
 
     #[tokio::test]
@@ -626,8 +745,11 @@ mod tests {
         let p = ProfileId::random();
         let sub = hub.subscribe(p, UserId::random(), 1);
         assert_eq!(hub.sessions_on(p), 1);
+        let user = sub.slot.user;
         drop(sub);
         assert_eq!(hub.sessions_on(p), 0);
         assert_eq!(hub.deliver(p, &event()), 0);
+        assert_eq!(hub.deliver_to_user(user, &event()), 0);
+        assert!(hub.sessions().is_empty() && hub.pairs().is_empty());
     }
 }

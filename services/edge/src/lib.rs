@@ -68,6 +68,6 @@ pub mod bench {
 
     /// Ends `user`'s sessions on `profile`; how many.
     pub fn evict(hub: &Hub, user: UserId, profile: ProfileId) -> usize {
-        hub.evict(|u, p| u == user && p == profile)
+        hub.evict_member(user, profile)
     }
 }
