@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{DirectoryChange, DirectoryEvent};
@@ -122,9 +122,4 @@ impl Directory {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use rill_runtime::clock::now_ms;

@@ -13,7 +13,9 @@
 //! - [`kafka`]: producer and consumer configuration, topic creation.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics` as warp filters.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
+//! - [`clock`]: the wall clock in milliseconds, as records carry it.
 
+pub mod clock;
 pub mod json_body;
 pub mod kafka;
 pub mod ops;

@@ -16,7 +16,7 @@
 //! least one of those servers after this lock left it, and its fence is
 //! larger. Fences grow across all pairs, not only per pair.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use rill_domain::{ProfileId, UserId};
@@ -168,7 +168,7 @@ impl LockManager {
                         .key(fence_key)
                         .arg(token)
                         .arg(ttl_ms)
-                        .arg(now_ms())
+                        .arg(rill_runtime::clock::now_ms())
                         .invoke_async::<u64>(&mut conn)
                         .await
                 }
@@ -314,11 +314,4 @@ impl LockManager {
 
 fn token_text(token: u128) -> String {
     format!("{token:032x}")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@
 //! api, not a lock, so one server that answers is enough.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::AsyncCommands as _;
 use rill_domain::{ProfileId, UserId};
@@ -200,9 +200,4 @@ fn any_answered<T>(answers: Vec<Result<T, redis::RedisError>>) -> Result<Vec<T>,
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use rill_runtime::clock::now_ms;
