@@ -8,22 +8,24 @@ use prometheus_client::registry::Registry;
 use rill_runtime::SettingsError;
 use rill_runtime::session_cookie::SessionCookies;
 use rill_runtime::shutdown::CancellationToken;
-use rill_store::Store;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::availability::{Availability, Level};
+use crate::availability::Availability;
 use crate::capacity::{self, Capacity};
+use crate::disconnect::{Disconnect, ReconnectReason};
 use crate::from_kafka::Delivery;
-use crate::hub::{End, Hub, ReconnectReason};
+use crate::hub::Hub;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::recovery::RecentMessages;
 use crate::routes;
-use crate::session::SessionLocks;
+use crate::session::{SessionLocks, SessionSettings, Sessions};
 use crate::settings::EdgeSettings;
+use crate::state::EdgeState;
 use crate::to_kafka::Publisher;
+use crate::transport::{self, TransportSettings};
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,36 +38,6 @@ pub enum StartError {
     Store(#[from] rill_store::StoreError),
     #[error("cannot reach Redis: {0}")]
     Sessions(#[from] rill_sessions::SessionsError),
-}
-
-/// What every request handler and session of one edge shares.
-#[derive(Debug)]
-pub struct EdgeState {
-    pub settings: EdgeSettings,
-    pub edge_id: String,
-    pub cookies: SessionCookies,
-    pub hub: Arc<Hub>,
-    pub membership: Arc<Membership>,
-    pub store: Arc<dyn Store>,
-    /// Live-session locks and the registry in Redis.
-    pub locks: Arc<SessionLocks>,
-    pub capacity: Arc<Capacity>,
-    pub availability: Arc<Availability>,
-    pub publisher: Arc<Publisher>,
-    pub metrics: Arc<EdgeMetrics>,
-    /// Cancelled by the shutdown signal: the edge drains from then on.
-    pub shutdown: CancellationToken,
-    /// Cancelled when the drain is over: the server and its tasks stop.
-    pub stop: CancellationToken,
-    /// WebSocket sessions, which outlive the HTTP request that opened them.
-    pub tasks: TaskTracker,
-}
-
-impl EdgeState {
-    /// Ready for new sessions: not draining, and available.
-    pub fn is_ready(&self) -> bool {
-        !self.shutdown.is_cancelled() && self.availability.level() == Level::Available
-    }
 }
 
 /// An edge connected to Kafka, ready to serve.
@@ -132,21 +104,44 @@ impl Edge {
             capacity.clone(),
             metrics.clone(),
         );
+        let tasks = TaskTracker::new();
+        let sessions = Arc::new(Sessions {
+            edge_id: edge_id.clone(),
+            settings: SessionSettings {
+                queue_depth: settings.limits.session_queue_depth,
+                max_presence_users: settings.limits.max_presence_users,
+                lock_wait: Duration::from_millis(settings.lock_wait_ms),
+                recovery: settings.recovery.clone(),
+                lifetime: settings.lifetime.clone(),
+            },
+            hub,
+            locks,
+            membership,
+            capacity,
+            availability: availability.clone(),
+            publisher,
+            store,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        });
+        let transport = Arc::new(transport::Context {
+            sessions: sessions.clone(),
+            cookies,
+            settings: TransportSettings::from_edge(&settings),
+            metrics: metrics.clone(),
+            tasks: tasks.clone(),
+        });
         let state = Arc::new(EdgeState {
             settings,
             edge_id,
-            cookies,
-            hub,
-            membership,
-            store,
-            locks,
-            capacity,
+            sessions,
+            transport,
             availability,
-            publisher,
             metrics,
             shutdown,
             stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks,
         });
         Ok(Self {
             state,
@@ -170,10 +165,16 @@ impl Edge {
             registry,
         } = self;
         let stop = state.stop.clone();
+        let sessions = &state.sessions;
         let background = [
             tokio::spawn(delivery.run(stop.clone())),
-            tokio::spawn(state.locks.clone().keep(state.hub.clone(), stop.clone())),
-            tokio::spawn(state.hub.clone().beat(
+            tokio::spawn(
+                sessions
+                    .locks
+                    .clone()
+                    .keep(sessions.hub.clone(), stop.clone()),
+            ),
+            tokio::spawn(sessions.hub.clone().beat(
                 Duration::from_secs(state.settings.heartbeat.interval_secs),
                 stop.clone(),
             )),
@@ -205,7 +206,7 @@ impl Edge {
         {
             tracing::warn!("sessions still open after the drain");
         }
-        if tokio::time::timeout(grace, state.locks.released())
+        if tokio::time::timeout(grace, sessions.locks.released())
             .await
             .is_err()
         {
@@ -214,7 +215,7 @@ impl Edge {
         for task in background {
             let _ = task.await;
         }
-        let publisher = state.publisher.clone();
+        let publisher = sessions.publisher.clone();
         let _ = tokio::task::spawn_blocking(move || publisher.flush(grace)).await;
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
     }
@@ -267,7 +268,7 @@ async fn drain(state: Arc<EdgeState>) {
     state.metrics.draining.set(1);
     let started = Instant::now();
     let window = Duration::from_secs(state.settings.drain.window_secs);
-    let sessions = state.hub.sessions();
+    let sessions = state.sessions.hub.sessions();
     tracing::info!(
         sessions = sessions.len(),
         window_secs = window.as_secs(),
@@ -277,15 +278,16 @@ async fn drain(state: Arc<EdgeState>) {
     let count = sessions.len() as u32;
     for (i, session) in (0u32..).zip(&sessions) {
         tokio::time::sleep_until(started + spread * i / count.max(1)).await;
-        session.end(End::Reconnect(ReconnectReason::Draining));
+        session.end(Disconnect::Reconnect(ReconnectReason::Draining));
     }
+    let capacity = &state.sessions.capacity;
     let hard_end = started + window * 9 / 10;
-    while state.capacity.live() > 0 && Instant::now() < hard_end {
+    while capacity.live() > 0 && Instant::now() < hard_end {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for session in state.hub.sessions() {
-        session.end(End::Reconnect(ReconnectReason::Draining));
+    for session in state.sessions.hub.sessions() {
+        session.end(Disconnect::Reconnect(ReconnectReason::Draining));
     }
-    tracing::info!(left = state.capacity.live(), "drain over: stopping");
+    tracing::info!(left = capacity.live(), "drain over: stopping");
     state.stop.cancel();
 }

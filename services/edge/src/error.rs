@@ -1,5 +1,9 @@
 //! Every way a request to the edge can fail, and the one place where each
 //! becomes an HTTP status, a JSON error body or a WebSocket error event.
+//! The layers below have errors of their own (membership, the locks, the
+//! publisher, opening a session), which know nothing of HTTP; they become
+//! an [`EdgeError`] here, at the transport boundary. (Why a live session
+//! ends, and its close code, is [`crate::disconnect`].)
 
 use rill_domain::{BodyError, IdError};
 use rill_runtime::json_body::JsonBodyError;
@@ -7,20 +11,9 @@ use rill_runtime::session_cookie::SessionError;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-/// WebSocket close codes of the application (4000-4999), echoing the HTTP
-/// status of the same refusal.
-pub mod close_code {
-    /// The user is not (or no longer) a member of the profile.
-    pub const NOT_A_MEMBER: u16 = 4403;
-    /// The user already has a live session on the profile.
-    pub const ALREADY_LIVE: u16 = 4409;
-    /// Standard codes the edge uses: normal (answering the client's close),
-    /// going away (drain, reconnect), too large a frame, policy (too slow).
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const TOO_LARGE: u16 = 1009;
-    pub const TOO_SLOW: u16 = 1008;
-}
+use crate::membership::MembershipError;
+use crate::session::{AcquireError, OpenError, SendError};
+use crate::to_kafka::PublishError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -50,8 +43,6 @@ pub enum EdgeError {
     NotAMember,
     #[error("the store failed: {0}")]
     Store(#[from] rill_store::StoreError),
-    #[error("the live-session registry failed: {0}")]
-    Sessions(#[from] rill_sessions::SessionsError),
     #[error(
         "this user already has a live session on this profile (another tab, device or edge); close it first"
     )]
@@ -64,6 +55,54 @@ pub enum EdgeError {
     ShuttingDown,
     #[error("the message could not be written to Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+impl From<MembershipError> for EdgeError {
+    fn from(err: MembershipError) -> Self {
+        match err {
+            MembershipError::NotAMember => Self::NotAMember,
+            MembershipError::UnknownProfile => Self::UnknownProfile,
+            MembershipError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+impl From<AcquireError> for EdgeError {
+    fn from(err: AcquireError) -> Self {
+        match err {
+            AcquireError::AlreadyLive => Self::AlreadyLive,
+            AcquireError::Unavailable(err) => Self::LocksUnavailable(err),
+        }
+    }
+}
+
+impl From<PublishError> for EdgeError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::Body(err) => Self::Body(err),
+            PublishError::Kafka(err) => Self::Kafka(err),
+        }
+    }
+}
+
+impl From<OpenError> for EdgeError {
+    fn from(err: OpenError) -> Self {
+        match err {
+            OpenError::ShuttingDown => Self::ShuttingDown,
+            OpenError::AtCapacity => Self::AtCapacity,
+            OpenError::Membership(err) => err.into(),
+            OpenError::Lock(err) => err.into(),
+        }
+    }
+}
+
+impl From<SendError> for EdgeError {
+    fn from(err: SendError) -> Self {
+        match err {
+            SendError::Membership(err) => err.into(),
+            SendError::Publish(err) => err.into(),
+        }
+    }
 }
 
 impl EdgeError {
@@ -86,8 +125,7 @@ impl EdgeError {
             | Self::ShuttingDown
             | Self::Kafka(_)
             | Self::Store(_)
-            | Self::LocksUnavailable(_)
-            | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::LocksUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -110,7 +148,6 @@ impl EdgeError {
             Self::UnknownUser => "unknown_user",
             Self::NotAMember => "not_a_member",
             Self::Store(_) => "store_unavailable",
-            Self::Sessions(_) => "sessions_unavailable",
             Self::AlreadyLive => "already_live",
             Self::LocksUnavailable(_) => "locks_unavailable",
             Self::AtCapacity => "at_capacity",

@@ -137,7 +137,7 @@ impl ServerEvent<'_> {
         Arc::new(Outbound {
             name: self.name(),
             id,
-            json: json.into(),
+            json,
         })
     }
 }
@@ -149,7 +149,7 @@ pub struct Outbound {
     /// The message id (message events only): the SSE `id:`, which the
     /// browser sends back as `Last-Event-ID` when it reconnects.
     pub id: Option<MessageId>,
-    pub json: tokio_tungstenite::tungstenite::Utf8Bytes,
+    pub json: String,
 }
 
 #[cfg(test)]

@@ -33,43 +33,10 @@ use rill_domain::{MessageId, ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::time::Instant;
 
+use crate::disconnect::Disconnect;
 use crate::events::{Outbound, ServerEvent};
 use crate::metrics::EdgeMetrics;
 use crate::recovery::RecentMessages;
-
-/// Why a session ends from outside its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The user was unbound from the profile, or the user or the profile
-    /// was deleted.
-    NotAMember,
-    /// The client should come back (to this edge or another) after a short
-    /// wait.
-    Reconnect(ReconnectReason),
-    /// The client stayed behind for longer than `limits.slow_client_secs`.
-    TooSlow,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReconnectReason {
-    /// The edge is shutting down.
-    Draining,
-    /// The session reached `lifetime.max_secs`.
-    Lifetime,
-    /// The session's lock could not be kept (Redis unreachable, or it
-    /// expired).
-    LockLost,
-}
-
-impl ReconnectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draining => "draining",
-            Self::Lifetime => "lifetime",
-            Self::LockLost => "lock_lost",
-        }
-    }
-}
 
 /// Heartbeats go out in this many turns per interval, so that not every
 /// socket is pinged in the same instant.
@@ -79,11 +46,17 @@ pub const HEARTBEAT_TURNS: u64 = 64;
 /// turn).
 pub const SHARDS: usize = HEARTBEAT_TURNS as usize;
 
+/// Sessions by their number.
+type Slots = HashMap<u64, Arc<Slot>>;
+
+/// One shard of an index: the sessions of each key in it.
+type Shard<K> = RwLock<HashMap<K, Slots>>;
+
 /// The local sessions of this edge.
 #[derive(Debug)]
 pub struct Hub {
     /// Every session, by number, in the shard of its heartbeat turn.
-    by_turn: Box<[RwLock<HashMap<u64, Arc<Slot>>>]>,
+    by_turn: Box<[RwLock<Slots>]>,
     by_profile: Index<ProfileId>,
     by_user: Index<UserId>,
     next_slot: AtomicU64,
@@ -97,7 +70,7 @@ pub struct Hub {
 /// Sessions by a key (a profile, a user), in shards by the key.
 #[derive(Debug)]
 struct Index<K> {
-    shards: Box<[RwLock<HashMap<K, HashMap<u64, Arc<Slot>>>>]>,
+    shards: Box<[Shard<K>]>,
 }
 
 /// An id that picks its shard from its own bits, without hashing
@@ -133,7 +106,7 @@ impl<K: ShardKey> Index<K> {
         }
     }
 
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, HashMap<u64, Arc<Slot>>>> {
+    fn shard(&self, key: &K) -> &Shard<K> {
         &self.shards[key.shard()]
     }
 
@@ -154,7 +127,7 @@ impl<K: ShardKey> Index<K> {
 
     /// Calls `f` with the sessions of `key` (none: not called), under the
     /// shard's read lock; its answer, or the default.
-    fn with<T: Default>(&self, key: K, f: impl FnOnce(&HashMap<u64, Arc<Slot>>) -> T) -> T {
+    fn with<T: Default>(&self, key: K, f: impl FnOnce(&Slots) -> T) -> T {
         let shard = self.shard(&key).read().unwrap_or_else(|e| e.into_inner());
         shard.get(&key).map(f).unwrap_or_default()
     }
@@ -185,7 +158,7 @@ struct Slot {
     waker: AtomicWaker,
     /// Set when the session must end, to why. (Not a cancellation token:
     /// that is one more allocation in every session.)
-    reason: OnceLock<End>,
+    reason: OnceLock<Disconnect>,
     /// Set when an event was dropped for this session.
     gap: AtomicBool,
     /// Set when the session's heartbeat is due.
@@ -196,7 +169,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn end(&self, reason: End) {
+    fn end(&self, reason: Disconnect) {
         let _ = self.reason.set(reason);
         self.waker.wake();
     }
@@ -359,21 +332,23 @@ impl Hub {
         self.by_user.with(user, |slots| {
             end_all(
                 slots.values().filter(|s| s.profile == profile),
-                End::NotAMember,
+                Disconnect::NotAMember,
             )
         })
     }
 
     /// Ends every session of `user` (deleted); how many.
     pub fn evict_user(&self, user: UserId) -> usize {
-        self.by_user
-            .with(user, |slots| end_all(slots.values(), End::NotAMember))
+        self.by_user.with(user, |slots| {
+            end_all(slots.values(), Disconnect::NotAMember)
+        })
     }
 
     /// Ends every session on `profile` (deleted); how many.
     pub fn evict_profile(&self, profile: ProfileId) -> usize {
-        self.by_profile
-            .with(profile, |slots| end_all(slots.values(), End::NotAMember))
+        self.by_profile.with(profile, |slots| {
+            end_all(slots.values(), Disconnect::NotAMember)
+        })
     }
 
     /// Gives every session a heartbeat once per `interval`, in
@@ -406,7 +381,7 @@ impl Hub {
     }
 
     /// The shard of session `id`: that of its heartbeat turn.
-    fn turn_of(&self, id: u64) -> &RwLock<HashMap<u64, Arc<Slot>>> {
+    fn turn_of(&self, id: u64) -> &RwLock<Slots> {
         &self.by_turn[(id % HEARTBEAT_TURNS) as usize]
     }
 
@@ -421,7 +396,7 @@ impl Hub {
 }
 
 /// Ends each of `slots` for `reason`; how many.
-fn end_all<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, reason: End) -> usize {
+fn end_all<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, reason: Disconnect) -> usize {
     let mut ended = 0;
     for slot in slots {
         slot.end(reason);
@@ -435,7 +410,7 @@ fn end_all<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, reason: End) -> usize
 pub struct SessionHandle(Arc<Slot>);
 
 impl SessionHandle {
-    pub fn end(&self, reason: End) {
+    pub fn end(&self, reason: Disconnect) {
         self.0.end(reason);
     }
 
@@ -516,14 +491,14 @@ impl Subscription {
 
     /// Why the session must end, if it must: ended from outside, or behind
     /// for too long.
-    fn ended(&self) -> Option<End> {
+    fn ended(&self) -> Option<Disconnect> {
         if let Some(reason) = self.slot.reason.get() {
             return Some(*reason);
         }
         let since = self.slot.behind_since.load(Ordering::Acquire);
         let behind =
             since > 0 && self.hub.now_ms() + 1 - since > self.hub.slow_after.as_millis() as u64;
-        behind.then_some(End::TooSlow)
+        behind.then_some(Disconnect::TooSlow)
     }
 }
 
@@ -533,7 +508,7 @@ pub enum Next {
     Event(Arc<Outbound>),
     /// Time to ping the client (and to check it was heard from).
     Heartbeat,
-    End(End),
+    End(Disconnect),
 }
 
 impl Drop for Subscription {
@@ -635,7 +610,7 @@ mod tests {
         hub.deliver(p, &event());
         hub.deliver(p, &event()); // behind again
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(matches!(sub.next().await, Next::End(End::TooSlow)));
+        assert!(matches!(sub.next().await, Next::End(Disconnect::TooSlow)));
     }
 
     #[tokio::test]
@@ -647,7 +622,10 @@ mod tests {
         let ada_on_q = hub.subscribe(q, ada, 1);
         let bob_on_p = hub.subscribe(p, bob, 1);
         assert_eq!(hub.evict_member(ada, p), 1);
-        assert!(matches!(ada_on_p.next().await, Next::End(End::NotAMember)));
+        assert!(matches!(
+            ada_on_p.next().await,
+            Next::End(Disconnect::NotAMember)
+        ));
         assert!(!ada_on_q.handle().is_ended());
         assert!(!bob_on_p.handle().is_ended());
         assert_eq!(hub.evict_profile(p), 2, "ada's (ended already) and bob's");
@@ -663,10 +641,14 @@ mod tests {
         let mut sub = hub.subscribe(p, UserId::random(), 1);
         let handles = hub.sessions();
         assert_eq!(handles.len(), 1);
-        handles[0].end(End::Reconnect(ReconnectReason::Draining));
+        handles[0].end(Disconnect::Reconnect(
+            crate::disconnect::ReconnectReason::Draining,
+        ));
         assert!(matches!(
             sub.next().await,
-            Next::End(End::Reconnect(ReconnectReason::Draining))
+            Next::End(Disconnect::Reconnect(
+                crate::disconnect::ReconnectReason::Draining
+            ))
         ));
     }
 
@@ -678,12 +660,12 @@ mod tests {
         let waiting = tokio::spawn(async move { sub.next().await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "nothing to return yet");
-        handle.end(End::TooSlow);
+        handle.end(Disconnect::TooSlow);
         let next = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("woken by the end")
             .expect("task");
-        assert!(matches!(next, Next::End(End::TooSlow)));
+        assert!(matches!(next, Next::End(Disconnect::TooSlow)));
     }
 
     #[tokio::test]

@@ -14,29 +14,38 @@
 //! presence, replay of what a reconnecting client missed, from
 //! [`recovery`]) and says when it ends.
 //!
-//! Around them: [`app`] builds, serves and drains an edge, [`routes`] lists
-//! its routes, [`events`] defines the JSON frames, [`error`] maps failures
-//! to statuses and close codes, [`capacity`] counts sessions,
-//! [`availability`] says whether the edge takes more, [`metrics`],
-//! [`settings`]; [`client_files`] serves the browser client
-//! (`services/edge/client/`).
+//! Around them: [`app`] builds, serves and drains an edge from what
+//! [`state`] holds, [`routes`] lists its routes, [`events`] defines the
+//! JSON frames, [`error`] maps failures to HTTP statuses and error events
+//! (at the transport boundary: the layers below have errors of their own),
+//! [`disconnect`] says why a session ends, with its close code and last
+//! event, [`capacity`] counts sessions, [`availability`] says whether the
+//! edge takes more, [`metrics`], [`settings`]; [`client_files`] serves the
+//! browser client (`services/edge/client/`).
+//!
+//! Only [`Edge`] and [`settings`] are public (the binary and the tests
+//! need no more); the modules form a tree: `app` builds `state`, `routes`
+//! hands the transports their [`transport::Context`], and nothing below
+//! imports what is above it.
 
-pub mod app;
-pub mod availability;
-pub mod capacity;
-pub mod client_files;
-pub mod error;
-pub mod events;
-pub mod from_kafka;
-pub mod hub;
-pub mod membership;
-pub mod metrics;
-pub mod recovery;
-pub mod routes;
-pub mod session;
+mod app;
+mod availability;
+mod capacity;
+mod client_files;
+mod disconnect;
+mod error;
+mod events;
+mod from_kafka;
+mod hub;
+mod membership;
+mod metrics;
+mod recovery;
+mod routes;
+mod session;
 pub mod settings;
-pub mod to_kafka;
-pub mod transport;
+mod state;
+mod to_kafka;
+mod transport;
 
 pub use app::{Edge, StartError};
 pub use settings::EdgeSettings;

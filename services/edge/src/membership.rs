@@ -13,10 +13,30 @@ use std::time::{Duration, Instant};
 use rill_domain::{DirectoryChange, ProfileId, UserId};
 use rill_store::Store;
 
-use crate::error::EdgeError;
-
 /// The smallest cache size that triggers a sweep of expired entries.
 const MIN_SWEEP: usize = 1024;
+
+/// Why a user may not use a profile, or why that could not be known.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("not a member of this profile")]
+    NotAMember,
+    #[error("no profile with that id")]
+    UnknownProfile,
+    #[error("the store failed: {0}")]
+    Store(#[from] rill_store::StoreError),
+}
+
+impl MembershipError {
+    /// A stable name, for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAMember => "not_a_member",
+            Self::UnknownProfile => "unknown_profile",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Membership {
@@ -45,9 +65,8 @@ impl Membership {
         }
     }
 
-    /// Ok if `user` is bound to `profile`; 404 if the profile does not
-    /// exist, 403 if the user is not a member.
-    pub async fn check(&self, user: UserId, profile: ProfileId) -> Result<(), EdgeError> {
+    /// Ok if `user` is bound to `profile`.
+    pub async fn check(&self, user: UserId, profile: ProfileId) -> Result<(), MembershipError> {
         if self.cached(user, profile) {
             return Ok(());
         }
@@ -56,13 +75,13 @@ impl Membership {
             return Ok(());
         }
         match self.store.profile(profile).await? {
-            Some(_) => Err(EdgeError::NotAMember),
-            None => Err(EdgeError::UnknownProfile),
+            Some(_) => Err(MembershipError::NotAMember),
+            None => Err(MembershipError::UnknownProfile),
         }
     }
 
     /// Whether `user` exists (for login).
-    pub async fn user_exists(&self, user: UserId) -> Result<bool, EdgeError> {
+    pub async fn user_exists(&self, user: UserId) -> Result<bool, rill_store::StoreError> {
         Ok(self.store.user(user).await?.is_some())
     }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use warp::Filter;
 
-use crate::app::EdgeState;
 use crate::client_files;
+use crate::state::EdgeState;
 use crate::transport::{http, sse, websocket};
 
 /// The edge's routes; every response names the edge in `x-rill-edge`.
@@ -31,11 +31,12 @@ pub fn all(
     let ops = rill_runtime::ops::routes(registry, ready);
     let edge_id = warp::http::HeaderValue::from_str(&state.edge_id)
         .unwrap_or_else(|_| warp::http::HeaderValue::from_static("edge"));
-    ops.or(http::routes(state.clone()))
+    let transport = &state.transport;
+    ops.or(http::routes(transport.clone()))
         .unify()
-        .or(sse::routes(state.clone()))
+        .or(sse::routes(transport.clone()))
         .unify()
-        .or(websocket::routes(state))
+        .or(websocket::routes(transport.clone()))
         .unify()
         .or(client_files::routes())
         .unify()

@@ -10,8 +10,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
 
-use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
+
+/// Why a message was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Body(#[from] rill_domain::BodyError),
+    #[error("the message could not be written to Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
 
 /// Publishes chat messages to the message topic, and presence changes.
 pub struct Publisher {
@@ -61,7 +69,7 @@ impl Publisher {
         sender: UserId,
         profile: ProfileId,
         body: String,
-    ) -> Result<MessageId, EdgeError> {
+    ) -> Result<MessageId, PublishError> {
         let started = Instant::now();
         let body = MessageBody::parse(body, self.max_body_bytes).inspect_err(|err| {
             self.metrics.refused(match err {
@@ -94,7 +102,7 @@ impl Publisher {
             }
             Err((err, _)) => {
                 self.metrics.refused("kafka");
-                Err(EdgeError::Kafka(err))
+                Err(PublishError::Kafka(err))
             }
         }
     }

@@ -1,11 +1,9 @@
 //! The locks of this edge's live sessions: taken when a session opens,
 //! refreshed together every `ttl / 3` (with the registry entries in Redis),
-//! released when the session closes, after its `leave` reached Kafka (so
-//! that the next session of the pair, which can only start once the lock is
-//! free, publishes its `join` after this `leave`). Closed sessions' locks
-//! and registry entries are released by one task, in batches of what closed
-//! meanwhile: a drain closing thousands of sessions makes a few Redis calls,
-//! not thousands.
+//! released when the session closes (after its `leave` reached Kafka: see
+//! [`Lease::release_after`]). Closed sessions' locks and registry entries
+//! are released by one task, in batches of what closed meanwhile: a drain
+//! closing thousands of sessions makes a few Redis calls, not thousands.
 //!
 //! A session whose lock is lost (expired and maybe taken by another) or
 //! could not be confirmed for a whole TTL ends with `reconnect`.
@@ -17,15 +15,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use rill_domain::{PresenceChange, ProfileId, UserId};
+use rill_domain::{ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
 use rill_sessions::{LiveSessions, Lock, LockError, LockManager, Refresh};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::error::EdgeError;
-use crate::hub::{End, Hub, ReconnectReason, SessionHandle};
-use crate::to_kafka::{Publisher, now_ms};
+use crate::disconnect::{Disconnect, ReconnectReason};
+use crate::hub::{Hub, SessionHandle};
 
 /// How often a busy lock is tried again while waiting for it.
 const LOCK_RETRY: Duration = Duration::from_millis(50);
@@ -63,11 +60,31 @@ struct Held {
     confirmed: Instant,
 }
 
+/// Why a lock could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error(
+        "this user already has a live session on this profile (another tab, device or edge); close it first"
+    )]
+    AlreadyLive,
+    #[error("live-session locks are unavailable: {0}")]
+    Unavailable(LockError),
+}
+
+impl AcquireError {
+    /// A stable name, for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AlreadyLive => "already_live",
+            Self::Unavailable(_) => "locks_unavailable",
+        }
+    }
+}
+
 /// A session's lock; dropping it releases the lock (see the module doc).
 #[derive(Debug)]
 pub struct Lease {
     locks: Arc<SessionLocks>,
-    publisher: Arc<Publisher>,
     lock: Lock,
     slot: Option<u64>,
 }
@@ -132,15 +149,13 @@ impl SessionLocks {
     }
 
     /// The lock of (user, profile), waiting up to `wait` for another session
-    /// to let go of it: 409 when it does not, 503 when too few Redis servers
-    /// answer.
+    /// to let go of it.
     pub async fn acquire(
         self: &Arc<Self>,
         user: UserId,
         profile: ProfileId,
         wait: Duration,
-        publisher: &Arc<Publisher>,
-    ) -> Result<Lease, EdgeError> {
+    ) -> Result<Lease, AcquireError> {
         let give_up = Instant::now() + wait;
         let lock = loop {
             match self.manager.acquire(user, profile).await {
@@ -148,15 +163,14 @@ impl SessionLocks {
                 Err(LockError::Busy) if Instant::now() < give_up => {
                     tokio::time::sleep(LOCK_RETRY).await;
                 }
-                Err(LockError::Busy) => return Err(EdgeError::AlreadyLive),
+                Err(LockError::Busy) => return Err(AcquireError::AlreadyLive),
                 Err(err @ LockError::NoQuorum { .. }) => {
-                    return Err(EdgeError::LocksUnavailable(err));
+                    return Err(AcquireError::Unavailable(err));
                 }
             }
         };
         Ok(Lease {
             locks: self.clone(),
-            publisher: publisher.clone(),
             lock,
             slot: None,
         })
@@ -205,7 +219,8 @@ impl SessionLocks {
             };
             if lost {
                 tracing::warn!(user_id = %h.lock.user, profile_id = %h.lock.profile, ?outcome, "live-session lock lost: ending the session");
-                h.session.end(End::Reconnect(ReconnectReason::LockLost));
+                h.session
+                    .end(Disconnect::Reconnect(ReconnectReason::LockLost));
             }
         }
     }
@@ -259,38 +274,38 @@ impl Lease {
         );
         self.slot = Some(slot);
     }
-}
 
-impl Drop for Lease {
-    fn drop(&mut self) {
+    /// Releases the lock once `leave` (the session's presence `leave`,
+    /// already queued) is done, so that the pair's next session, which can
+    /// only start once the lock is free, publishes its `join` after this
+    /// `leave`. Shutdown waits for it ([`SessionLocks::released`]).
+    pub fn release_after(self, leave: impl Future<Output = ()> + Send + 'static) {
+        let locks = self.locks.clone();
+        locks.leaving.spawn(async move {
+            leave.await;
+            drop(self);
+        });
+    }
+
+    /// Stops refreshing the lock; what is left to release.
+    fn closed(&mut self) -> Closed {
         if let Some(slot) = self.slot {
             let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
             held.remove(&slot);
         }
-        let (locks, publisher, lock) = (
-            self.locks.clone(),
-            self.publisher.clone(),
-            self.lock.clone(),
-        );
-        let joined = self.slot.is_some();
-        self.locks.leaving.spawn(async move {
-            if joined {
-                publisher
-                    .presence(PresenceChange {
-                        user: lock.user,
-                        profile: lock.profile,
-                        joined: false,
-                        fence: lock.fence,
-                        at_ms: now_ms(),
-                    })
-                    .await;
-            }
-            locks
-                .close(Closed {
-                    lock,
-                    registered: joined,
-                })
-                .await;
-        });
+        Closed {
+            lock: self.lock.clone(),
+            registered: self.slot.is_some(),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let closed = self.closed();
+        let locks = self.locks.clone();
+        self.locks
+            .leaving
+            .spawn(async move { locks.close(closed).await });
     }
 }

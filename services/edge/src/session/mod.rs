@@ -1,6 +1,9 @@
-//! A live session of one user on one profile, whatever its transport: the
-//! checks and the lock it opens with, what it sends first (ready, presence,
-//! what a reconnecting client missed), then live events until it ends.
+//! Live sessions, whatever their transport. [`Sessions`] is what the
+//! transports are handed: it opens a session (the checks and the lock it
+//! opens with, what it sends first: ready, presence, what a reconnecting
+//! client missed) and sends a client's message. A [`LiveSession`] then gives
+//! the session's events until it ends; dropping it closes it: it leaves the
+//! hub, publishes the `leave`, then releases its lock.
 //!
 //! - [`locks`]: the one-session-per-pair lock, kept while the session lives.
 
@@ -12,22 +15,82 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rill_domain::{MessageId, PresenceChange, ProfileId, UserId};
+use rill_runtime::clock::now_ms;
+use rill_runtime::shutdown::CancellationToken;
+use rill_store::Store;
 use tokio::time::Sleep;
+use tokio_util::task::TaskTracker;
 
-use crate::app::EdgeState;
-use crate::availability::Level;
-use crate::capacity::SessionPermit;
-use crate::error::EdgeError;
+use crate::availability::{Availability, Level};
+use crate::capacity::{Capacity, SessionPermit};
+use crate::disconnect::{Disconnect, ReconnectReason};
 use crate::events::{Outbound, ServerEvent};
-use crate::hub::{End, Next, ReconnectReason, Subscription};
-use crate::metrics::Transport;
+use crate::hub::{Hub, Next, Subscription};
+use crate::membership::{Membership, MembershipError};
+use crate::metrics::{EdgeMetrics, Transport};
 use crate::recovery;
-use crate::to_kafka::now_ms;
+use crate::settings::{Lifetime, Recovery};
+use crate::to_kafka::{PublishError, Publisher};
 
-pub use locks::{Lease, SessionLocks};
+pub use locks::{AcquireError, Lease, SessionLocks};
 
-/// A live session. Dropping it leaves the hub, frees its place in the
-/// edge's capacity and releases its lock.
+/// Why a session could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("this edge is shutting down: reconnect")]
+    ShuttingDown,
+    #[error("this edge is at capacity: retry in a moment")]
+    AtCapacity,
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    #[error(transparent)]
+    Lock(#[from] AcquireError),
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// The settings a session lives by (from the edge's settings).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// `limits.session_queue_depth`.
+    pub queue_depth: usize,
+    /// `limits.max_presence_users`.
+    pub max_presence_users: usize,
+    /// `lock_wait_ms`.
+    pub lock_wait: Duration,
+    pub recovery: Recovery,
+    pub lifetime: Lifetime,
+}
+
+/// Opens live sessions and takes their sends: the hub, the locks,
+/// membership, capacity and the publisher, and nothing else of the edge.
+#[derive(Debug)]
+pub struct Sessions {
+    pub edge_id: String,
+    pub settings: SessionSettings,
+    pub hub: Arc<Hub>,
+    pub locks: Arc<SessionLocks>,
+    pub membership: Arc<Membership>,
+    pub capacity: Arc<Capacity>,
+    pub availability: Arc<Availability>,
+    pub publisher: Arc<Publisher>,
+    /// History, for what a reconnecting client missed.
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<EdgeMetrics>,
+    /// Cancelled when the edge starts draining: no session opens after.
+    pub shutdown: CancellationToken,
+    /// Presence joins on their way to Kafka (shutdown waits for them).
+    pub tasks: TaskTracker,
+}
+
+/// A live session. Dropping it closes it (see the module doc).
 #[derive(Debug)]
 pub struct LiveSession {
     pub user: UserId,
@@ -46,152 +109,186 @@ pub struct LiveSession {
     replayed: Option<Box<HashSet<MessageId>>>,
     /// When the session reaches `lifetime.max_secs` (if set).
     lifetime: Option<Pin<Box<Sleep>>>,
-    _lease: Lease,
+    /// Taken when the session closes, to be released after its `leave`.
+    lease: Option<Lease>,
+    publisher: Arc<Publisher>,
     _permit: SessionPermit,
 }
 
-/// Opens a session of authenticated `user` on `profile` (an id, unparsed):
-/// a valid profile, an edge taking sessions, membership, the lock, then
-/// presence and, with `last_id`, what the client missed since that message.
-pub async fn open(
-    state: &Arc<EdgeState>,
-    user: UserId,
-    profile: &str,
-    transport: Transport,
-    last_id: Option<&str>,
-) -> Result<LiveSession, EdgeError> {
-    let opened = try_open(state, user, profile, transport, last_id).await;
-    if let Err(err) = &opened {
-        state.metrics.session_refused(err.code());
-    }
-    opened
-}
-
-async fn try_open(
-    state: &Arc<EdgeState>,
-    user: UserId,
-    profile: &str,
-    transport: Transport,
-    last_id: Option<&str>,
-) -> Result<LiveSession, EdgeError> {
-    let profile: ProfileId = profile.parse()?;
-    let last_id: Option<MessageId> = last_id.map(str::parse).transpose()?;
-    if state.shutdown.is_cancelled() {
-        return Err(EdgeError::ShuttingDown);
-    }
-    if state.availability.level() == Level::Critical {
-        return Err(EdgeError::AtCapacity);
-    }
-    let permit = state
-        .capacity
-        .try_acquire(transport)
-        .ok_or(EdgeError::AtCapacity)?;
-    state.membership.check(user, profile).await?;
-    let lock_wait = Duration::from_millis(state.settings.lock_wait_ms);
-    let mut lease = state
-        .locks
-        .acquire(user, profile, lock_wait, &state.publisher)
-        .await?;
-
-    let depth = state.settings.limits.session_queue_depth;
-    let recovery = &state.settings.recovery;
-    let (subscription, recent) = match last_id {
-        Some(last) => {
-            let since = recovery::replay_from(last, recovery);
-            let (sub, recent) = state.hub.subscribe_since(profile, user, depth, since);
-            (sub, Some((since, recent)))
+impl Sessions {
+    /// Opens a session of authenticated `user` on `profile`: an edge taking
+    /// sessions, membership, the lock, then presence and, with `last_id`,
+    /// what the client missed since that message.
+    pub async fn open(
+        &self,
+        user: UserId,
+        profile: ProfileId,
+        transport: Transport,
+        last_id: Option<MessageId>,
+    ) -> Result<LiveSession, OpenError> {
+        let opened = self.try_open(user, profile, transport, last_id).await;
+        if let Err(err) = &opened {
+            self.metrics.session_refused(refusal(err));
         }
-        None => (state.hub.subscribe(profile, user, depth), None),
-    };
-    lease.hold(subscription.id(), subscription.handle());
-
-    let registry = state.locks.registry();
-    if let Err(err) = registry.register(&[(user, profile)]).await {
-        tracing::warn!(error = %err, "cannot register the session in Redis");
+        opened
     }
-    let max_users = state.settings.limits.max_presence_users;
-    let (mut users, truncated) = registry
-        .some_live_users(profile, max_users)
-        .await
-        .unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "cannot read who is live");
-            (Vec::new(), false)
-        });
-    // You first, whether the read listed you or not.
-    users.retain(|u| *u != user);
-    users.truncate(max_users.saturating_sub(1));
-    users.insert(0, user);
-    // Queued now, not waited for: a broker under load held every open for
-    // up to the message timeout. The leave is queued later by the same
-    // producer to the same partition (keyed by user), so it stays behind.
-    state.tasks.spawn(state.publisher.presence(PresenceChange {
-        user,
-        profile,
-        joined: true,
-        fence: lease.fence(),
-        at_ms: now_ms(),
-    }));
 
-    let mut opening = VecDeque::new();
-    opening.push_back(
-        ServerEvent::Ready {
-            edge_id: &state.edge_id,
-            profile_id: profile,
-            user_id: user,
+    /// Sends `body` from `user` to `profile`, if `user` is a member; the
+    /// message's id once Kafka has it.
+    pub async fn send(
+        &self,
+        user: UserId,
+        profile: ProfileId,
+        body: String,
+    ) -> Result<MessageId, SendError> {
+        self.membership.check(user, profile).await?;
+        Ok(self.publisher.publish(user, profile, body).await?)
+    }
+
+    /// Sends `body` from `user`'s live session on `profile`: membership was
+    /// checked when it opened, and an unbind ends it.
+    pub async fn send_live(
+        &self,
+        user: UserId,
+        profile: ProfileId,
+        body: String,
+    ) -> Result<MessageId, SendError> {
+        Ok(self.publisher.publish(user, profile, body).await?)
+    }
+
+    async fn try_open(
+        &self,
+        user: UserId,
+        profile: ProfileId,
+        transport: Transport,
+        last_id: Option<MessageId>,
+    ) -> Result<LiveSession, OpenError> {
+        if self.shutdown.is_cancelled() {
+            return Err(OpenError::ShuttingDown);
         }
-        .to_outbound(),
-    );
-    opening.push_back(
-        ServerEvent::Presence {
-            profile_id: profile,
-            users: &users,
-            truncated,
+        if self.availability.level() == Level::Critical {
+            return Err(OpenError::AtCapacity);
         }
-        .to_outbound(),
-    );
-    let mut replayed = HashSet::new();
-    if let Some((since, recent)) = recent {
-        match recovery::replay(
-            state.store.as_ref(),
+        let permit = self
+            .capacity
+            .try_acquire(transport)
+            .ok_or(OpenError::AtCapacity)?;
+        self.membership.check(user, profile).await?;
+        let mut lease = self
+            .locks
+            .acquire(user, profile, self.settings.lock_wait)
+            .await?;
+
+        let depth = self.settings.queue_depth;
+        let recovery = &self.settings.recovery;
+        let (subscription, recent) = match last_id {
+            Some(last) => {
+                let since = recovery::replay_from(last, recovery);
+                let (sub, recent) = self.hub.subscribe_since(profile, user, depth, since);
+                (sub, Some((since, recent)))
+            }
+            None => (self.hub.subscribe(profile, user, depth), None),
+        };
+        lease.hold(subscription.id(), subscription.handle());
+
+        let registry = self.locks.registry();
+        if let Err(err) = registry.register(&[(user, profile)]).await {
+            tracing::warn!(error = %err, "cannot register the session in Redis");
+        }
+        let max_users = self.settings.max_presence_users;
+        let (mut users, truncated) = registry
+            .some_live_users(profile, max_users)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read who is live");
+                (Vec::new(), false)
+            });
+        // You first, whether the read listed you or not.
+        users.retain(|u| *u != user);
+        users.truncate(max_users.saturating_sub(1));
+        users.insert(0, user);
+        // Queued now, not waited for: a broker under load held every open for
+        // up to the message timeout. The leave is queued later by the same
+        // producer to the same partition (keyed by user), so it stays behind.
+        self.tasks.spawn(self.publisher.presence(PresenceChange {
+            user,
             profile,
-            since,
-            recent,
-            recovery.max_replay,
-        )
-        .await
-        {
-            Ok(replay) => {
-                if replay.gap {
+            joined: true,
+            fence: lease.fence(),
+            at_ms: now_ms(),
+        }));
+
+        let mut opening = VecDeque::new();
+        opening.push_back(
+            ServerEvent::Ready {
+                edge_id: &self.edge_id,
+                profile_id: profile,
+                user_id: user,
+            }
+            .to_outbound(),
+        );
+        opening.push_back(
+            ServerEvent::Presence {
+                profile_id: profile,
+                users: &users,
+                truncated,
+            }
+            .to_outbound(),
+        );
+        let mut replayed = HashSet::new();
+        if let Some((since, recent)) = recent {
+            match recovery::replay(
+                self.store.as_ref(),
+                profile,
+                since,
+                recent,
+                recovery.max_replay,
+            )
+            .await
+            {
+                Ok(replay) => {
+                    if replay.gap {
+                        opening.push_back(ServerEvent::Gap.to_outbound());
+                    }
+                    self.metrics
+                        .replayed_messages
+                        .inc_by(replay.events.len() as u64);
+                    opening.extend(replay.events);
+                    replayed = replay.ids;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read history to replay: telling the client of a gap");
                     opening.push_back(ServerEvent::Gap.to_outbound());
                 }
-                state
-                    .metrics
-                    .replayed_messages
-                    .inc_by(replay.events.len() as u64);
-                opening.extend(replay.events);
-                replayed = replay.ids;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read history to replay: telling the client of a gap");
-                opening.push_back(ServerEvent::Gap.to_outbound());
             }
         }
+        tracing::info!(user_id = %user, profile_id = %profile, ?transport, fence = lease.fence(), replayed = replayed.len(), "session opened");
+        Ok(LiveSession {
+            user,
+            profile,
+            subscription,
+            opening,
+            replayed: (!replayed.is_empty()).then(|| Box::new(replayed)),
+            lifetime: lifetime(&self.settings.lifetime),
+            lease: Some(lease),
+            publisher: self.publisher.clone(),
+            _permit: permit,
+        })
     }
-    tracing::info!(user_id = %user, profile_id = %profile, ?transport, fence = lease.fence(), replayed = replayed.len(), "session opened");
-    Ok(LiveSession {
-        user,
-        profile,
-        subscription,
-        opening,
-        replayed: (!replayed.is_empty()).then(|| Box::new(replayed)),
-        lifetime: lifetime(&state.settings.lifetime),
-        _lease: lease,
-        _permit: permit,
-    })
+}
+
+/// The `reason` label of a refused session.
+fn refusal(err: &OpenError) -> &'static str {
+    match err {
+        OpenError::ShuttingDown => "shutting_down",
+        OpenError::AtCapacity => "at_capacity",
+        OpenError::Membership(err) => err.code(),
+        OpenError::Lock(err) => err.code(),
+    }
 }
 
 /// A session's deadline: `max_secs` plus a random share of `dither_secs`.
-fn lifetime(settings: &crate::settings::Lifetime) -> Option<Pin<Box<Sleep>>> {
+fn lifetime(settings: &Lifetime) -> Option<Pin<Box<Sleep>>> {
     if settings.max_secs == 0 {
         return None;
     }
@@ -214,7 +311,7 @@ impl LiveSession {
         loop {
             let next = match self.lifetime.as_mut() {
                 Some(deadline) => tokio::select! {
-                    _ = deadline => return Next::End(End::Reconnect(ReconnectReason::Lifetime)),
+                    _ = deadline => return Next::End(Disconnect::Reconnect(ReconnectReason::Lifetime)),
                     next = self.subscription.next() => next,
                 },
                 None => self.subscription.next().await,
@@ -228,7 +325,7 @@ impl LiveSession {
 
     /// The next event, or why the session ends, without heartbeats: for a
     /// transport with a keep-alive of its own (SSE: warp's comments).
-    pub async fn next_event(&mut self) -> Result<Arc<Outbound>, End> {
+    pub async fn next_event(&mut self) -> Result<Arc<Outbound>, Disconnect> {
         loop {
             match self.next().await {
                 Next::Event(event) => return Ok(event),
@@ -274,23 +371,23 @@ impl LiveSession {
     }
 }
 
-/// The last event a session gets when it ends for `end` (none for a client
-/// too slow to read it), and the reason, for logs and metrics.
-pub fn last_event(end: End, reconnect_jitter_ms: u64) -> (Option<Arc<Outbound>>, &'static str) {
-    match end {
-        End::NotAMember => (Some(EdgeError::NotAMember.event(None)), "not_a_member"),
-        End::Reconnect(why) => {
-            let after_ms = if reconnect_jitter_ms == 0 {
-                0
-            } else {
-                rand::random::<u64>() % reconnect_jitter_ms
-            };
-            let event = ServerEvent::Reconnect {
-                after_ms,
-                reason: why.as_str(),
-            };
-            (Some(event.to_outbound()), why.as_str())
-        }
-        End::TooSlow => (None, "too_slow"),
+/// The close path: the `leave` is queued now (behind this session's `join`
+/// in its partition), and the lock is released once Kafka has the leave, so
+/// that the pair's next session, which waits for the lock, publishes its
+/// `join` after it. The hub forgets the session when its subscription
+/// drops, right after this.
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let leave = self.publisher.presence(PresenceChange {
+            user: self.user,
+            profile: self.profile,
+            joined: false,
+            fence: lease.fence(),
+            at_ms: now_ms(),
+        });
+        lease.release_after(leave);
     }
 }

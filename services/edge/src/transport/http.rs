@@ -11,10 +11,9 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::app::EdgeState;
 use crate::error::EdgeError;
 use crate::events::{MAX_REF_LEN, SendRequest};
-use crate::transport::authenticate;
+use crate::transport::Context;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,10 +35,10 @@ struct SendReply<'a> {
 
 /// `POST /login`, `POST /logout` and `POST /live/{profile}/messages`.
 pub fn routes(
-    state: Arc<EdgeState>,
+    context: Arc<Context>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let max_body = state.settings.limits.max_frame_bytes as u64;
-    let with_state = warp::any().map(move || state.clone());
+    let max_body = context.settings.max_frame_bytes as u64;
+    let with_state = warp::any().map(move || context.clone());
     let json_body = warp::header::optional::<String>("content-type")
         .and(warp::body::content_length_limit(max_body))
         .and(warp::body::bytes());
@@ -49,7 +48,7 @@ pub fn routes(
         .and(with_state.clone())
         .and(json_body)
         .then(
-            |state: Arc<EdgeState>, content_type: Option<String>, body: Bytes| async move {
+            |state: Arc<Context>, content_type: Option<String>, body: Bytes| async move {
                 login(&state, content_type, &body)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
@@ -58,7 +57,7 @@ pub fn routes(
     let logout = warp::path!("logout")
         .and(warp::post())
         .and(with_state.clone())
-        .map(|state: Arc<EdgeState>| {
+        .map(|state: Arc<Context>| {
             let reply = warp::reply::with_header(
                 StatusCode::NO_CONTENT,
                 "set-cookie",
@@ -73,7 +72,7 @@ pub fn routes(
         .and(json_body)
         .then(
             |profile: String,
-             state: Arc<EdgeState>,
+             state: Arc<Context>,
              cookie: Option<String>,
              content_type,
              body: Bytes| async move {
@@ -98,13 +97,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 /// Logs in a user that exists. (Rill has no passwords yet: whoever knows a
 /// user id can log in as that user; see docs/ARCHITECTURE.md.)
 async fn login(
-    state: &EdgeState,
+    state: &Context,
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Response, EdgeError> {
     let request: LoginRequest = parse_json(content_type, body)?;
     let user: UserId = request.user_id.parse()?;
-    if !state.membership.user_exists(user).await? {
+    if !state.sessions.membership.user_exists(user).await? {
         return Err(EdgeError::UnknownUser);
     }
     let set_cookie = state.cookies.issue(user, SystemTime::now());
@@ -118,13 +117,13 @@ async fn login(
 }
 
 async fn send(
-    state: &EdgeState,
+    state: &Context,
     profile: &str,
     cookie: Option<&str>,
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Response, EdgeError> {
-    let user = authenticate(state, cookie)?;
+    let user = state.authenticate(cookie)?;
     let profile: ProfileId = profile.parse()?;
     let request: SendRequest = parse_json(content_type, body)?;
     if request
@@ -134,8 +133,7 @@ async fn send(
     {
         return Err(EdgeError::RefTooLong { max: MAX_REF_LEN });
     }
-    state.membership.check(user, profile).await?;
-    let id = state.publisher.publish(user, profile, request.body).await?;
+    let id = state.sessions.send(user, profile, request.body).await?;
     let reply = SendReply {
         id,
         reference: request.reference.as_deref(),

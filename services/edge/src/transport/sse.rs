@@ -7,31 +7,29 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use warp::Filter;
 use warp::reply::Response;
 
-use crate::app::EdgeState;
 use crate::error::EdgeError;
 use crate::events::Outbound;
 use crate::metrics::Transport;
-use crate::session::{self, LiveSession};
-use crate::transport::{authenticate, query_param};
+use crate::session::LiveSession;
+use crate::transport::{Context, query_param};
 
 pub fn routes(
-    state: Arc<EdgeState>,
+    context: Arc<Context>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("live" / String / "sse")
         .and(warp::get())
-        .and(warp::any().map(move || state.clone()))
+        .and(warp::any().map(move || context.clone()))
         .and(warp::header::optional::<String>("cookie"))
         .and(warp::header::optional::<String>("last-event-id"))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
             |profile: String,
-             state: Arc<EdgeState>,
+             context: Arc<Context>,
              cookie: Option<String>,
              last_event_id: Option<String>,
              query: String| async move {
@@ -39,45 +37,42 @@ pub fn routes(
                     .as_deref()
                     .filter(|id| !id.is_empty())
                     .or_else(|| query_param(&query, "last_id"));
-                let opened = match authenticate(&state, cookie.as_deref()) {
-                    Ok(user) => {
-                        session::open(&state, user, &profile, Transport::Sse, last_id).await
-                    }
-                    Err(err) => Err(err),
-                };
-                opened
-                    .map(|session| stream(&state, session))
+                context
+                    .open(cookie.as_deref(), &profile, last_id, Transport::Sse)
+                    .await
+                    .map(|session| stream(&context, session))
                     .unwrap_or_else(EdgeError::into_response)
             },
         )
 }
 
-fn stream(state: &Arc<EdgeState>, session: LiveSession) -> Response {
+fn stream(context: &Arc<Context>, session: LiveSession) -> Response {
     let events = futures_util::stream::unfold(
-        (session, state.clone(), false),
-        |(mut session, state, ended)| async move {
+        (session, context.clone(), false),
+        |(mut session, context, ended)| async move {
             if ended {
                 return None;
             }
             match session.next_event().await {
-                Ok(event) => Some((event, (session, state, false))),
+                Ok(event) => Some((event, (session, context, false))),
                 Err(end) => {
-                    let jitter = state.settings.drain.reconnect_jitter_ms;
-                    let (last, reason) = session::last_event(end, jitter);
-                    state.metrics.session_ended(reason);
+                    let reason = end.reason();
+                    context.metrics.session_ended(reason);
                     tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "SSE session ended");
-                    last.map(|event| (event, (session, state, true)))
+                    let last = end.last_event(context.settings.reconnect_jitter_ms);
+                    last.map(|event| (event, (session, context, true)))
                 }
             }
         },
     );
-    let metrics = state.metrics.clone();
+    let metrics = context.metrics.clone();
     let events = events.map(move |out| {
         metrics.delivered_events.inc();
         Ok::<_, Infallible>(to_sse(&out))
     });
-    let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
-    let stream = warp::sse::keep_alive().interval(heartbeat).stream(events);
+    let stream = warp::sse::keep_alive()
+        .interval(context.settings.heartbeat)
+        .stream(events);
     warp::reply::Reply::into_response(warp::sse::reply(stream))
 }
 

@@ -10,23 +10,25 @@ use tokio::time::Instant;
 
 use super::frame::Message;
 use super::socket::{CLOSE_TIMEOUT, Frames, ReadError, Socket, WriteError};
-use crate::app::EdgeState;
-use crate::error::{EdgeError, close_code};
+use crate::disconnect::{Disconnect, close_code};
+use crate::error::EdgeError;
 use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
-use crate::hub::{End, Next};
-use crate::session::{self, LiveSession};
+use crate::hub::Next;
+use crate::session::{LiveSession, SendError};
+use crate::transport::Context;
 
 /// Most bytes of events written in one go: events already queued for the
 /// session when it wakes go out in one write (one system call) up to this.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Says why in an error event, then closes with `code`.
-pub(super) async fn refuse(mut socket: Socket, err: &EdgeError, code: u16) {
-    let event = err.event(None);
-    let mut frames = Frames::default();
-    frames.text(&event.json);
-    let _ = socket.write(&frames, CLOSE_TIMEOUT).await;
-    socket.close(code, "already live").await;
+/// Says why in its last event, then closes with its code.
+pub(super) async fn refuse(mut socket: Socket, why: Disconnect) {
+    if let Some(event) = why.last_event(0) {
+        let mut frames = Frames::default();
+        frames.text(&event.json);
+        let _ = socket.write(&frames, CLOSE_TIMEOUT).await;
+    }
+    socket.close(why.close_code(), why.reason()).await;
 }
 
 /// Sends waiting for Kafka, allocated at the first send: an idle session
@@ -69,14 +71,13 @@ pub(super) struct Connection {
 /// One session: hub events out, client frames in, sends in flight awaited
 /// side by side (at most `limits.max_inflight_sends`), a ping at each of the
 /// hub's heartbeats (every `heartbeat.interval_secs`).
-pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) {
+pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
     let Connection { socket, session } = &mut *connection;
     let state = &*state;
     let mut pending = InFlight::default();
-    let limits = &state.settings.limits;
-    let write_timeout = Duration::from_secs(limits.slow_client_secs);
-    let heartbeat = Duration::from_secs(state.settings.heartbeat.interval_secs);
-    let silence_allowed = heartbeat + Duration::from_secs(state.settings.heartbeat.timeout_secs);
+    let settings = &state.settings;
+    let write_timeout = settings.write_timeout;
+    let silence_allowed: Duration = settings.heartbeat + settings.heartbeat_timeout;
     let mut last_heard = Instant::now();
     let ended = loop {
         let out = tokio::select! {
@@ -84,7 +85,7 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                 Next::Event(event) => event,
                 Next::Heartbeat => {
                     if last_heard.elapsed() > silence_allowed {
-                        break "heartbeat_timeout";
+                        break Disconnect::HeartbeatTimeout;
                     }
                     match socket.ping(write_timeout).await {
                         Ok(()) => continue,
@@ -96,14 +97,14 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                 Next::End(end) => break Box::pin(end_session(socket, end, state)).await,
             },
             Some(answer) = pending.next(), if pending.len() > 0 => answer,
-            message = socket.read(), if pending.len() < limits.max_inflight_sends => {
+            message = socket.read(), if pending.len() < settings.max_inflight_sends => {
                 last_heard = Instant::now();
                 match message {
                     Ok(Some(Message::Text(text))) => match handle_frame(&text, session) {
                         Ok(Request::Send { body, reference }) => {
                             let (user, profile) = (session.user, session.profile);
                             pending.push(Box::pin(async move {
-                                let sent = state.publisher.publish(user, profile, body).await;
+                                let sent = state.sessions.send_live(user, profile, body).await;
                                 send_result(reference, sent)
                             }));
                             continue;
@@ -122,21 +123,18 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
                     Ok(Some(Message::Close(code))) => {
                         // Answered with the client's own code (RFC 6455, 5.5.1).
                         Box::pin(socket.close(code.unwrap_or(close_code::NORMAL), "")).await;
-                        break "closed";
+                        break Disconnect::Closed;
                     }
-                    Ok(None) => break "closed",
+                    Ok(None) => break Disconnect::Closed,
                     Err(ReadError::Frame(err)) => {
                         tracing::info!(user_id = %session.user, error = %err, "bad frame: closing");
-                        Box::pin(socket.close(err.close_code(), "bad frame")).await;
-                        break if err.close_code() == close_code::TOO_LARGE {
-                            "frame_too_large"
-                        } else {
-                            "bad_frame"
-                        };
+                        let why = err.disconnect();
+                        Box::pin(socket.close(why.close_code(), "bad frame")).await;
+                        break why;
                     }
                     Err(ReadError::Io(err)) => {
                         tracing::debug!(user_id = %session.user, error = %err, "WebSocket read failed");
-                        break "closed";
+                        break Disconnect::Closed;
                     }
                 }
             },
@@ -157,37 +155,32 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<EdgeState>) 
             Err(err) => break write_failed(&err),
         }
     };
-    state.metrics.session_ended(ended);
-    tracing::info!(user_id = %session.user, profile_id = %session.profile, reason = ended, "WebSocket session ended");
+    let reason = ended.reason();
+    state.metrics.session_ended(reason);
+    tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "WebSocket session ended");
     // Sends already handed to Kafka complete; their acks have no reader.
     while pending.next().await.is_some() {}
 }
 
-/// Tells the client why its session ends, then closes; the reason, for
-/// metrics.
-async fn end_session(socket: &mut Socket, end: End, state: &EdgeState) -> &'static str {
-    let (event, reason) = session::last_event(end, state.settings.drain.reconnect_jitter_ms);
-    if let Some(event) = event {
+/// Tells the client why its session ends (ended from outside: the hub),
+/// then closes with the end's code.
+async fn end_session(socket: &mut Socket, end: Disconnect, state: &Context) -> Disconnect {
+    if let Some(event) = end.last_event(state.settings.reconnect_jitter_ms) {
         let mut frames = Frames::default();
         frames.text(&event.json);
         if socket.write(&frames, CLOSE_TIMEOUT).await.is_ok() {
             state.metrics.delivered_events.inc();
         }
     }
-    let code = match end {
-        End::NotAMember => close_code::NOT_A_MEMBER,
-        End::Reconnect(_) => close_code::GOING_AWAY,
-        End::TooSlow => close_code::TOO_SLOW,
-    };
-    socket.close(code, reason).await;
-    reason
+    socket.close(end.close_code(), end.reason()).await;
+    end
 }
 
-/// Why a session ended on a failed write, for metrics.
-fn write_failed(err: &WriteError) -> &'static str {
+/// Why a session ended on a failed write.
+fn write_failed(err: &WriteError) -> Disconnect {
     match err {
-        WriteError::Closed(_) => "closed",
-        WriteError::TooSlow => "too_slow",
+        WriteError::Closed(_) => Disconnect::Closed,
+        WriteError::TooSlow => Disconnect::TooSlow,
     }
 }
 
@@ -217,7 +210,7 @@ fn handle_frame(text: &str, session: &LiveSession) -> Result<Request, (EdgeError
 
 fn send_result(
     reference: Option<String>,
-    result: Result<rill_domain::MessageId, EdgeError>,
+    result: Result<rill_domain::MessageId, SendError>,
 ) -> Arc<Outbound> {
     match result {
         Ok(id) => ServerEvent::Ack {
@@ -225,6 +218,6 @@ fn send_result(
             id,
         }
         .to_outbound(),
-        Err(err) => err.event(reference.as_deref()),
+        Err(err) => EdgeError::from(err).event(reference.as_deref()),
     }
 }

@@ -7,6 +7,8 @@
 //! every connection for its whole life; [`Decoder`] holds bytes only while
 //! a frame is incomplete, so an idle session holds none.
 
+use crate::disconnect::{Disconnect, close_code};
+
 /// A whole message from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
@@ -20,7 +22,7 @@ pub enum Message {
 }
 
 /// What is wrong with the client's bytes; the connection must close with
-/// [`FrameError::close_code`].
+/// [`FrameError::disconnect`].
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("frame or message larger than {max} bytes")]
@@ -44,19 +46,20 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The close status this error calls for (RFC 6455, 7.4.1).
-    pub fn close_code(&self) -> u16 {
+    /// Why the session ends on this error; its close code is the one the
+    /// error calls for (RFC 6455, 7.4.1).
+    pub fn disconnect(&self) -> Disconnect {
         match self {
-            Self::TooLarge { .. } => TOO_LARGE,
-            Self::NotUtf8 => INVALID_DATA,
-            _ => PROTOCOL_ERROR,
+            Self::TooLarge { .. } => Disconnect::FrameTooLarge,
+            Self::NotUtf8 => Disconnect::BadFrame {
+                code: close_code::INVALID_DATA,
+            },
+            _ => Disconnect::BadFrame {
+                code: close_code::PROTOCOL_ERROR,
+            },
         }
     }
 }
-
-const PROTOCOL_ERROR: u16 = 1002;
-const INVALID_DATA: u16 = 1007;
-const TOO_LARGE: u16 = 1009;
 
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -390,7 +393,7 @@ mod tests {
         decoder.extend(&header);
         let err = decoder.next(MAX).expect_err("an error");
         assert_eq!(err, FrameError::TooLarge { max: MAX });
-        assert_eq!(err.close_code(), 1009);
+        assert_eq!(err.disconnect().close_code(), 1009);
     }
 
     #[test]
@@ -419,7 +422,7 @@ mod tests {
         for (bytes, want) in cases {
             let got = decode_all(&bytes).expect_err("an error");
             assert_eq!(got, want);
-            assert_eq!(got.close_code(), 1002, "{want}");
+            assert_eq!(got.disconnect().close_code(), 1002, "{want}");
         }
     }
 
@@ -427,7 +430,7 @@ mod tests {
     fn text_that_is_not_utf8_is_refused_with_1007() {
         let err = decode_all(&client_frame(0x81, &[0xC3, 0x28])).expect_err("an error");
         assert_eq!(err, FrameError::NotUtf8);
-        assert_eq!(err.close_code(), 1007);
+        assert_eq!(err.disconnect().close_code(), 1007);
     }
 
     #[test]

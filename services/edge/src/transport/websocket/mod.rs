@@ -16,11 +16,12 @@ use warp::Filter;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use crate::app::EdgeState;
-use crate::error::{EdgeError, close_code};
+use crate::disconnect::Disconnect;
+use crate::error::EdgeError;
 use crate::metrics::Transport;
-use crate::session;
-use crate::transport::{authenticate, query_param};
+use crate::session::OpenError;
+use crate::session::locks::AcquireError;
+use crate::transport::{Context, parse_ids, query_param};
 
 mod connection;
 mod frame;
@@ -30,17 +31,17 @@ use connection::{Connection, refuse, run};
 use socket::Socket;
 
 pub fn routes(
-    state: Arc<EdgeState>,
+    context: Arc<Context>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("live" / String / "ws")
         .and(warp::get())
-        .and(warp::any().map(move || state.clone()))
+        .and(warp::any().map(move || context.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
             |profile: String,
-             state: Arc<EdgeState>,
+             state: Arc<Context>,
              headers: HeaderMap,
              on_upgrade,
              query: String| async move {
@@ -53,21 +54,26 @@ pub fn routes(
 }
 
 async fn upgrade(
-    state: &Arc<EdgeState>,
+    state: &Arc<Context>,
     profile: &str,
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
     last_id: Option<&str>,
 ) -> Result<Response, EdgeError> {
     let cookie = headers.get("cookie").and_then(|v| v.to_str().ok());
-    let user = authenticate(state, cookie)?;
+    let user = state.authenticate(cookie)?;
     let accept = accept_key(headers)?;
     check_origin(headers, &state.settings.allowed_origins)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
+    let (profile, last_id) = parse_ids(profile, last_id)?;
     // A second session of the pair is refused after the upgrade, with a
     // close code a browser can read (it cannot read an HTTP status).
-    let opened = match session::open(state, user, profile, Transport::Websocket, last_id).await {
-        Err(EdgeError::AlreadyLive) => None,
+    let opened = state
+        .sessions
+        .open(user, profile, Transport::Websocket, last_id)
+        .await;
+    let opened = match opened {
+        Err(OpenError::Lock(AcquireError::AlreadyLive)) => None,
         opened => Some(opened?),
     };
     let state = state.clone();
@@ -80,7 +86,7 @@ async fn upgrade(
         let Some((tcp, read)) = unwrap_tcp(upgraded) else {
             return tracing::error!("WebSocket upgrade on a connection that is not TCP");
         };
-        let socket = Socket::new(tcp, &read, state.settings.limits.max_frame_bytes);
+        let socket = Socket::new(tcp, &read, state.settings.max_frame_bytes);
         match opened {
             // A task of its own: this one's state (the upgrade, the
             // handshake) would otherwise stay allocated beside the session's
@@ -88,7 +94,7 @@ async fn upgrade(
             Some(session) => {
                 drop(tasks.spawn(run(Box::new(Connection { socket, session }), state)))
             }
-            None => refuse(socket, &EdgeError::AlreadyLive, close_code::ALREADY_LIVE).await,
+            None => refuse(socket, Disconnect::AlreadyLive).await,
         }
     });
     let mut response = Response::new(Default::default());

@@ -263,7 +263,7 @@ mod tests {
             .await
             .expect("ok");
         match socket.read().await {
-            Err(ReadError::Frame(err)) => assert_eq!(err.close_code(), 1009),
+            Err(ReadError::Frame(err)) => assert_eq!(err.disconnect().close_code(), 1009),
             other => panic!("expected a frame error, got {other:?}"),
         }
     }
