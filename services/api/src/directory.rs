@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{DirectoryChange, DirectoryEvent};
+use rill_runtime::backoff::Backoff;
 use rill_store::{Store, StoreError};
 
 use crate::error::ApiError;
@@ -103,7 +104,7 @@ impl Directory {
     {
         let started = tokio::time::Instant::now();
         let deadline = started + self.consistency_timeout;
-        let mut pause = POLL_FIRST;
+        let mut backoff = Backoff::new(POLL_FIRST, POLL_MAX);
         loop {
             if visible(self.store.clone()).await? {
                 self.metrics
@@ -111,13 +112,13 @@ impl Directory {
                     .observe(started.elapsed().as_secs_f64());
                 return Ok(Visibility::Visible);
             }
+            let pause = backoff.next_pause();
             if tokio::time::Instant::now() + pause > deadline {
                 tracing::warn!(timeout = ?self.consistency_timeout, "write not yet visible in the store");
                 self.metrics.writes_pending.inc();
                 return Ok(Visibility::Pending);
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(POLL_MAX);
         }
     }
 }

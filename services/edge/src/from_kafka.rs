@@ -2,11 +2,11 @@
 //! the message topic, from the end at start-up and outside any consumer
 //! group, and hands each message to the hub for its local sessions.
 //!
-//! The same consumer reads the directory topic, so that an unbind (or a
-//! deleted user or profile) reaches the membership cache and ends the
-//! affected sessions within moments; the push topic (the api's publishes);
-//! and the presence topic (joins and leaves, for every session on the
-//! profile).
+//! The same consumer reads all four of Rill's topics: messages; the
+//! directory topic, so that an unbind (or a deleted user or profile)
+//! reaches the membership cache and ends the affected sessions within
+//! moments; the push topic (the api's publishes); and the presence topic
+//! (joins and leaves, for every session on the profile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, DirectoryChange, DirectoryEvent, PresenceChange, Push, PushTarget};
-use rill_runtime::KafkaSettings;
+use rill_runtime::backoff::Backoff;
+use rill_runtime::internal_events::{InternalEvent as _, RecordSkipped};
 use rill_runtime::kafka::{partitions_of, tail_consumer_config};
 use rill_runtime::shutdown::CancellationToken;
+use rill_runtime::{KafkaSettings, Topic};
 use tracing::Instrument;
 
 use crate::events::ServerEvent;
@@ -28,14 +30,14 @@ use crate::metrics::EdgeMetrics;
 
 /// How long start-up waits for the broker's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and longest pause between reads after a failed one.
+const READ_RETRY_FIRST: Duration = Duration::from_millis(100);
+const READ_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// The consumer of the message and directory topics, positioned at their
-/// ends.
+/// The consumer of Rill's topics, positioned at their ends.
 pub struct Delivery {
     consumer: StreamConsumer,
-    message_topic: String,
-    push_topic: String,
-    presence_topic: String,
+    topics: KafkaSettings,
     hub: Arc<Hub>,
     membership: Arc<Membership>,
     max_body_bytes: usize,
@@ -46,7 +48,7 @@ pub struct Delivery {
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
-            .field("message_topic", &self.message_topic)
+            .field("brokers", &self.topics.brokers)
             .finish_non_exhaustive()
     }
 }
@@ -67,12 +69,7 @@ impl Delivery {
         metrics: Arc<EdgeMetrics>,
     ) -> Result<Self, KafkaError> {
         let config = tail_consumer_config(settings, edge_id);
-        let topics = vec![
-            settings.message_topic.clone(),
-            settings.directory_topic.clone(),
-            settings.push_topic.clone(),
-            settings.presence_topic.clone(),
-        ];
+        let topics = Topic::ALL.map(|topic| settings.topic_name(topic).to_owned());
         let assignment = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || end_of_every_partition(&config, &topics))
@@ -87,9 +84,7 @@ impl Delivery {
         );
         Ok(Self {
             consumer,
-            message_topic: settings.message_topic.clone(),
-            push_topic: settings.push_topic.clone(),
-            presence_topic: settings.presence_topic.clone(),
+            topics: settings.clone(),
             hub,
             membership,
             max_body_bytes,
@@ -100,6 +95,7 @@ impl Delivery {
 
     /// Delivers until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(READ_RETRY_FIRST, READ_RETRY_MAX);
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -108,20 +104,20 @@ impl Delivery {
             let record = match record {
                 Ok(record) => record,
                 Err(err) => {
-                    tracing::warn!(error = %err, "Kafka read failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let pause = backoff.next_pause();
+                    tracing::warn!(error = %err, retry_in = ?pause, "Kafka read failed; retrying");
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };
+            backoff.reset();
             self.metrics.records_consumed.inc();
-            if record.topic() == self.message_topic {
-                self.deliver(&record).await;
-            } else if record.topic() == self.push_topic {
-                self.push(&record);
-            } else if record.topic() == self.presence_topic {
-                self.presence(&record);
-            } else {
-                self.apply_directory(&record);
+            match self.topics.topic(record.topic()) {
+                Some(Topic::Messages) => self.deliver(&record).await,
+                Some(Topic::Push) => self.push(&record),
+                Some(Topic::Presence) => self.presence(&record),
+                Some(Topic::Directory) => self.apply_directory(&record),
+                None => self.invalid(&record, &"not one of Rill's topics"),
             }
         }
     }
@@ -211,8 +207,12 @@ impl Delivery {
     }
 
     fn invalid(&self, record: &BorrowedMessage<'_>, err: &dyn std::fmt::Display) {
-        self.metrics.records_invalid.inc();
-        tracing::warn!(error = %err, topic = record.topic(), partition = record.partition(), offset = record.offset(), "skipping invalid record");
+        RecordSkipped {
+            record,
+            error: err,
+            counter: &self.metrics.records_invalid,
+        }
+        .emit();
     }
 }
 

@@ -10,13 +10,17 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rill_domain::{ChatMessage, DirectoryEvent};
+use rill_runtime::Topic;
+use rill_runtime::backoff::Backoff;
+use rill_runtime::internal_events::{InternalEvent as _, RecordSkipped};
 use rill_runtime::shutdown::CancellationToken;
 use rill_store::Store;
 
 use crate::metrics::PersistMetrics;
 use crate::settings::PersistSettings;
 
-/// First and longest pause between retries of a failed store write.
+/// First and longest pause between retries of a failed store write (or
+/// Kafka read).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the consumer to leave its group.
@@ -114,12 +118,14 @@ impl PersistConsumer {
     }
 
     async fn recv(&self) -> BorrowedMessage<'_> {
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
             match self.consumer.recv().await {
                 Ok(record) => return record,
                 Err(err) => {
-                    tracing::warn!(error = %err, "Kafka read failed; retrying");
-                    tokio::time::sleep(RETRY_FIRST).await;
+                    let pause = backoff.next_pause();
+                    tracing::warn!(error = %err, retry_in = ?pause, "Kafka read failed; retrying");
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -130,23 +136,34 @@ impl PersistConsumer {
     fn add(&self, batch: &mut Batch, record: &BorrowedMessage<'_>) {
         batch.records += 1;
         let payload = record.payload().unwrap_or_default();
-        let kafka = &self.settings.kafka;
-        let decoded = if record.topic() == kafka.directory_topic {
-            DirectoryEvent::decode(payload).map(|e| batch.events.push(e))
-        } else {
-            ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
-                .map(|m| batch.messages.push(m))
-        };
+        let decoded: Result<(), Box<dyn std::fmt::Display>> =
+            match self.settings.kafka.topic(record.topic()) {
+                Some(Topic::Directory) => DirectoryEvent::decode(payload)
+                    .map(|e| batch.events.push(e))
+                    .map_err(|e| Box::new(e) as _),
+                Some(Topic::Messages) => {
+                    ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
+                        .map(|m| batch.messages.push(m))
+                        .map_err(|e| Box::new(e) as _)
+                }
+                Some(Topic::Push | Topic::Presence) | None => {
+                    Err(Box::new("not a topic persist reads"))
+                }
+            };
         if let Err(err) = decoded {
-            self.metrics.records_invalid.inc();
-            tracing::warn!(error = %err, topic = record.topic(), partition = record.partition(), offset = record.offset(), "skipping invalid record");
+            RecordSkipped {
+                record,
+                error: &err,
+                counter: &self.metrics.records_invalid,
+            }
+            .emit();
         }
     }
 
     /// Writes the batch, retrying with back-off until it succeeds. False if
     /// shutdown came first.
     async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
-        let mut pause = RETRY_FIRST;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
             let started = Instant::now();
             match self.write_once(batch).await {
@@ -164,15 +181,15 @@ impl PersistConsumer {
                     return true;
                 }
                 Err(err) => {
+                    let pause = backoff.next_pause();
                     self.metrics.write_failures.inc();
                     tracing::error!(error = %err, retry_in = ?pause, "store write failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 

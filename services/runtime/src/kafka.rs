@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::settings::KafkaSettings;
+use crate::settings::{KafkaSettings, Topic};
 
 /// What every client shares: the brokers, and no Nagle delay (librdkafka
 /// leaves Nagle's algorithm on by default, which can hold a small request
@@ -97,12 +97,7 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .create()?;
-    let topics = [
-        &settings.message_topic,
-        &settings.directory_topic,
-        &settings.push_topic,
-        &settings.presence_topic,
-    ];
+    let topics = Topic::ALL.map(|topic| settings.topic_name(topic));
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
@@ -126,7 +121,7 @@ pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
 /// so that clients started next can read and write them all. (The
 /// metadata lists a new topic a little before its partitions' leaders
 /// serve: reading a watermark then fails with "not leader".)
-async fn wait_for_topics(settings: &KafkaSettings, topics: &[&String]) -> Result<(), KafkaError> {
+async fn wait_for_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<(), KafkaError> {
     let consumer: BaseConsumer = tail_consumer_config(settings, "rill-admin").create()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let timeout = Duration::from_secs(2);

@@ -14,8 +14,12 @@
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics` as warp filters.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`clock`]: the wall clock in milliseconds, as records carry it.
+//! - [`backoff`]: the pause between retries, doubling to a maximum.
+//! - [`internal_events`]: events that are both a metric and a log line.
 
+pub mod backoff;
 pub mod clock;
+pub mod internal_events;
 pub mod json_body;
 pub mod kafka;
 pub mod ops;
@@ -25,4 +29,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
 
-pub use settings::{KafkaSettings, Secret, SettingsError, TelemetrySettings};
+pub use settings::{KafkaSettings, Secret, SettingsError, TelemetrySettings, Topic};

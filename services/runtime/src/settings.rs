@@ -162,7 +162,42 @@ impl Default for KafkaSettings {
     }
 }
 
+/// Rill's topics. Every consumer dispatches on this with a `match`, so
+/// that a topic it does not read is an error, not another topic's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Chat messages (`kafka.message_topic`).
+    Messages,
+    /// User and profile events (`kafka.directory_topic`).
+    Directory,
+    /// Server-side publishes (`kafka.push_topic`).
+    Push,
+    /// Joins and leaves (`kafka.presence_topic`).
+    Presence,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 4] = [Self::Messages, Self::Directory, Self::Push, Self::Presence];
+}
+
 impl KafkaSettings {
+    /// The name `topic` has in these settings.
+    pub fn topic_name(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Messages => &self.message_topic,
+            Topic::Directory => &self.directory_topic,
+            Topic::Push => &self.push_topic,
+            Topic::Presence => &self.presence_topic,
+        }
+    }
+
+    /// Which of Rill's topics `name` is, if any.
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        Topic::ALL
+            .into_iter()
+            .find(|topic| self.topic_name(*topic) == name)
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.brokers.trim().is_empty() {
             return Err(SettingsError::invalid(
@@ -267,6 +302,20 @@ mod tests {
             Ok(())
         });
         out.expect("jail ran the closure")
+    }
+
+    #[test]
+    fn topics_are_known_by_their_names() {
+        let kafka = KafkaSettings {
+            push_topic: "t.push".into(),
+            ..KafkaSettings::default()
+        };
+        assert_eq!(kafka.topic("t.push"), Some(Topic::Push));
+        assert_eq!(kafka.topic("rill.messages"), Some(Topic::Messages));
+        assert_eq!(kafka.topic("rill.push"), None, "renamed");
+        for topic in Topic::ALL {
+            assert_eq!(kafka.topic(kafka.topic_name(topic)), Some(topic));
+        }
     }
 
     #[test]

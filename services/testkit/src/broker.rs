@@ -232,12 +232,7 @@ fn delete_topics(settings: &KafkaSettings) {
             .set("bootstrap.servers", &settings.brokers)
             .create()
             .ok()?;
-        let topics = [
-            settings.message_topic.as_str(),
-            settings.directory_topic.as_str(),
-            settings.push_topic.as_str(),
-            settings.presence_topic.as_str(),
-        ];
+        let topics = rill_runtime::Topic::ALL.map(|topic| settings.topic_name(topic));
         let options = AdminOptions::new()
             .request_timeout(Some(Duration::from_secs(5)))
             .operation_timeout(Some(Duration::ZERO));
