@@ -68,7 +68,7 @@ impl Edge {
         let cookies = SessionCookies::new(&settings.session)?;
         let hub = Hub::new(
             RecentMessages::new(&settings.recovery),
-            Duration::from_secs(settings.limits.slow_client_secs),
+            settings.limits.slow_client_secs,
             metrics.clone(),
         );
         let store = rill_store::open(&settings.store).await?;
@@ -76,7 +76,7 @@ impl Edge {
         let locks = SessionLocks::new(lock_manager, live);
         let membership = Arc::new(Membership::new(
             store.clone(),
-            Duration::from_secs(settings.membership_cache_secs),
+            settings.membership_cache_secs,
         ));
         let producer = rill_runtime::kafka::producer(&settings.kafka, &edge_id)?;
         let publisher = Arc::new(Publisher::new(
@@ -110,7 +110,7 @@ impl Edge {
             settings: SessionSettings {
                 queue_depth: settings.limits.session_queue_depth,
                 max_presence_users: settings.limits.max_presence_users,
-                lock_wait: Duration::from_millis(settings.lock_wait_ms),
+                lock_wait: settings.lock_wait_ms,
                 recovery: settings.recovery.clone(),
                 lifetime: settings.lifetime.clone(),
             },
@@ -174,10 +174,12 @@ impl Edge {
                     .clone()
                     .keep(sessions.hub.clone(), stop.clone()),
             ),
-            tokio::spawn(sessions.hub.clone().beat(
-                Duration::from_secs(state.settings.heartbeat.interval_secs),
-                stop.clone(),
-            )),
+            tokio::spawn(
+                sessions
+                    .hub
+                    .clone()
+                    .beat(state.settings.heartbeat.interval_secs, stop.clone()),
+            ),
             tokio::spawn(state.availability.clone().probe_lag(stop.clone())),
             tokio::spawn(drain(state.clone())),
         ];
@@ -239,7 +241,7 @@ fn tune_connections(listener: &TcpListener, settings: &EdgeSettings) {
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let timeout = Duration::from_secs(settings.limits.slow_client_secs);
+        let timeout = settings.limits.slow_client_secs;
         if let Err(err) = socket.set_tcp_user_timeout(Some(timeout)) {
             tracing::warn!(error = %err, "cannot set the TCP user timeout on the listener");
         }
@@ -251,8 +253,7 @@ fn tune_connections(listener: &TcpListener, settings: &EdgeSettings) {
 /// How long each step after the drain may take: a tenth of the window,
 /// 1 to 2 seconds, so that the edge exits soon after the window.
 fn stop_grace(settings: &EdgeSettings) -> Duration {
-    (Duration::from_secs(settings.drain.window_secs) / 10)
-        .clamp(Duration::from_secs(1), Duration::from_secs(2))
+    (settings.drain.window_secs / 10).clamp(Duration::from_secs(1), Duration::from_secs(2))
 }
 
 /// Once shutdown begins: not ready (new sessions get 503), every session
@@ -267,7 +268,7 @@ async fn drain(state: Arc<EdgeState>) {
     }
     state.metrics.draining.set(1);
     let started = Instant::now();
-    let window = Duration::from_secs(state.settings.drain.window_secs);
+    let window = state.settings.drain.window_secs;
     let sessions = state.sessions.hub.sessions();
     tracing::info!(
         sessions = sessions.len(),

@@ -64,10 +64,10 @@ impl Availability {
     }
 
     fn lag_level(&self) -> Level {
-        let lag_ms = self.lag_us.load(Ordering::Relaxed) / 1000;
-        if lag_ms >= self.settings.lag_critical_ms {
+        let lag = Duration::from_micros(self.lag_us.load(Ordering::Relaxed));
+        if lag >= self.settings.lag_critical_ms {
             Level::Critical
-        } else if lag_ms >= self.settings.lag_warning_ms {
+        } else if lag >= self.settings.lag_warning_ms {
             Level::Warning
         } else {
             Level::Available
@@ -77,7 +77,7 @@ impl Availability {
     /// Measures how late a timer fires, every `probe_interval_ms`, until
     /// `shutdown`: a busy or starved event loop runs it late.
     pub async fn probe_lag(self: Arc<Self>, shutdown: CancellationToken) {
-        let interval = Duration::from_millis(self.settings.probe_interval_ms);
+        let interval = self.settings.probe_interval_ms;
         loop {
             let asked = Instant::now();
             tokio::select! {

@@ -6,6 +6,7 @@
 //! frame).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::events::{Outbound, ServerEvent};
 
@@ -110,10 +111,10 @@ impl Disconnect {
 
     /// The last event the client gets before the close, if any: none for a
     /// client that is gone, too slow to read it, or that broke the
-    /// protocol. A `reconnect` waits a random share of
-    /// `reconnect_jitter_ms`, so that clients told together come back
-    /// spread out.
-    pub fn last_event(self, reconnect_jitter_ms: u64) -> Option<Arc<Outbound>> {
+    /// protocol. A `reconnect` waits a random share of `reconnect_jitter`
+    /// (`drain.reconnect_jitter_ms`), so that clients told together come
+    /// back spread out.
+    pub fn last_event(self, reconnect_jitter: Duration) -> Option<Arc<Outbound>> {
         match self {
             Self::NotAMember => Some(error_event("not_a_member", "not a member of this profile")),
             Self::AlreadyLive => Some(error_event(
@@ -121,10 +122,11 @@ impl Disconnect {
                 "this user already has a live session on this profile (another tab, device or edge); close it first",
             )),
             Self::Reconnect(why) => {
-                let after_ms = if reconnect_jitter_ms == 0 {
+                let jitter_ms = u64::try_from(reconnect_jitter.as_millis()).unwrap_or(u64::MAX);
+                let after_ms = if jitter_ms == 0 {
                     0
                 } else {
-                    rand::random::<u64>() % reconnect_jitter_ms
+                    rand::random::<u64>() % jitter_ms
                 };
                 Some(
                     ServerEvent::Reconnect {
@@ -174,7 +176,11 @@ mod tests {
         ];
         for (end, code, event) in cases {
             assert_eq!(end.close_code(), code, "{end:?}");
-            assert_eq!(end.last_event(0).map(|e| e.name), event, "{end:?}");
+            assert_eq!(
+                end.last_event(Duration::ZERO).map(|e| e.name),
+                event,
+                "{end:?}"
+            );
         }
     }
 
@@ -182,7 +188,7 @@ mod tests {
     fn a_reconnect_waits_less_than_the_jitter() {
         for _ in 0..100 {
             let event = Disconnect::Reconnect(ReconnectReason::Lifetime)
-                .last_event(50)
+                .last_event(Duration::from_millis(50))
                 .expect("an event");
             let json: serde_json::Value = serde_json::from_str(&event.json).expect("json");
             assert!(json["after_ms"].as_u64().expect("after_ms") < 50);

@@ -47,7 +47,7 @@ impl RecentMessages {
     pub fn new(settings: &Recovery) -> Self {
         Self {
             per_profile: settings.window_messages,
-            max_age: Duration::from_secs(settings.window_secs),
+            max_age: settings.window_secs,
             inner: Mutex::default(),
         }
     }
@@ -98,7 +98,8 @@ impl RecentMessages {
 /// `slack_ms` before it.
 pub fn replay_from(last_id: MessageId, settings: &Recovery) -> MessageId {
     let ms = last_id.timestamp_ms().unwrap_or(0);
-    MessageId::first_at(ms.saturating_sub(settings.slack_ms))
+    let slack_ms = u64::try_from(settings.slack_ms.as_millis()).unwrap_or(u64::MAX);
+    MessageId::first_at(ms.saturating_sub(slack_ms))
 }
 
 /// The messages to replay to a reconnecting client, oldest first.

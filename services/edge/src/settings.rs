@@ -2,6 +2,7 @@
 //! then `RILL_*` environment variables (see `rill_runtime::settings`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
@@ -26,11 +27,13 @@ pub struct EdgeSettings {
     /// How long a confirmed membership is trusted before the store is asked
     /// again, in seconds (unbinds arrive as events and apply at once).
     /// Default 30.
-    pub membership_cache_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub membership_cache_secs: Duration,
     /// How long opening a stream waits for the previous session of the same
     /// user and profile to let go of its lock (a reload, a quick reconnect)
     /// before answering 409, in ms. Default 1000.
-    pub lock_wait_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub lock_wait_ms: Duration,
     pub session: SessionSettings,
     pub limits: Limits,
     pub heartbeat: Heartbeat,
@@ -74,7 +77,8 @@ pub struct Limits {
     /// A client whose socket takes longer than this to accept a write, or
     /// that stays behind (events dropped, queue never empty) for longer,
     /// is disconnected, in seconds. Default 10.
-    pub slow_client_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub slow_client_secs: Duration,
 }
 
 /// Keeping idle sessions alive, and finding the dead ones.
@@ -84,18 +88,20 @@ pub struct Heartbeat {
     /// Seconds between WebSocket pings and SSE comments. Below the idle
     /// timeouts of every proxy on the way (Traefik's default is 180 s).
     /// Default 15.
-    pub interval_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub interval_secs: Duration,
     /// A WebSocket client that sends nothing (not even a pong) for
     /// `interval_secs + timeout_secs` is closed and its lock released.
     /// Default 10.
-    pub timeout_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub timeout_secs: Duration,
 }
 
 impl Default for Heartbeat {
     fn default() -> Self {
         Self {
-            interval_secs: 15,
-            timeout_secs: 10,
+            interval_secs: Duration::from_secs(15),
+            timeout_secs: Duration::from_secs(10),
         }
     }
 }
@@ -107,10 +113,12 @@ impl Default for Heartbeat {
 pub struct Lifetime {
     /// Seconds after which a session gets `reconnect` and is closed; 0 is
     /// no limit. Default 0 (off).
-    pub max_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub max_secs: Duration,
     /// A random 0..dither_secs added to each session's lifetime, so that
     /// sessions opened together do not all reconnect together. Default 0.
-    pub dither_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub dither_secs: Duration,
 }
 
 /// What a reconnecting client gets back.
@@ -122,23 +130,25 @@ pub struct Recovery {
     /// Default 256.
     pub window_messages: usize,
     /// How long a message stays in that window, in seconds. Default 60.
-    pub window_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub window_secs: Duration,
     /// Most messages replayed to one reconnecting client; past it the client
     /// gets the newest ones and a `gap`. Default 5000.
     pub max_replay: usize,
     /// Replay starts this many ms before the client's last seen message, so
     /// that a message with a smaller id that arrived later is not lost
     /// (clients drop what they already have, by id). Default 2000.
-    pub slack_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub slack_ms: Duration,
 }
 
 impl Default for Recovery {
     fn default() -> Self {
         Self {
             window_messages: 256,
-            window_secs: 60,
+            window_secs: Duration::from_secs(60),
             max_replay: 5000,
-            slack_ms: 2000,
+            slack_ms: Duration::from_millis(2000),
         }
     }
 }
@@ -150,18 +160,20 @@ pub struct Drain {
     /// Seconds over which sessions are told to reconnect, spread evenly;
     /// the edge exits at the end of it at the latest. Keep it below the
     /// orchestrator's grace period. Default 20.
-    pub window_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub window_secs: Duration,
     /// Most milliseconds a client is told to wait before reconnecting (a
     /// random 0..this each), so that they do not all land at once. Default
     /// 1000.
-    pub reconnect_jitter_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub reconnect_jitter_ms: Duration,
 }
 
 impl Default for Drain {
     fn default() -> Self {
         Self {
-            window_secs: 20,
-            reconnect_jitter_ms: 1000,
+            window_secs: Duration::from_secs(20),
+            reconnect_jitter_ms: Duration::from_millis(1000),
         }
     }
 }
@@ -177,11 +189,14 @@ pub struct Availability {
     /// Critical from this share of `limits.max_connections`. Default 100.
     pub critical_percent: u8,
     /// Warning when the event loop runs this late, in ms. Default 100.
-    pub lag_warning_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub lag_warning_ms: Duration,
     /// Critical when the event loop runs this late, in ms. Default 500.
-    pub lag_critical_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub lag_critical_ms: Duration,
     /// How often the event-loop lag is probed, in ms. Default 250.
-    pub probe_interval_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub probe_interval_ms: Duration,
 }
 
 impl Default for Availability {
@@ -189,9 +204,9 @@ impl Default for Availability {
         Self {
             warning_percent: 80,
             critical_percent: 100,
-            lag_warning_ms: 100,
-            lag_critical_ms: 500,
-            probe_interval_ms: 250,
+            lag_warning_ms: Duration::from_millis(100),
+            lag_critical_ms: Duration::from_millis(500),
+            probe_interval_ms: Duration::from_millis(250),
         }
     }
 }
@@ -205,7 +220,7 @@ impl Default for Limits {
             session_queue_depth: 256,
             max_inflight_sends: 32,
             max_presence_users: 200,
-            slow_client_secs: 10,
+            slow_client_secs: Duration::from_secs(10),
         }
     }
 }
@@ -217,8 +232,8 @@ impl Default for EdgeSettings {
             node_id: String::new(),
             dev_mode: false,
             allowed_origins: Vec::new(),
-            membership_cache_secs: 30,
-            lock_wait_ms: 1000,
+            membership_cache_secs: Duration::from_secs(30),
+            lock_wait_ms: Duration::from_millis(1000),
             session: SessionSettings::default(),
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),
@@ -285,7 +300,7 @@ impl Limits {
                 "must be at least twice limits.max_message_bytes plus 1024",
             ));
         }
-        if self.slow_client_secs == 0 {
+        if self.slow_client_secs.is_zero() {
             return Err(SettingsError::invalid(
                 "limits.slow_client_secs",
                 "must be above 0",
@@ -300,19 +315,21 @@ impl EdgeSettings {
         let positive = [
             ("heartbeat.interval_secs", self.heartbeat.interval_secs),
             ("heartbeat.timeout_secs", self.heartbeat.timeout_secs),
-            (
-                "recovery.window_messages",
-                self.recovery.window_messages as u64,
-            ),
             ("recovery.window_secs", self.recovery.window_secs),
-            ("recovery.max_replay", self.recovery.max_replay as u64),
             ("drain.window_secs", self.drain.window_secs),
             (
                 "availability.probe_interval_ms",
                 self.availability.probe_interval_ms,
             ),
         ];
-        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        if let Some((field, _)) = positive.iter().find(|(_, v)| v.is_zero()) {
+            return Err(SettingsError::invalid(field, "must be above 0"));
+        }
+        let counts = [
+            ("recovery.window_messages", self.recovery.window_messages),
+            ("recovery.max_replay", self.recovery.max_replay),
+        ];
+        if let Some((field, _)) = counts.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::invalid(field, "must be above 0"));
         }
         let a = &self.availability;
@@ -328,7 +345,7 @@ impl EdgeSettings {
                 "must not be above availability.lag_critical_ms",
             ));
         }
-        if self.lifetime.max_secs == 0 && self.lifetime.dither_secs > 0 {
+        if self.lifetime.max_secs.is_zero() && !self.lifetime.dither_secs.is_zero() {
             return Err(SettingsError::invalid(
                 "lifetime.dither_secs",
                 "needs lifetime.max_secs above 0",
@@ -381,11 +398,11 @@ mod tests {
             "{err}"
         );
         let mut s = valid();
-        s.drain.window_secs = 0;
+        s.drain.window_secs = Duration::ZERO;
         let err = s.validate().expect_err("no window");
         assert!(err.to_string().contains("drain.window_secs"), "{err}");
         let mut s = valid();
-        s.lifetime.dither_secs = 5;
+        s.lifetime.dither_secs = Duration::from_secs(5);
         let err = s.validate().expect_err("dither without lifetime");
         assert!(err.to_string().contains("lifetime.dither_secs"), "{err}");
     }

@@ -37,7 +37,7 @@ async fn launched(stack: &Stack, user: Uuid) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_stream_of_the_same_user_and_profile_is_refused_on_any_edge() {
-    let stack = Stack::start_with(2, |s| s.lock_wait_ms = 200).await;
+    let stack = Stack::start_with(2, |s| s.lock_wait_ms = Duration::from_millis(200)).await;
     let room = stack.create_profile("Room").await;
     let user = stack.member_of(&[room]).await;
     let first = logged_in(stack.edge_client(0), user).await;
@@ -169,7 +169,7 @@ async fn launched_profiles_and_presence_follow_sessions_across_edges() {
 /// are released (in batches) before the edge exits, not left to expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_edge_releases_the_locks_and_entries_of_all_its_sessions() {
-    let mut stack = Stack::start_with(2, |s| s.lock_wait_ms = 200).await;
+    let mut stack = Stack::start_with(2, |s| s.lock_wait_ms = Duration::from_millis(200)).await;
     let room = stack.create_profile("Room").await;
     let mut users = Vec::new();
     let mut sockets = Vec::new();
@@ -201,8 +201,8 @@ async fn a_stopped_edge_releases_the_locks_and_entries_of_all_its_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_idle_sessions_through_traefik_and_end_silent_clients() {
     let stack = Stack::start_with(1, |s| {
-        s.heartbeat.interval_secs = 1;
-        s.heartbeat.timeout_secs = 1;
+        s.heartbeat.interval_secs = Duration::from_secs(1);
+        s.heartbeat.timeout_secs = Duration::from_secs(1);
     })
     .await;
     let traefik = Traefik::start_with_env(
@@ -272,8 +272,8 @@ async fn heartbeats_keep_idle_sessions_through_traefik_and_end_silent_clients() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_past_its_lifetime_is_told_to_reconnect() {
     let stack = Stack::start_with(1, |s| {
-        s.lifetime.max_secs = 1;
-        s.lifetime.dither_secs = 1;
+        s.lifetime.max_secs = Duration::from_secs(1);
+        s.lifetime.dither_secs = Duration::from_secs(1);
     })
     .await;
     let room = stack.create_profile("Room").await;

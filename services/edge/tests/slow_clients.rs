@@ -16,7 +16,7 @@ const BODY_BYTES: usize = 4000;
 async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_disconnected() {
     let stack = Stack::start_with(1, |s| {
         s.limits.session_queue_depth = QUEUE_DEPTH;
-        s.limits.slow_client_secs = 2;
+        s.limits.slow_client_secs = Duration::from_secs(2);
     })
     .await;
     let room = stack.create_profile("Room").await;
@@ -126,7 +126,7 @@ async fn stalled_clients_under_a_flood_leave_queued_bytes_bounded_and_are_discon
 async fn a_stalled_sse_client_is_cut_off_and_its_lock_released() {
     let stack = Stack::start_with(1, |s| {
         s.limits.session_queue_depth = QUEUE_DEPTH;
-        s.limits.slow_client_secs = 2;
+        s.limits.slow_client_secs = Duration::from_secs(2);
     })
     .await;
     let room = stack.create_profile("Room").await;

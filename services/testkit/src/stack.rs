@@ -2,6 +2,7 @@
 //! and Traefik.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rill_edge::{Edge, EdgeSettings};
 use rill_runtime::Secret;
@@ -263,13 +264,13 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     settings.redis = redis_settings(redis);
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
     // Tests stop edges often: drain quickly.
-    settings.drain.window_secs = 2;
+    settings.drain.window_secs = Duration::from_secs(2);
     // Tests share two cores with everything else of the suite: a busy
     // moment must not take both edges out of Traefik (the availability
     // test sets its own thresholds).
-    settings.availability.lag_warning_ms = 2_000;
-    settings.availability.lag_critical_ms = 5_000;
-    settings.drain.reconnect_jitter_ms = 100;
+    settings.availability.lag_warning_ms = Duration::from_secs(2);
+    settings.availability.lag_critical_ms = Duration::from_secs(5);
+    settings.drain.reconnect_jitter_ms = Duration::from_millis(100);
     settings
 }
 

@@ -289,16 +289,16 @@ fn refusal(err: &OpenError) -> &'static str {
 
 /// A session's deadline: `max_secs` plus a random share of `dither_secs`.
 fn lifetime(settings: &Lifetime) -> Option<Pin<Box<Sleep>>> {
-    if settings.max_secs == 0 {
+    if settings.max_secs.is_zero() {
         return None;
     }
-    let dither_ms = settings.dither_secs * 1000;
+    let dither_ms = u64::try_from(settings.dither_secs.as_millis()).unwrap_or(u64::MAX);
     let extra = if dither_ms == 0 {
         0
     } else {
         rand::random::<u64>() % dither_ms
     };
-    let after = Duration::from_secs(settings.max_secs) + Duration::from_millis(extra);
+    let after = settings.max_secs + Duration::from_millis(extra);
     Some(Box::pin(tokio::time::sleep(after)))
 }
 

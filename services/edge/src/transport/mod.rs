@@ -53,7 +53,7 @@ pub struct TransportSettings {
     /// `allowed_origins`.
     pub allowed_origins: Vec<String>,
     /// `drain.reconnect_jitter_ms`.
-    pub reconnect_jitter_ms: u64,
+    pub reconnect_jitter: Duration,
 }
 
 impl TransportSettings {
@@ -61,11 +61,11 @@ impl TransportSettings {
         Self {
             max_frame_bytes: settings.limits.max_frame_bytes,
             max_inflight_sends: settings.limits.max_inflight_sends,
-            write_timeout: Duration::from_secs(settings.limits.slow_client_secs),
-            heartbeat: Duration::from_secs(settings.heartbeat.interval_secs),
-            heartbeat_timeout: Duration::from_secs(settings.heartbeat.timeout_secs),
+            write_timeout: settings.limits.slow_client_secs,
+            heartbeat: settings.heartbeat.interval_secs,
+            heartbeat_timeout: settings.heartbeat.timeout_secs,
             allowed_origins: settings.allowed_origins.clone(),
-            reconnect_jitter_ms: settings.drain.reconnect_jitter_ms,
+            reconnect_jitter: settings.drain.reconnect_jitter_ms,
         }
     }
 }

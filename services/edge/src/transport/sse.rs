@@ -59,7 +59,7 @@ fn stream(context: &Arc<Context>, session: LiveSession) -> Response {
                     let reason = end.reason();
                     context.metrics.session_ended(reason);
                     tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "SSE session ended");
-                    let last = end.last_event(context.settings.reconnect_jitter_ms);
+                    let last = end.last_event(context.settings.reconnect_jitter);
                     last.map(|event| (event, (session, context, true)))
                 }
             }

@@ -23,7 +23,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// Says why in its last event, then closes with its code.
 pub(super) async fn refuse(mut socket: Socket, why: Disconnect) {
-    if let Some(event) = why.last_event(0) {
+    if let Some(event) = why.last_event(Duration::ZERO) {
         let mut frames = Frames::default();
         frames.text(&event.json);
         let _ = socket.write(&frames, CLOSE_TIMEOUT).await;
@@ -165,7 +165,7 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
 /// Tells the client why its session ends (ended from outside: the hub),
 /// then closes with the end's code.
 async fn end_session(socket: &mut Socket, end: Disconnect, state: &Context) -> Disconnect {
-    if let Some(event) = end.last_event(state.settings.reconnect_jitter_ms) {
+    if let Some(event) = end.last_event(state.settings.reconnect_jitter) {
         let mut frames = Frames::default();
         frames.text(&event.json);
         if socket.write(&frames, CLOSE_TIMEOUT).await.is_ok() {
