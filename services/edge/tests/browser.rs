@@ -47,7 +47,8 @@ async fn a_second_tab_on_the_same_profile_says_already_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_edge_s_page_reconnects_to_the_other_and_catches_up() {
     // The dead edge's session lock lingers until its TTL: keep it short.
-    let (mut stack, fixture) = fixture(|s| s.redis.session_ttl_secs = 3).await;
+    let (mut stack, fixture) =
+        fixture(|s| s.redis.session_ttl_secs = std::time::Duration::from_secs(3)).await;
     run_scenario(&mut stack, "edgeKilled", &fixture).await;
 }
 

@@ -78,7 +78,7 @@ async fn locks_need_a_majority_of_three_redis_servers() {
     let servers = [Redis::start(), Redis::start(), Redis::start()];
     let mut settings = edge_settings(&stack.broker, &stack.redis, &stack.store, 9);
     settings.redis.urls = servers.iter().map(Redis::url).collect();
-    settings.redis.timeout_ms = 200;
+    settings.redis.timeout_ms = Duration::from_millis(200);
     let edge = start_edge(settings).await;
     let [a, b, c] = servers;
     let client = Client::new(&edge.url());

@@ -106,8 +106,7 @@ impl PersistConsumer {
             let first = self.recv().await;
             self.add(&mut batch, &first);
         }
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.settings.batch.max_wait_ms);
+        let deadline = tokio::time::Instant::now() + self.settings.batch.max_wait_ms;
         while batch.records < self.settings.batch.max_records {
             match tokio::time::timeout_at(deadline, self.recv()).await {
                 Ok(record) => self.add(&mut batch, &record),

@@ -3,6 +3,7 @@
 //! `rill_runtime::settings`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
@@ -29,7 +30,8 @@ pub struct BatchSettings {
     /// Most records in one write. Default 500.
     pub max_records: usize,
     /// Longest a batch waits to fill once it has a record, in ms. Default 20.
-    pub max_wait_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub max_wait_ms: Duration,
     /// Largest message body accepted from the message topic, in bytes;
     /// larger records are skipped and counted. Default 65536.
     pub max_message_bytes: usize,
@@ -39,7 +41,7 @@ impl Default for BatchSettings {
     fn default() -> Self {
         Self {
             max_records: 500,
-            max_wait_ms: 20,
+            max_wait_ms: Duration::from_millis(20),
             max_message_bytes: 65_536,
         }
     }

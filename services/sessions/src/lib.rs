@@ -11,8 +11,6 @@ pub mod nodes;
 pub mod registry;
 pub mod settings;
 
-use std::time::Duration;
-
 pub use lock::{Lock, LockError, LockManager, Refresh};
 pub use nodes::Nodes;
 pub use registry::LiveSessions;
@@ -35,7 +33,7 @@ pub async fn connect(
 ) -> Result<(LockManager, LiveSessions), SessionsError> {
     let nodes = Nodes::new(settings)?;
     nodes.ping().await?;
-    let ttl = Duration::from_secs(settings.session_ttl_secs);
+    let ttl = settings.session_ttl_secs;
     Ok((
         LockManager::new(nodes.clone(), &settings.key_prefix, ttl),
         LiveSessions::new(nodes, &settings.key_prefix, ttl),

@@ -2,8 +2,6 @@
 //! others (not a cluster, not replicas): locks need a majority of them;
 //! the registry writes to all and reads what answers.
 
-use std::time::Duration;
-
 use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -36,7 +34,7 @@ impl Nodes {
     /// Connections to every server of `settings.urls`; none is contacted
     /// yet (see [`Nodes::ping`]).
     pub fn new(settings: &RedisSettings) -> Result<Self, SessionsError> {
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        let timeout = settings.timeout_ms;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

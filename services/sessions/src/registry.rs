@@ -55,7 +55,7 @@ impl LiveSessions {
         Ok(Self::new(
             nodes,
             &settings.key_prefix,
-            Duration::from_secs(settings.session_ttl_secs),
+            settings.session_ttl_secs,
         ))
     }
 

@@ -1,5 +1,7 @@
 //! Where Redis is: a `redis` section in the settings of the edge and the api.
 
+use std::time::Duration;
+
 use rill_runtime::SettingsError;
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +19,13 @@ pub struct RedisSettings {
     /// refresh, in seconds: how long the sessions of a crashed edge still
     /// count, and so how long after a `kill -9` the same user can open the
     /// same profile again. Default 30.
-    pub session_ttl_secs: u64,
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub session_ttl_secs: Duration,
     /// How long one Redis command may take (connect or answer), in
     /// milliseconds; a server slower than that counts as down for that
     /// command. Default 1000.
-    pub timeout_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub timeout_ms: Duration,
 }
 
 impl Default for RedisSettings {
@@ -29,8 +33,8 @@ impl Default for RedisSettings {
         Self {
             urls: vec!["redis://127.0.0.1:6379".into()],
             key_prefix: "rill".into(),
-            session_ttl_secs: 30,
-            timeout_ms: 1000,
+            session_ttl_secs: Duration::from_secs(30),
+            timeout_ms: Duration::from_millis(1000),
         }
     }
 }
@@ -53,13 +57,13 @@ impl RedisSettings {
                 format!("{bad:?} is not a redis:// URL"),
             ));
         }
-        if !(3..=3600).contains(&self.session_ttl_secs) {
+        if !(Duration::from_secs(3)..=Duration::from_secs(3600)).contains(&self.session_ttl_secs) {
             return Err(SettingsError::invalid(
                 "redis.session_ttl_secs",
                 "must be between 3 and 3600",
             ));
         }
-        if !(10..=10_000).contains(&self.timeout_ms) {
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.timeout_ms) {
             return Err(SettingsError::invalid(
                 "redis.timeout_ms",
                 "must be between 10 and 10000",

@@ -10,7 +10,7 @@ use rill_testkit::redis::Redis;
 fn locks(servers: &[&Redis], ttl: Duration) -> LockManager {
     let settings = RedisSettings {
         urls: servers.iter().map(|r| r.url()).collect(),
-        timeout_ms: 300,
+        timeout_ms: std::time::Duration::from_millis(300),
         ..RedisSettings::default()
     };
     LockManager::new(Nodes::new(&settings).expect("urls"), "test", ttl)
