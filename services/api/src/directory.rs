@@ -95,6 +95,21 @@ impl Directory {
         Ok(())
     }
 
+    /// Publishes one change and waits until `visible` says the store shows
+    /// it: the shape of every single write the api makes.
+    pub async fn write<F, Fut>(
+        &self,
+        change: DirectoryChange,
+        visible: F,
+    ) -> Result<Visibility, ApiError>
+    where
+        F: Fn(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<bool, StoreError>>,
+    {
+        self.publish(vec![change]).await?;
+        self.wait_until(visible).await
+    }
+
     /// Waits until `visible` says the store shows the write, at most the
     /// consistency timeout.
     pub async fn wait_until<F, Fut>(&self, visible: F) -> Result<Visibility, ApiError>

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use rill_store::PageRequest;
+
 use crate::error::ApiError;
 use crate::settings::ApiLimits;
 
@@ -34,6 +36,19 @@ impl Query {
             });
         }
         Ok(value)
+    }
+
+    /// The page a list that pages by id asks for: `after` and `limit`, and
+    /// no other parameter.
+    pub fn page<T>(&self, limits: &ApiLimits) -> Result<PageRequest<T>, ApiError>
+    where
+        T: FromStr<Err = rill_domain::IdError>,
+    {
+        self.only(&["after", "limit"])?;
+        Ok(PageRequest {
+            after: self.id("after")?,
+            limit: self.limit(limits)?,
+        })
     }
 
     /// An optional id parameter (`after`, `before`).

@@ -1,6 +1,8 @@
 //! The api's request handlers, one file per resource. Each returns a
 //! `Result<Response, ApiError>`; `routes` turns the error into its response.
+//! `entry` holds what making, finding and deleting a user and a profile share.
 
+pub mod entry;
 pub mod history;
 pub mod profiles;
 pub mod publish;
@@ -33,6 +35,17 @@ pub fn no_content(visibility: Visibility) -> Response {
         Visibility::Visible => warp::reply::Reply::into_response(StatusCode::NO_CONTENT),
         Visibility::Pending => warp::reply::Reply::into_response(StatusCode::ACCEPTED),
     }
+}
+
+/// A page of the store, 200.
+pub fn paged<T: Serialize, C: Serialize>(page: rill_store::Page<T, C>) -> Response {
+    json(
+        StatusCode::OK,
+        &PageBody {
+            items: page.items,
+            next: page.next,
+        },
+    )
 }
 
 /// A page of items and the cursor of the next one.

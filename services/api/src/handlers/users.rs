@@ -1,13 +1,11 @@
 //! `/api/users`: create, list, read, delete, a user's profiles, suggested
 //! users.
 
-use rill_domain::{DirectoryChange, Name, User, UserId};
-use rill_store::PageRequest;
+use rill_domain::{User, UserId};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{NameBody, PageBody, json, no_content, parse_body, written};
-use crate::directory::now_ms;
+use super::{PageBody, entry, json, no_content, paged, written};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::state::ApiState;
@@ -17,40 +15,14 @@ pub async fn create(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let request: NameBody = parse_body(content_type, body)?;
-    let user = User {
-        id: UserId::random(),
-        name: Name::parse(&request.name)?,
-        created_at_ms: now_ms(),
-        test_data: false,
-    };
-    state
-        .directory
-        .publish(vec![DirectoryChange::UserUpserted(user.clone())])
-        .await?;
-    let id = user.id;
-    let visibility = state
-        .directory
-        .wait_until(|store| async move { Ok(store.user(id).await?.is_some()) })
-        .await?;
-    tracing::info!(user_id = %id, "user created");
+    let (user, visibility) = entry::create::<User>(state, content_type, body).await?;
+    tracing::info!(user_id = %user.id, "user created");
     Ok(written(visibility, StatusCode::CREATED, &user))
 }
 
 pub async fn list(state: &ApiState, query: Query) -> Result<Response, ApiError> {
-    query.only(&["after", "limit"])?;
-    let request = PageRequest {
-        after: query.id("after")?,
-        limit: query.limit(&state.settings.limits)?,
-    };
-    let page = state.store().users(request).await?;
-    Ok(json(
-        StatusCode::OK,
-        &PageBody {
-            items: page.items,
-            next: page.next,
-        },
-    ))
+    let request = query.page(&state.settings.limits)?;
+    Ok(paged(state.store().users(request).await?))
 }
 
 pub async fn get(state: &ApiState, id: &str) -> Result<Response, ApiError> {
@@ -59,15 +31,7 @@ pub async fn get(state: &ApiState, id: &str) -> Result<Response, ApiError> {
 }
 
 pub async fn delete(state: &ApiState, id: &str) -> Result<Response, ApiError> {
-    let id = existing(state, id.parse()?).await?.id;
-    state
-        .directory
-        .publish(vec![DirectoryChange::UserDeleted(id)])
-        .await?;
-    let visibility = state
-        .directory
-        .wait_until(|store| async move { Ok(store.user(id).await?.is_none()) })
-        .await?;
+    let (id, visibility) = entry::delete::<User>(state, id).await?;
     tracing::info!(user_id = %id, "user deleted");
     Ok(no_content(visibility))
 }
@@ -103,9 +67,5 @@ pub async fn suggested(state: &ApiState, query: Query) -> Result<Response, ApiEr
 
 /// The user with `id`, or 404.
 pub async fn existing(state: &ApiState, id: UserId) -> Result<User, ApiError> {
-    state
-        .store()
-        .user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))
+    entry::existing(state, id).await
 }
