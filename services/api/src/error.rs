@@ -11,8 +11,15 @@ pub enum ApiError {
     BadId(#[from] IdError),
     #[error(transparent)]
     BadName(#[from] NameError),
+    /// The body is not JSON, or not of the request's shape (a missing or
+    /// unknown field, a value of the wrong type).
     #[error("bad JSON: {0}")]
     BadJson(String),
+    /// The body is JSON of the right shape, but a value in it breaks a rule
+    /// of its own or of the fields it depends on. A name and a value over a
+    /// limit have codes of their own (`BadName`, `OverLimit`).
+    #[error("{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("expected Content-Type: application/json")]
     NotJson,
     #[error("bad query parameter {name}: {reason}")]
@@ -41,7 +48,7 @@ impl ApiError {
             Self::BadId(_) | Self::BadName(_) | Self::BadJson(_) | Self::BadQuery { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            Self::OverLimit { .. } => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } | Self::OverLimit { .. } => StatusCode::BAD_REQUEST,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) | Self::NotBound => StatusCode::NOT_FOUND,
             Self::Store(_) | Self::Kafka(_) | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -53,6 +60,7 @@ impl ApiError {
             Self::BadId(_) => "bad_id",
             Self::BadName(_) => "bad_name",
             Self::BadJson(_) => "bad_json",
+            Self::Invalid { .. } => "validation_failed",
             Self::NotJson => "not_json",
             Self::BadQuery { .. } => "bad_query",
             Self::OverLimit { .. } => "over_limit",
@@ -69,5 +77,35 @@ impl ApiError {
             tracing::error!(error = %self, "request failed");
         }
         rill_runtime::ops::error_response(self.status(), self.code(), self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_breaks_a_rule_is_not_bad_json() {
+        let invalid = ApiError::Invalid {
+            field: "event",
+            reason: "must not be empty".into(),
+        };
+        assert_eq!(
+            (
+                invalid.status(),
+                invalid.code(),
+                invalid.to_string().as_str()
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "event must not be empty"
+            )
+        );
+        let bad = ApiError::BadJson("EOF while parsing".into());
+        assert_eq!(
+            (bad.status(), bad.code()),
+            (StatusCode::BAD_REQUEST, "bad_json")
+        );
     }
 }

@@ -112,13 +112,13 @@ async fn bad_publishes_get_clear_errors() {
         (
             api.post_json(&path, &json!({"event": "", "data": 1})).await,
             400,
-            "bad_json",
+            "validation_failed",
         ),
         (
             api.post_json(&path, &json!({"event": "has space", "data": 1}))
                 .await,
             400,
-            "bad_json",
+            "validation_failed",
         ),
         (
             api.post_json(&path, &json!({"event": "x"})).await,

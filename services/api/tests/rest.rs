@@ -373,7 +373,7 @@ async fn bad_input_gets_clear_4xx_errors() {
             api.post_json("/api/testdata", &json!({"users": 5, "profiles": 0}))
                 .await,
             400,
-            "bad_json",
+            "validation_failed",
         ),
         (
             api.post_json("/api/testdata", &json!({"users": "many", "profiles": 1}))
@@ -386,6 +386,67 @@ async fn bad_input_gets_clear_4xx_errors() {
     ];
     for (response, status, code) in cases {
         expect_error(response, status, code).await;
+    }
+}
+
+/// A body that is not JSON, or not of the request's shape, is `bad_json`;
+/// JSON of the right shape with a value that breaks a rule is
+/// `validation_failed`, and the message names the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_breaks_a_rule_is_not_bad_json() {
+    let stack = Stack::start(1).await;
+    let api: Client = stack.client();
+    let user = stack.create_user("Ada").await;
+    let profile = stack.create_profile("Room").await;
+    let to_profile = format!("/api/profiles/{profile}/publish");
+    let to_profile = to_profile.as_str();
+    let to_user = format!("/api/users/{user}/publish");
+    let to_user = to_user.as_str();
+    let testdata = "/api/testdata";
+
+    let breaks_a_rule = [
+        (to_profile, json!({"event": "", "data": 1}), "event"),
+        (
+            to_profile,
+            json!({"event": "has space", "data": 1}),
+            "event",
+        ),
+        (
+            to_profile,
+            json!({"event": "x".repeat(65), "data": 1}),
+            "event",
+        ),
+        (to_user, json!({"event": "", "data": 1}), "event"),
+        (to_user, json!({"event": "a/b", "data": 1}), "event"),
+        (testdata, json!({"users": 5, "profiles": 0}), "profiles"),
+    ];
+    for (path, request, field) in breaks_a_rule {
+        let response = api.post_json(path, &request).await;
+        assert_eq!(response.status(), 400, "{path} {request}");
+        let reply = body(response).await;
+        assert_eq!(
+            reply["error"], "validation_failed",
+            "{path} {request}: {reply}"
+        );
+        assert!(
+            reply["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&format!("{field} "))),
+            "the message names the field: {path} {request}: {reply}"
+        );
+    }
+
+    let not_json = [to_profile, to_user, testdata].map(|path| (path, "{".to_owned()));
+    let wrong_shape = [
+        (to_profile, json!({"event": "x"})),
+        (to_profile, json!({"event": 7, "data": 1})),
+        (to_user, json!({"event": "x", "data": 1, "extra": true})),
+        (testdata, json!({"users": -1, "profiles": 1})),
+    ]
+    .map(|(path, request)| (path, request.to_string()));
+    for (path, request) in not_json.into_iter().chain(wrong_shape) {
+        let response = api.post_raw(path, "application/json", request).await;
+        expect_error(response, 400, "bad_json").await;
     }
 }
 

@@ -84,9 +84,10 @@ fn parse_request(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !name_ok {
-        return Err(ApiError::BadJson(format!(
-            "event must be 1 to {MAX_EVENT_NAME} letters, digits, '.', '_' or '-'"
-        )));
+        return Err(ApiError::Invalid {
+            field: "event",
+            reason: format!("must be 1 to {MAX_EVENT_NAME} letters, digits, '.', '_' or '-'"),
+        });
     }
     let size = request.data.to_string().len();
     let max = state.settings.limits.max_publish_bytes;

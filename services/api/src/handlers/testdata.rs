@@ -58,9 +58,12 @@ pub async fn create(
         });
     }
     if request.users > 0 && request.profiles == 0 {
-        return Err(ApiError::BadJson(
-            "test users need at least one profile to be bound to".into(),
-        ));
+        return Err(ApiError::Invalid {
+            field: "profiles",
+            reason: "must be at least 1 when users is more than 0: each test user is bound \
+                     to a profile"
+                .into(),
+        });
     }
     let now = now_ms();
     let users: Vec<User> = (0..request.users)
