@@ -70,6 +70,19 @@ pub struct Progress {
     pub received: u64,
 }
 
+/// The workers' counts added up: the whole run's.
+impl<'a> std::iter::Sum<&'a Progress> for Progress {
+    fn sum<I: Iterator<Item = &'a Progress>>(progress: I) -> Self {
+        progress.fold(Progress::default(), |a, p| Progress {
+            connected: a.connected + p.connected,
+            failed: a.failed + p.failed,
+            sent: a.sent + p.sent,
+            acked: a.acked + p.acked,
+            received: a.received + p.received,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
@@ -104,4 +117,42 @@ pub struct WorkerResult {
     pub connect_latency: HistogramData,
     /// Sends whose acknowledgement had not come when the run ended.
     pub unacked: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_adds_up_count_by_count() {
+        let workers = [
+            Progress {
+                connected: 3,
+                failed: 1,
+                sent: 10,
+                acked: 9,
+                received: 30,
+            },
+            Progress {
+                connected: 4,
+                failed: 0,
+                sent: 5,
+                acked: 5,
+                received: 20,
+            },
+        ];
+        let total: Progress = workers.iter().sum();
+        assert_eq!(
+            (
+                total.connected,
+                total.failed,
+                total.sent,
+                total.acked,
+                total.received
+            ),
+            (7, 1, 15, 14, 50)
+        );
+        let none: Progress = [].iter().sum();
+        assert_eq!(none.connected + none.received, 0);
+    }
 }

@@ -38,7 +38,7 @@ pub struct Report {
     pub edge_view: Option<crate::edge_view::EdgeView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Setup {
     pub seconds: f64,
     pub users_created: usize,
