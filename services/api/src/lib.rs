@@ -21,7 +21,6 @@ pub mod settings;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use rill_runtime::shutdown::CancellationToken;
@@ -57,9 +56,9 @@ pub async fn run(
     let directory = Directory::new(
         producer,
         settings.kafka.directory_topic.clone(),
-        Duration::from_millis(u64::from(settings.kafka.message_timeout_ms)),
+        settings.kafka.message_timeout_ms,
         store,
-        Duration::from_millis(settings.consistency_timeout_ms),
+        settings.consistency_timeout_ms,
         metrics.clone(),
     );
     let live = rill_sessions::LiveSessions::connect(&settings.redis).await?;

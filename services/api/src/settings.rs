@@ -2,6 +2,7 @@
 //! then `RILL_*` environment variables (see `rill_runtime::settings`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
@@ -16,7 +17,8 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// How long a write waits to become visible in the store before the api
     /// answers 202 instead of 200/201, in ms. Default 5000.
-    pub consistency_timeout_ms: u64,
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub consistency_timeout_ms: Duration,
     pub limits: ApiLimits,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
@@ -59,7 +61,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
-            consistency_timeout_ms: 5_000,
+            consistency_timeout_ms: Duration::from_secs(5),
             limits: ApiLimits::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),

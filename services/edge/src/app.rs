@@ -85,7 +85,7 @@ impl Edge {
             settings.kafka.presence_topic.clone(),
             edge_id.clone(),
             settings.limits.max_message_bytes,
-            Duration::from_millis(u64::from(settings.kafka.message_timeout_ms)),
+            settings.kafka.message_timeout_ms,
             metrics.clone(),
         ));
         let delivery = Delivery::start(

@@ -34,7 +34,7 @@ pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProdu
         .set("linger.ms", settings.linger_ms.to_string())
         .set(
             "message.timeout.ms",
-            settings.message_timeout_ms.to_string(),
+            settings.message_timeout_ms.as_millis().to_string(),
         )
         .create()
 }

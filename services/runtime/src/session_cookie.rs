@@ -27,7 +27,8 @@ pub struct SessionSettings {
     /// The cookie's name. Default `rill_session`.
     pub cookie_name: String,
     /// How long a session lasts after login, in seconds. Default 604800 (7 days).
-    pub ttl_secs: u64,
+    #[serde(with = "crate::settings::secs")]
+    pub ttl_secs: Duration,
     /// Mark the cookie `Secure` (HTTPS only). Default false.
     pub secure: bool,
 }
@@ -37,7 +38,7 @@ impl Default for SessionSettings {
         Self {
             cookie_key: None,
             cookie_name: "rill_session".into(),
-            ttl_secs: 7 * 24 * 3600,
+            ttl_secs: Duration::from_secs(7 * 24 * 3600),
             secure: false,
         }
     }
@@ -64,7 +65,7 @@ impl SessionSettings {
                     "must be a non-empty cookie token",
                 ))
             }
-            _ if self.ttl_secs == 0 => Err(SettingsError::invalid(
+            _ if self.ttl_secs.is_zero() => Err(SettingsError::invalid(
                 "session.ttl_secs",
                 "must be above 0",
             )),
@@ -120,7 +121,7 @@ impl SessionCookies {
         Ok(Self {
             key,
             name: settings.cookie_name.clone(),
-            ttl: Duration::from_secs(settings.ttl_secs),
+            ttl: settings.ttl_secs,
             secure: settings.secure,
         })
     }

@@ -8,6 +8,7 @@
 //! an error, so that a typo stops start-up instead of being ignored.
 
 use std::fmt;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -168,7 +169,8 @@ pub struct KafkaSettings {
     /// arrives, so this bounds idle polling, not latency.
     pub fetch_wait_max_ms: u32,
     /// How long a produce may take before it fails, in ms. Default 10000.
-    pub message_timeout_ms: u32,
+    #[serde(with = "millis")]
+    pub message_timeout_ms: Duration,
     /// How long a consumer group member (persist) may go without a
     /// heartbeat before the broker gives its partitions to the others, in
     /// ms: after a crash, its records wait this long. Default 10000; the
@@ -188,7 +190,7 @@ impl Default for KafkaSettings {
             idempotence: true,
             linger_ms: 1,
             fetch_wait_max_ms: 100,
-            message_timeout_ms: 10_000,
+            message_timeout_ms: Duration::from_secs(10),
             group_session_timeout_ms: 10_000,
         }
     }
@@ -259,7 +261,7 @@ impl KafkaSettings {
                 "must be between 6000 and 300000 (the broker's defaults for group sessions)",
             ));
         }
-        if self.message_timeout_ms == 0 {
+        if self.message_timeout_ms.is_zero() {
             return Err(SettingsError::invalid(
                 "kafka.message_timeout_ms",
                 "must be above 0",

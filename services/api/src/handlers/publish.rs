@@ -3,8 +3,6 @@
 //! live session of one user, through the push topic. And
 //! `GET /api/users/{id}/launched`: the profiles a user has open right now.
 
-use std::time::Duration;
-
 use rdkafka::producer::FutureRecord;
 use rill_domain::{MessageId, Push, PushTarget};
 use serde::{Deserialize, Serialize};
@@ -119,7 +117,7 @@ async fn send(
         .key(&key)
         .payload(&payload)
         .headers(rill_runtime::trace_context::current_headers());
-    let timeout = Duration::from_millis(u64::from(state.settings.kafka.message_timeout_ms));
+    let timeout = state.settings.kafka.message_timeout_ms;
     state
         .producer
         .send(record, timeout)
