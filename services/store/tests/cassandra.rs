@@ -8,21 +8,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rill_domain::{DirectoryChange, DirectoryEvent, Name, User, UserId};
 use rill_store::Store;
 use rill_store::cassandra::CassandraStore;
-use rill_testkit::process::{ChildGuard, free_addr};
+use rill_testkit::cassandra::{CassandraNode, NODE_START};
 use scylla::client::session::Session;
 use support::TestKeyspace;
-
-/// How long a node may take to answer CQL, from its start: about 10 s on
-/// an idle machine, more on a busy one.
-const NODE_START: Duration = Duration::from_secs(240);
 
 /// How long the store may take to work again once the node answers: the
 /// driver reconnects with a back-off of at most 10 s.
@@ -112,79 +105,6 @@ async fn two_stores_creating_the_schema_at_once_share_it() {
     keyspace.remove().await;
 }
 
-/// A Cassandra node of the test's own, run by `scripts/cassandra/run.sh`.
-/// Its data directory is removed when it drops, unless the test failed.
-#[derive(Debug)]
-struct OwnNode {
-    process: Option<ChildGuard>,
-    dir: PathBuf,
-    cql: SocketAddr,
-    storage: SocketAddr,
-}
-
-impl OwnNode {
-    /// Starts a node on free ports and waits until it answers CQL.
-    fn start() -> Self {
-        let cql = free_addr();
-        let storage = loop {
-            let addr = free_addr();
-            if addr != cql {
-                break addr;
-            }
-        };
-        let dir =
-            std::env::temp_dir().join(format!("rill-test-cassandra-{}", uuid::Uuid::new_v4()));
-        let mut node = Self {
-            process: None,
-            dir,
-            cql,
-            storage,
-        };
-        node.spawn();
-        node
-    }
-
-    /// Starts the node (again, on the same directory and ports) and waits
-    /// until it answers CQL: the native transport opens its port only
-    /// when the node is ready for queries.
-    fn spawn(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra/run.sh");
-        let mut command = Command::new("bash");
-        command
-            .arg(script)
-            .arg(&self.dir)
-            .arg(self.cql.port().to_string())
-            .arg(self.storage.port().to_string())
-            // This test is about a node that keeps what it acknowledged.
-            .env_remove("RILL_CASSANDRA_EPHEMERAL");
-        let mut process = ChildGuard::spawn("cassandra", &mut command);
-        process.wait_for_port(self.cql, NODE_START);
-        self.process = Some(process);
-    }
-
-    fn process(&mut self) -> &mut ChildGuard {
-        self.process.as_mut().expect("the node is running")
-    }
-
-    fn contact_point(&self) -> String {
-        self.cql.to_string()
-    }
-}
-
-impl Drop for OwnNode {
-    fn drop(&mut self) {
-        drop(self.process.take()); // killed
-        if std::thread::panicking() {
-            eprintln!(
-                "the test node's data and logs are kept in {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// Writes `user` through `store` until it succeeds; panics after
 /// `RECONNECT`.
 async fn write_until_it_works(store: &CassandraStore, user: &User) {
@@ -207,7 +127,7 @@ async fn write_until_it_works(store: &CassandraStore, user: &User) {
 /// (SIGTERM: drained), and nothing it had acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_works_again_after_its_node_restarts() {
-    let mut node = tokio::task::spawn_blocking(OwnNode::start)
+    let mut node = tokio::task::spawn_blocking(CassandraNode::start)
         .await
         .expect("start a node");
     let keyspace = TestKeyspace::on(node.contact_point());
@@ -223,7 +143,7 @@ async fn the_store_works_again_after_its_node_restarts() {
         .expect("a read while the node is down ends");
     assert!(read.is_err(), "and fails: {read:?}");
     let mut node = tokio::task::spawn_blocking(move || {
-        node.spawn();
+        node.restart();
         node
     })
     .await
@@ -238,7 +158,7 @@ async fn the_store_works_again_after_its_node_restarts() {
 
     let _node = tokio::task::spawn_blocking(move || {
         node.process().terminate(NODE_START);
-        node.spawn();
+        node.restart();
         node
     })
     .await

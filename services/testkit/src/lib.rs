@@ -12,12 +12,14 @@
 //! - [`service`]: a service binary run as a process.
 //! - [`broker`]: a test's topics on the run's Kafka, or a broker of its own.
 //! - [`traefik`]: Traefik with the project's local config.
+//! - [`cassandra`]: a Cassandra node of a test's own, to kill and restart.
 //! - [`store`]: a SQLite file or a Cassandra keyspace of the test's own.
 //! - [`stack`]: broker + edges + Traefik.
 //! - [`client`]: an HTTP client with a cookie jar, WebSocket and SSE
 //!   clients that read JSON events.
 
 pub mod broker;
+pub mod cassandra;
 pub mod client;
 pub mod process;
 pub mod redis;
