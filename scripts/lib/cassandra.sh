@@ -34,21 +34,12 @@ _cassandra_ok() {
 _cassandra_install() {
   local home="$1" pom tmp
   _cassandra_ok "$home" && return 0 # installed meanwhile by another run
-  command -v mvn >/dev/null 2>&1 ||
-    _tools_die "mvn not found: install Maven (Debian: apt-get install maven) to fetch Cassandra" || return 1
   pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/../cassandra" && pwd)/pom.xml"
   _tools_log "fetching Apache Cassandra $RILL_CASSANDRA_VERSION from Maven Central into $home (once per machine)"
   # Into a temporary directory beside the install, moved into place only
   # when complete: an interrupted download is never taken for an install.
   tmp="$(mktemp -d "$RILL_TOOLS/.cassandra-$RILL_CASSANDRA_VERSION.XXXXXX")" || return 1
-  # Debian's Maven colours its output even in batch mode: the escapes are
-  # stripped (what -q leaves is errors only).
-  mvn -q -B -f "$pom" \
-    -Dmaven.repo.local="$RILL_TOOLS/maven-repository" \
-    -Dcassandra.version="$RILL_CASSANDRA_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$tmp/lib" 2>&1 | sed -e 's/\x1b\[[0-9;]*m//g' >&2
-  if [[ "${PIPESTATUS[0]}" -ne 0 ]]; then
+  if ! _tools_maven_copy "$pom" "$tmp/lib" -Dcassandra.version="$RILL_CASSANDRA_VERSION"; then
     rm -rf "$tmp"
     _tools_die "mvn could not fetch org.apache.cassandra:cassandra-all:$RILL_CASSANDRA_VERSION"
     return 1

@@ -30,15 +30,13 @@ _kafka_ok() {
 _kafka_install() {
   local home="$1" pom tmp
   _kafka_ok "$home" && return 0 # installed meanwhile by another run
-  command -v java >/dev/null 2>&1 || _tools_apt_install openjdk-17-jdk-headless || return 1
-  command -v mvn >/dev/null 2>&1 || _tools_apt_install maven || return 1
   pom="$(cd "$(dirname "${BASH_SOURCE[0]}")/../kafka" && pwd)/pom.xml"
   grep -q "<kafka.version>$RILL_KAFKA_VERSION</kafka.version>" "$pom" ||
     _tools_die "$pom does not pin Kafka $RILL_KAFKA_VERSION (RILL_KAFKA_VERSION)" || return 1
   _tools_log "installing Apache Kafka $RILL_KAFKA_VERSION from Maven Central into $home (about 45 MB)"
   tmp="$home.tmp"
   rm -rf "$tmp"
-  mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$tmp/lib" >&2 || return 1
+  _tools_maven_copy "$pom" "$tmp/lib" || return 1
   touch "$tmp/lib/.complete"
   rm -rf "$home"
   mv "$tmp" "$home"

@@ -214,6 +214,26 @@ ensure_browser() {
   ensure_browser_modules || return 1
 }
 
+# --- Java programs from Maven Central -----------------------------------------
+
+# _tools_maven_copy POM DIR [MVN_ARGS...]: copies the artifacts POM depends
+# on, with their run-time dependencies, into DIR (how Kafka and Cassandra
+# are installed: scripts/lib/kafka.sh, scripts/lib/cassandra.sh). Installs
+# a JDK 17 and Maven from Debian when missing. Maven's download cache is
+# RILL_TOOLS/maven-repository, not ~/.m2: everything Rill fetches stays in
+# RILL_TOOLS. Debian's Maven colours its output even in batch mode: the
+# escapes are stripped (what -q leaves is errors only).
+_tools_maven_copy() {
+  local pom="$1" dir="$2"
+  shift 2
+  command -v java >/dev/null 2>&1 || _tools_apt_install openjdk-17-jdk-headless || return 1
+  command -v mvn >/dev/null 2>&1 || _tools_apt_install maven || return 1
+  mvn -q -B -f "$pom" -Dmaven.repo.local="$RILL_TOOLS/maven-repository" "$@" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir" 2>&1 |
+    sed -e 's/\x1b\[[0-9;]*m//g' >&2
+  return "${PIPESTATUS[0]}"
+}
+
 # --- C build tools ----------------------------------------------------------
 # The workspace builds C libraries from source: librdkafka (configure + make)
 # and the edge's jemalloc. rustup needs a C linker but brings neither.
