@@ -55,9 +55,7 @@ pub fn all(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let max_body = state.settings.limits.max_body_bytes;
     let s = warp::any().map(move || state.clone());
-    let body = warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(max_body))
-        .and(warp::body::bytes());
+    let body = rill_runtime::json_body::at_most(max_body);
     let query = warp::query::<HashMap<String, String>>().map(Query);
 
     let openapi = warp::path!("api" / "openapi.json")

@@ -294,15 +294,14 @@ async fn send(client: &Client, method: &str, path: &str, body: Option<Body>) -> 
     }
 }
 
-/// Sends `head`, a request without its body, straight to the api, and
-/// reads the answer it gives before reading any body. (Through Traefik, an
-/// answer given before the body is read sometimes becomes a 502.)
-async fn send_head(api: SocketAddr, head: &str) -> Reply {
+/// Sends `request` as it is, framing and all, straight to the api, and
+/// reads the answer until the api closes.
+async fn send_raw(api: SocketAddr, request: &str) -> Reply {
     let mut stream = TcpStream::connect(api).await.expect("connect to the api");
     stream
-        .write_all(head.as_bytes())
+        .write_all(request.as_bytes())
         .await
-        .expect("send the head");
+        .expect("send the request");
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
@@ -537,20 +536,26 @@ async fn probe_refusals(
         }
     }
     if let Some((json_type, body)) = valid {
-        let too_large = ApiLimits::default().max_body_bytes + 1;
-        for framing in [
-            format!("content-length: {too_large}"),
-            "transfer-encoding: chunked".into(),
+        let too_large = "x".repeat(ApiLimits::default().max_body_bytes as usize + 1);
+        for (framing, framed) in [
+            (
+                format!("content-length: {}", too_large.len()),
+                too_large.clone(),
+            ),
+            (
+                "transfer-encoding: chunked".to_owned(),
+                format!("{:x}\r\n{too_large}\r\n0\r\n\r\n", too_large.len()),
+            ),
         ] {
             let method = &op.method;
-            let head = format!(
-                "{method} {path} HTTP/1.1\r\nhost: api\r\ncontent-type: {json_type}\r\n{framing}\r\nconnection: close\r\n\r\n"
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nhost: api\r\ncontent-type: {json_type}\r\n{framing}\r\nconnection: close\r\n\r\n{framed}"
             );
-            let reply = send_head(api_addr, &head).await;
+            let reply = send_raw(api_addr, &request).await;
             problems.extend(conforms(
                 doc,
                 op,
-                &format!("{path} with {framing}, no body"),
+                &format!("{path} with {framing}, a body one byte too large"),
                 &reply,
                 4,
             ));

@@ -28,7 +28,7 @@ enum Transport {
 /// A live session over either transport.
 enum Live {
     /// The socket, and its first event (read to see whether it was refused).
-    Ws(WsClient, Option<Value>),
+    Ws(Box<WsClient>, Option<Value>),
     Sse(SseClient),
 }
 
@@ -54,7 +54,7 @@ impl Live {
                 if first["code"] == "already_live" {
                     return Err((409, first.to_string()));
                 }
-                Ok(Live::Ws(ws, Some(first)))
+                Ok(Live::Ws(Box::new(ws), Some(first)))
             }
             Transport::Sse => {
                 let headers: Vec<(&str, &str)> =

@@ -95,17 +95,20 @@ pub async fn recover(
             "not_found",
             "no such route".to_owned(),
         )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if rejection.find::<crate::json_body::BodyTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
             "request body too large".to_owned(),
         )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+    } else if rejection
+        .find::<crate::json_body::BodyUnreadable>()
+        .is_some()
+    {
         (
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "Content-Length required".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            "the request body could not be read to its end".to_owned(),
         )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (

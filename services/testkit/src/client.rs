@@ -1,7 +1,7 @@
 //! Test clients: HTTP with a cookie jar (the session cookie and Traefik's
 //! sticky cookie), and WebSocket and SSE streams that read JSON events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -195,7 +195,10 @@ impl Client {
         let (stream, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .expect("WebSocket opens");
-        WsClient { stream }
+        WsClient {
+            stream,
+            passed_over: VecDeque::new(),
+        }
     }
 
     /// Opens an SSE stream on a socket with a `bytes` receive buffer, reads
@@ -260,7 +263,10 @@ impl Client {
     ) -> Result<WsClient, (u16, String)> {
         let request = self.ws_request(path, headers);
         match tokio_tungstenite::connect_async(request).await {
-            Ok((stream, _)) => Ok(WsClient { stream }),
+            Ok((stream, _)) => Ok(WsClient {
+                stream,
+                passed_over: VecDeque::new(),
+            }),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response
                     .body()
@@ -309,11 +315,16 @@ impl Client {
 }
 
 /// A WebSocket that reads JSON events.
+///
+/// Events of other kinds passed over by [`WsClient::next_of_type`] are
+/// kept, in order, for the next read: the edge promises no order between
+/// different kinds (a sender's own message may come before its `ack`).
 #[derive(Debug)]
 pub struct WsClient {
     stream: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    passed_over: VecDeque<Value>,
 }
 
 impl WsClient {
@@ -357,21 +368,36 @@ impl WsClient {
         }
     }
 
-    /// The next JSON event; panics on close or after [`EVENT_TIMEOUT`].
+    /// The next JSON event (one passed over first); panics on close or
+    /// after [`EVENT_TIMEOUT`].
     pub async fn next_event(&mut self) -> Value {
+        if let Some(event) = self.passed_over.pop_front() {
+            return event;
+        }
         match self.next_message().await {
             Ok(value) => value,
             Err(close) => panic!("WebSocket closed while an event was expected: {close:?}"),
         }
     }
 
-    /// The next event of type `kind`, skipping others.
+    /// The next event of type `kind`; events of other kinds are kept for
+    /// later reads.
     pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        if let Some(at) = self.passed_over.iter().position(|e| e["type"] == kind) {
+            return self
+                .passed_over
+                .remove(at)
+                .expect("a position in the deque");
+        }
         loop {
-            let event = self.next_event().await;
+            let event = match self.next_message().await {
+                Ok(event) => event,
+                Err(close) => panic!("WebSocket closed while a {kind} was expected: {close:?}"),
+            };
             if event["type"] == kind {
                 return event;
             }
+            self.passed_over.push_back(event);
         }
     }
 

@@ -5,7 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process, killed on drop. Its output goes to a log file whose
-/// tail is printed if it fails to start.
+/// tail is printed if it fails to start, or when the test that owns it
+/// fails (the guard is dropped while the test's thread unwinds).
 #[derive(Debug)]
 pub struct ChildGuard {
     name: String,
@@ -110,6 +111,13 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the last lines of {} (the test failed) ---\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
         let _ = std::fs::remove_file(&self.log);
     }
 }

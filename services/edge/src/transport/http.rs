@@ -39,9 +39,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let max_body = context.settings.max_frame_bytes as u64;
     let with_state = warp::any().map(move || context.clone());
-    let json_body = warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(max_body))
-        .and(warp::body::bytes());
+    let json_body = rill_runtime::json_body::at_most(max_body);
 
     let login = warp::path!("login")
         .and(warp::post())
