@@ -4,7 +4,7 @@
 use prost::Message as _;
 use serde::Serialize;
 
-use crate::ids::{IdError, MessageId, ProfileId, UserId};
+use crate::ids::{IdError, LoginId, MessageId, ProfileId, UserId};
 use crate::message::DecodeError;
 use crate::name::Name;
 use crate::proto::v1;
@@ -37,6 +37,12 @@ pub enum DirectoryChange {
     ProfileDeleted(ProfileId),
     Bound { user: UserId, profile: ProfileId },
     Unbound { user: UserId, profile: ProfileId },
+    /// One login of `user` ended (`Some`), or all of them (`None`): their
+    /// live sessions end on every edge. Not stored.
+    LoginsEnded {
+        user: UserId,
+        login: Option<LoginId>,
+    },
 }
 
 /// A change with its id and time, as it travels on the directory topic.
@@ -63,6 +69,7 @@ impl DirectoryEvent {
         match &self.change {
             DirectoryChange::UserUpserted(user) => user.id.to_string(),
             DirectoryChange::UserDeleted(id) => id.to_string(),
+            DirectoryChange::LoginsEnded { user, .. } => user.to_string(),
             DirectoryChange::ProfileUpserted(profile) => profile.id.to_string(),
             DirectoryChange::ProfileDeleted(id) => id.to_string(),
             DirectoryChange::Bound { profile, .. } | DirectoryChange::Unbound { profile, .. } => {
@@ -92,6 +99,10 @@ impl DirectoryEvent {
             DirectoryChange::Unbound { user, profile } => {
                 Change::Unbound(membership(*user, *profile))
             }
+            DirectoryChange::LoginsEnded { user, login } => Change::LoginsEnded(v1::LoginsEnded {
+                user_id: user.to_bytes(),
+                login_id: login.map(|login| login.to_bytes()).unwrap_or_default(),
+            }),
         };
         v1::DirectoryEvent {
             event_id: self.id.to_bytes(),
@@ -129,6 +140,13 @@ impl DirectoryEvent {
                 let (user, profile) = pair(&m)?;
                 DirectoryChange::Unbound { user, profile }
             }
+            Change::LoginsEnded(ended) => DirectoryChange::LoginsEnded {
+                user: UserId::from_slice(&ended.user_id)?,
+                login: match ended.login_id.is_empty() {
+                    true => None,
+                    false => Some(LoginId::from_slice(&ended.login_id)?),
+                },
+            },
         };
         Ok(Self {
             id: MessageId::from_slice(&raw.event_id)?,
@@ -186,6 +204,14 @@ mod tests {
             DirectoryChange::Unbound {
                 user: u,
                 profile: p,
+            },
+            DirectoryChange::LoginsEnded {
+                user: u,
+                login: Some(LoginId::random()),
+            },
+            DirectoryChange::LoginsEnded {
+                user: u,
+                login: None,
             },
         ] {
             let event = DirectoryEvent::new(change, 42);

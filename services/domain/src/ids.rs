@@ -90,6 +90,21 @@ uuid_id!(
     "message id"
 );
 
+uuid_id!(
+    /// One login of a user: what a session cookie stands for, so that it can
+    /// be ended (logout) while other logins of the user go on. Random
+    /// (UUIDv4): knowing one tells nothing of another.
+    LoginId,
+    "login id"
+);
+
+impl LoginId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
 impl UserId {
     /// A fresh random id.
     pub fn random() -> Self {

@@ -25,7 +25,7 @@ pub mod push;
 
 pub use body::{BodyError, MessageBody};
 pub use directory::{DirectoryChange, DirectoryEvent, Profile, User};
-pub use ids::{IdError, MessageId, ProfileId, UserId};
+pub use ids::{IdError, LoginId, MessageId, ProfileId, UserId};
 pub use message::{ChatMessage, DecodeError};
 pub use name::{Name, NameError};
 pub use presence::PresenceChange;

@@ -98,6 +98,7 @@ impl Membership {
             // the time the api answered the bind. Caching every bind of the
             // cluster on every edge would only cost memory.
             DirectoryChange::Bound { .. }
+            | DirectoryChange::LoginsEnded { .. }
             | DirectoryChange::UserUpserted(_)
             | DirectoryChange::ProfileUpserted(_) => {}
         }

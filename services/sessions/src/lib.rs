@@ -3,15 +3,18 @@
 //!
 //! - [`nodes`]: the Redis servers (one, or several independent ones).
 //! - [`lock`]: the live-session lock (token, TTL, Redlock majority, fencing).
+//! - [`logins`]: what session cookies stand for, so that they can be ended.
 //! - [`registry`]: launched profiles per user and live users per profile.
 //! - [`settings`]: where Redis is and how long entries live.
 
 pub mod lock;
+pub mod logins;
 pub mod nodes;
 pub mod registry;
 pub mod settings;
 
 pub use lock::{Lock, LockError, LockManager, Refresh};
+pub use logins::Logins;
 pub use nodes::Nodes;
 pub use registry::LiveSessions;
 pub use settings::RedisSettings;

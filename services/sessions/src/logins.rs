@@ -1,0 +1,152 @@
+//! Logins: what a session cookie stands for, kept in Redis so that it can be
+//! ended before its cookie expires (logout, "log out everywhere", a stolen
+//! cookie revoked). A cookie is only as good as its login: every edge and
+//! the api check it when a stream opens and on every cookie request.
+//!
+//! Keys, on every Redis server of `redis.urls`:
+//! - `{prefix}:login:{user}:{login}`: when the login started (µs since the
+//!   Unix epoch); expires with the cookie (`session.ttl_secs`);
+//! - `{prefix}:logins-after:{user}`: logins of `user` that started before
+//!   this time are ended ("log out everywhere"); expires as the key above.
+//!
+//! With several independent servers a login is live only when a majority
+//! of them says so, and starting or ending one needs a majority to take
+//! the write: a server that missed an end (it was down) cannot bring a
+//! login back on its own.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rill_domain::{LoginId, UserId};
+
+use crate::SessionsError;
+use crate::nodes::Nodes;
+
+/// The logins of every user, on the servers of `nodes`.
+#[derive(Clone)]
+pub struct Logins {
+    nodes: Nodes,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logins")
+            .field("nodes", &self.nodes)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl Logins {
+    /// Logins that last `ttl` (the session cookie's lifetime).
+    pub fn new(nodes: Nodes, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            nodes,
+            prefix: prefix.to_owned(),
+            ttl,
+        }
+    }
+
+    fn login_key(&self, user: UserId, login: LoginId) -> String {
+        format!("{}:login:{user}:{login}", self.prefix)
+    }
+
+    fn after_key(&self, user: UserId) -> String {
+        format!("{}:logins-after:{user}", self.prefix)
+    }
+
+    /// Starts a new login of `user`.
+    pub async fn start(&self, user: UserId) -> Result<LoginId, SessionsError> {
+        let login = LoginId::random();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.login_key(user, login))
+            .arg(now_micros())
+            .arg("PX")
+            .arg(self.ttl_ms())
+            .ignore();
+        self.write_to_majority(&pipe).await?;
+        Ok(login)
+    }
+
+    /// Whether `login` of `user` is live: started, not ended, not expired.
+    pub async fn is_live(&self, user: UserId, login: LoginId) -> Result<bool, SessionsError> {
+        let mut pipe = redis::pipe();
+        pipe.get(self.login_key(user, login))
+            .get(self.after_key(user));
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let pipe = pipe.clone();
+                async move {
+                    pipe.query_async::<(Option<u64>, Option<u64>)>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        let up = answers.iter().filter(|answer| answer.is_ok()).count();
+        if up < self.nodes.quorum() {
+            return Err(no_quorum(up, &self.nodes));
+        }
+        let live = answers
+            .into_iter()
+            .flatten()
+            .filter(|(started, after)| {
+                started.is_some_and(|started| after.is_none_or(|after| started > after))
+            })
+            .count();
+        Ok(live >= self.nodes.quorum())
+    }
+
+    /// Ends one login (logout).
+    pub async fn end(&self, user: UserId, login: LoginId) -> Result<(), SessionsError> {
+        let mut pipe = redis::pipe();
+        pipe.del(self.login_key(user, login)).ignore();
+        self.write_to_majority(&pipe).await
+    }
+
+    /// Ends every login of `user` started until now ("log out everywhere").
+    pub async fn end_all(&self, user: UserId) -> Result<(), SessionsError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.after_key(user))
+            .arg(now_micros())
+            .arg("PX")
+            .arg(self.ttl_ms())
+            .ignore();
+        self.write_to_majority(&pipe).await
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
+    }
+
+    async fn write_to_majority(&self, pipe: &redis::Pipeline) -> Result<(), SessionsError> {
+        let answers = self
+            .nodes
+            .on_each(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await;
+        let up = answers.iter().filter(|answer| answer.is_ok()).count();
+        if up >= self.nodes.quorum() {
+            Ok(())
+        } else {
+            Err(no_quorum(up, &self.nodes))
+        }
+    }
+}
+
+fn no_quorum(up: usize, nodes: &Nodes) -> SessionsError {
+    SessionsError::NoQuorum {
+        up,
+        needed: nodes.quorum(),
+    }
+}
+
+/// Microseconds since the Unix epoch: a login started right after a "log
+/// out everywhere" must count as after it.
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
