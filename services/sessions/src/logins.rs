@@ -7,7 +7,9 @@
 //! - `{prefix}:login:{user}:{login}`: when the login started (µs since the
 //!   Unix epoch); expires with the cookie (`session.ttl_secs`);
 //! - `{prefix}:logins-after:{user}`: logins of `user` that started before
-//!   this time are ended ("log out everywhere"); expires as the key above.
+//!   this time are ended ("log out everywhere"); expires as the key above;
+//! - `{prefix}:login-failures:{what}`: failed logins of an account or from
+//!   an address in the current window, for the login rate limit.
 //!
 //! With several independent servers a login is live only when a majority
 //! of them says so, and starting or ending one needs a majority to take
@@ -115,6 +117,60 @@ impl Logins {
             .arg("PX")
             .arg(self.ttl_ms())
             .ignore();
+        self.write_to_majority(&pipe).await
+    }
+
+    fn failures_key(&self, what: &str) -> String {
+        format!("{}:login-failures:{what}", self.prefix)
+    }
+
+    /// Counts one failed login of `what` (an account, an address); the
+    /// count starts over `window` after the first failure.
+    pub async fn count_failure(&self, what: &str, window: Duration) -> Result<(), SessionsError> {
+        let key = self.failures_key(what);
+        let mut pipe = redis::pipe();
+        pipe.incr(&key, 1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window.as_millis() as u64)
+            .arg("NX")
+            .ignore();
+        self.write_to_majority(&pipe).await
+    }
+
+    /// How many logins of `what` failed in the current window, and when
+    /// the window ends (the highest count any server has).
+    pub async fn failures(&self, what: &str) -> Result<(u64, Duration), SessionsError> {
+        let key = self.failures_key(what);
+        let mut pipe = redis::pipe();
+        pipe.get(&key).pttl(&key);
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async::<(Option<u64>, i64)>(&mut conn).await }
+            })
+            .await;
+        let up = answers.iter().filter(|answer| answer.is_ok()).count();
+        if up < self.nodes.quorum() {
+            return Err(no_quorum(up, &self.nodes));
+        }
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .map(|(count, ttl_ms)| {
+                let left = Duration::from_millis(ttl_ms.max(0) as u64);
+                (count.unwrap_or(0), left)
+            })
+            .max()
+            .unwrap_or_default())
+    }
+
+    /// Forgets the failed logins of `what` (after a successful one).
+    pub async fn clear_failures(&self, what: &str) -> Result<(), SessionsError> {
+        let mut pipe = redis::pipe();
+        pipe.del(self.failures_key(what)).ignore();
         self.write_to_majority(&pipe).await
     }
 

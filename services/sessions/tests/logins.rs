@@ -102,3 +102,23 @@ async fn with_three_servers_a_majority_decides() {
     b.process.resume();
     c.process.resume();
 }
+
+#[tokio::test]
+async fn failed_logins_are_counted_in_a_window_and_cleared() {
+    let redis = Redis::start();
+    let logins = logins(&[&redis], Duration::from_secs(60));
+    assert_eq!(logins.failures("ada").await.expect("read").0, 0);
+    let window = Duration::from_secs(300);
+    for _ in 0..3 {
+        logins.count_failure("ada", window).await.expect("counted");
+    }
+    let (count, left) = logins.failures("ada").await.expect("read");
+    assert_eq!(count, 3);
+    assert!(
+        left > Duration::from_secs(290) && left <= window,
+        "the window runs from the first failure: {left:?}"
+    );
+    assert_eq!(logins.failures("bob").await.expect("read").0, 0, "per key");
+    logins.clear_failures("ada").await.expect("cleared");
+    assert_eq!(logins.failures("ada").await.expect("read").0, 0);
+}
