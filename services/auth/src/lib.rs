@@ -10,3 +10,4 @@
 
 pub mod api_key;
 pub mod password;
+pub mod token;
