@@ -146,6 +146,8 @@ fn apply_one(tx: &Transaction<'_>, change: &DirectoryChange) -> rusqlite::Result
                 params![user.to_bytes(), profile.to_bytes()],
             )?;
         }
+        // Logins live in Redis; their ends reach only the edges.
+        DirectoryChange::LoginsEnded { .. } => {}
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ impl CassandraStore {
             DirectoryChange::ProfileDeleted(id) => self.delete_profile(*id).await,
             DirectoryChange::Bound { user, profile } => self.bind(*user, *profile).await,
             DirectoryChange::Unbound { user, profile } => self.unbind(*user, *profile).await,
+            // Logins live in Redis; their ends reach only the edges.
+            DirectoryChange::LoginsEnded { .. } => Ok(()),
         }
     }
 
