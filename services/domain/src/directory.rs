@@ -35,8 +35,14 @@ pub enum DirectoryChange {
     UserDeleted(UserId),
     ProfileUpserted(Profile),
     ProfileDeleted(ProfileId),
-    Bound { user: UserId, profile: ProfileId },
-    Unbound { user: UserId, profile: ProfileId },
+    Bound {
+        user: UserId,
+        profile: ProfileId,
+    },
+    Unbound {
+        user: UserId,
+        profile: ProfileId,
+    },
     /// One login of `user` ended (`Some`), or all of them (`None`): their
     /// live sessions end on every edge. Not stored.
     LoginsEnded {
