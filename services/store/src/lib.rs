@@ -5,13 +5,19 @@
 //! - [`cassandra`]: Cassandra/ScyllaDB through the `scylla` driver, the
 //!   production store, used when `store.cassandra.contact_points` is set.
 //!
-//! Only the persistence consumer writes (through [`Store::apply`] and
-//! [`Store::append_messages`]); the api and the edges read. Every write is
-//! idempotent: applying the same events or messages again leaves the store
-//! as it was, which makes at-least-once delivery from Kafka safe.
+//! The persistence consumer writes the directory and history (through
+//! [`Store::apply`] and [`Store::append_messages`]); the api and the edges
+//! read them. Every such write is idempotent: applying the same events or
+//! messages again leaves the store as it was, which makes at-least-once
+//! delivery from Kafka safe.
+//!
+//! [`account`]: the one exception. The api writes accounts (login name,
+//! user, password hash) directly, since the hash must not travel on Kafka
+//! and a sign-up needs an atomic check that the name is free.
 //!
 //! One contract test suite (`tests/contract.rs`, `tests/scenarios/`) runs against every backend.
 
+pub mod account;
 pub mod cassandra;
 pub mod settings;
 pub mod sqlite;
@@ -21,6 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rill_domain::{ChatMessage, DirectoryEvent, MessageId, Profile, ProfileId, User, UserId};
 
+pub use account::{Account, login_key};
 pub use settings::{CassandraSettings, StoreSettings};
 
 /// A store failure. The message names the backend's own error.
@@ -34,6 +41,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread failed: {0}")]
     Worker(String),
+    /// An account's login name is empty once trimmed: it has no
+    /// [`login_key`]. The api checks names before; this is its bug.
+    #[error("an account's login name must not be empty")]
+    EmptyLogin,
 }
 
 /// A page request: up to `limit` items after the item with id `after`.
@@ -58,7 +69,8 @@ pub struct Page<T, Id> {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Applies directory events, in order. Idempotent. A membership whose
     /// user or profile does not exist is ignored; deleting a user or a
-    /// profile removes its memberships.
+    /// profile removes its memberships; deleting a user also removes its
+    /// account, which frees the login name.
     async fn apply(&self, events: &[DirectoryEvent]) -> Result<(), StoreError>;
 
     /// Stores chat messages in their profile's history. Idempotent by
@@ -102,6 +114,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The ids of every user and profile marked as test data.
     async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError>;
+
+    /// Creates `account` if no account has its [`login_key`] yet, atomically
+    /// across every caller of every process: of concurrent sign-ups of one
+    /// name, exactly one gets `true`. `false`: the name is taken, and the
+    /// account that holds it is left as it was.
+    ///
+    /// A user has at most one account: `account.user` is a user without
+    /// one (the api makes a new user id for each sign-up). Creating the same
+    /// account again (same key, same user) returns `true`, so a retry after
+    /// an error whose write went through does not find its own name taken.
+    /// [`StoreError::EmptyLogin`] if the login is only whitespace.
+    async fn create_account(&self, account: &Account) -> Result<bool, StoreError>;
+
+    /// The account whose key is [`login_key`]`(login)`.
+    async fn account(&self, login: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account of `user`, if it has one.
+    async fn account_of_user(&self, user: UserId) -> Result<Option<Account>, StoreError>;
+
+    /// Replaces the password hash of the account whose key is
+    /// [`login_key`]`(login)` (a rehash when the argon2 parameters
+    /// change). Does nothing when there is no such account: it never
+    /// creates one.
+    async fn set_password_hash(&self, login: &str, password_hash: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store the settings name: Cassandra when contact points are

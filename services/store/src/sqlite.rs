@@ -4,6 +4,10 @@
 //!
 //! rusqlite is synchronous: every call runs on tokio's blocking pool with
 //! the one connection of this store.
+//!
+//! `accounts`: the accounts table and its statements.
+
+mod accounts;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +20,7 @@ use rill_domain::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use crate::{Page, PageRequest, Store, StoreError};
+use crate::{Account, Page, PageRequest, Store, StoreError};
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +98,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.execute_batch(SCHEMA)?;
+    connection.execute_batch(accounts::SCHEMA)?;
     Ok(connection)
 }
 
@@ -107,6 +112,7 @@ fn apply_one(tx: &Transaction<'_>, change: &DirectoryChange) -> rusqlite::Result
             )?;
         }
         DirectoryChange::UserDeleted(id) => {
+            accounts::delete_of_user(tx, *id)?;
             tx.execute(
                 "DELETE FROM memberships WHERE user_id = ?1",
                 [id.to_bytes()],
@@ -408,5 +414,25 @@ impl Store for SqliteStore {
             Ok((users, profiles))
         })
         .await
+    }
+
+    async fn create_account(&self, account: &Account) -> Result<bool, StoreError> {
+        let account = account.clone();
+        self.with(move |c| accounts::create(c, &account)).await
+    }
+
+    async fn account(&self, login: &str) -> Result<Option<Account>, StoreError> {
+        let login = login.to_owned();
+        self.with(move |c| accounts::by_login(c, &login)).await
+    }
+
+    async fn account_of_user(&self, user: UserId) -> Result<Option<Account>, StoreError> {
+        self.with(move |c| accounts::by_user(c, user)).await
+    }
+
+    async fn set_password_hash(&self, login: &str, password_hash: &str) -> Result<(), StoreError> {
+        let (login, password_hash) = (login.to_owned(), password_hash.to_owned());
+        self.with(move |c| accounts::set_password_hash(c, &login, &password_hash))
+            .await
     }
 }

@@ -1,5 +1,6 @@
-//! What only the Cassandra backend has: its schema migrations, and a node
-//! that goes away and comes back.
+//! What only the Cassandra backend has: its schema migrations (applied
+//! again, by two stores at once, and over a keyspace an older build
+//! made), and a node that goes away and comes back.
 //!
 //! The migration tests use the test run's Cassandra (`RILL_TEST_CASSANDRA`);
 //! the restart test starts a node of its own (`scripts/cassandra/run.sh`,
@@ -11,8 +12,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rill_domain::{DirectoryChange, DirectoryEvent, Name, User, UserId};
-use rill_store::Store;
 use rill_store::cassandra::CassandraStore;
+use rill_store::{Account, Store};
 use rill_testkit::cassandra::{CassandraNode, NODE_START};
 use scylla::client::session::Session;
 use support::TestKeyspace;
@@ -102,6 +103,62 @@ async fn two_stores_creating_the_schema_at_once_share_it() {
         Some(ada)
     );
     drop((a, b));
+    keyspace.remove().await;
+}
+
+/// A keyspace made by the build before accounts (only migration 1) gains
+/// the accounts tables at the next connect, and keeps its data.
+#[tokio::test]
+async fn a_keyspace_from_before_accounts_gains_them() {
+    let keyspace = TestKeyspace::new();
+    let ks = &keyspace.settings.keyspace;
+    let old = CassandraStore::connect(&keyspace.settings)
+        .await
+        .expect("create the schema");
+    let ada = user("Ada");
+    old.apply(&upsert(&ada)).await.expect("write");
+    drop(old);
+    // Back to what the build before accounts left.
+    let session = keyspace.session().await;
+    for cql in [
+        format!("DROP TABLE \"{ks}\".accounts"),
+        format!("DROP TABLE \"{ks}\".account_by_user"),
+        format!("DELETE FROM \"{ks}\".schema_migrations WHERE version = 2"),
+    ] {
+        session.query_unpaged(cql, &[]).await.expect("downgrade");
+    }
+    let versions: Vec<i32> = recorded_migrations(&session, ks)
+        .await
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(versions, [1]);
+
+    let upgraded = CassandraStore::connect(&keyspace.settings)
+        .await
+        .expect("migrate");
+    let versions: Vec<i32> = recorded_migrations(&session, ks)
+        .await
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(
+        upgraded.user(ada.id).await.expect("read"),
+        Some(ada.clone())
+    );
+    let account = Account {
+        login: "Ada".into(),
+        user: ada.id,
+        password_hash: "$argon2id$x".into(),
+        created_at_ms: 1,
+    };
+    assert!(upgraded.create_account(&account).await.expect("create"));
+    assert_eq!(
+        upgraded.account_of_user(ada.id).await.expect("read"),
+        Some(account)
+    );
+    drop((upgraded, session));
     keyspace.remove().await;
 }
 

@@ -74,4 +74,35 @@ contract_tests!(
     history_spans_days,
     test_data_lists_only_test_data,
     a_burst_larger_than_one_write_is_stored_whole,
+    accounts_are_created_and_read_by_login_key,
+    a_taken_login_key_is_refused_and_the_account_kept,
+    the_password_hash_is_replaced,
+    accounts_are_found_by_user,
+    deleting_a_user_deletes_its_account_and_frees_the_name,
+    account_debug_hides_the_password_hash,
 );
+
+/// Sign-ups of one name race in tasks on several threads, through two
+/// stores on one backend (two processes: two SQLite connections to one
+/// file, two Cassandra sessions on one keyspace).
+mod sign_up_race {
+    use super::scenarios::concurrent_sign_ups_of_one_name_create_one_account as race;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite() {
+        let (db, first) = super::sqlite().await;
+        let second = rill_store::open(&db.settings())
+            .await
+            .expect("open SQLite store again");
+        race(vec![first, second]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_cassandra() {
+        let keyspace = super::TestKeyspace::new();
+        let first = super::cassandra(&keyspace).await;
+        let second = super::cassandra(&keyspace).await;
+        race(vec![first, second]).await;
+        keyspace.remove().await;
+    }
+}

@@ -1,6 +1,6 @@
 //! Applying directory events: users, profiles, memberships, and the tables
 //! derived from them (`profiles_by_user`, `members_by_profile`,
-//! `multi_profile_users`, `test_data_items`).
+//! `multi_profile_users`, `test_data_items`; a deleted user's account).
 //!
 //! Every step is an idempotent write, ordered so that a replay, or a retry
 //! after a failure half-way, ends in the same state. Deletes remove the
@@ -70,9 +70,12 @@ impl CassandraStore {
             .await
     }
 
+    /// Deletes the user, its account (first: a deleted user cannot log in
+    /// again, and its name is free) and its memberships.
     async fn delete_user(&self, user: UserId) -> Result<(), StoreError> {
         let s = &self.statements;
         let id = user.as_uuid();
+        self.delete_account_of(user).await?;
         self.run(&s.user_delete, (id,), "delete user").await?;
         let profiles = self
             .all_rows(

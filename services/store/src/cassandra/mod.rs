@@ -10,6 +10,8 @@
 //! - `reads`: reading the directory.
 //! - `history`: appending messages and reading them back.
 //! - `buckets`: the day buckets of history and the walk over them.
+//! - `accounts`: accounts, the one table written by lightweight
+//!   transactions.
 //! - `rows`: decoding rows; `errors`: driver errors as [`StoreError`]s.
 //!
 //! Cassandra has no transactions across partitions: each event is applied
@@ -17,6 +19,7 @@
 //! after a failure half-way, or a replay of the same events, ends in the
 //! same state.
 
+mod accounts;
 mod buckets;
 mod connect;
 mod directory;
@@ -41,7 +44,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use self::errors::driver;
 use self::statements::Statements;
-use crate::{CassandraSettings, Page, PageRequest, Store, StoreError};
+use crate::{Account, CassandraSettings, Page, PageRequest, Store, StoreError};
 
 /// The store on a Cassandra or ScyllaDB cluster.
 pub struct CassandraStore {
@@ -185,5 +188,21 @@ impl Store for CassandraStore {
 
     async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError> {
         self.read_test_data().await
+    }
+
+    async fn create_account(&self, account: &Account) -> Result<bool, StoreError> {
+        self.insert_account(account).await
+    }
+
+    async fn account(&self, login: &str) -> Result<Option<Account>, StoreError> {
+        self.read_account(login).await
+    }
+
+    async fn account_of_user(&self, user: UserId) -> Result<Option<Account>, StoreError> {
+        self.read_account_of_user(user).await
+    }
+
+    async fn set_password_hash(&self, login: &str, password_hash: &str) -> Result<(), StoreError> {
+        self.update_password_hash(login, password_hash).await
     }
 }

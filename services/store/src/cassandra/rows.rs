@@ -7,10 +7,11 @@
 use rill_domain::{ChatMessage, MessageBody, MessageId, Name, Profile, ProfileId, User, UserId};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
+use scylla::value::{CqlValue, Row};
 use uuid::Uuid;
 
 use super::errors::{corrupt, driver};
-use crate::StoreError;
+use crate::{Account, StoreError};
 
 /// `id, name, created_at_ms, test_data` of `users` or `profiles`.
 pub(super) type EntityRow = (Uuid, Option<String>, Option<i64>, Option<bool>);
@@ -23,6 +24,9 @@ pub(super) type MessageRow = (
     Option<i64>,
     Option<String>,
 );
+
+/// `login, user_id, password_hash, created_at_ms` of `accounts`.
+pub(super) type AccountRow = (Option<String>, Option<Uuid>, Option<String>, Option<i64>);
 
 /// Every row of `result`, decoded as `R` and mapped by `map`.
 pub(super) fn collect<R, T>(
@@ -54,6 +58,58 @@ where
     Ok(collect(result, map)?.into_iter().next())
 }
 
+/// What a lightweight transaction (a conditional write) did: whether it
+/// was applied and, when it was not, the columns of the row that stopped
+/// it (none when there is no row).
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub applied: bool,
+    current: Vec<(String, Option<CqlValue>)>,
+}
+
+/// The column names only: the row may hold a password hash.
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let columns: Vec<&str> = self.current.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Outcome")
+            .field("applied", &self.applied)
+            .field("columns", &columns)
+            .finish()
+    }
+}
+
+impl Outcome {
+    /// The current row's `column`, if it is a non-null `uuid`.
+    pub fn uuid(&self, column: &str) -> Option<Uuid> {
+        self.current
+            .iter()
+            .find(|(name, _)| name == column)
+            .and_then(|(_, value)| value.as_ref()?.as_uuid())
+    }
+}
+
+/// The outcome of a conditional write: one row, whose `[applied]` column
+/// is followed (when not applied) by the columns of the current row. The
+/// columns differ with the outcome, so they are found by name.
+pub(super) fn outcome(result: QueryResult) -> Result<Outcome, StoreError> {
+    let rows = result
+        .into_rows_result()
+        .map_err(driver("read the outcome of a conditional write"))?;
+    let names = rows.column_specs().iter().map(|c| c.name().to_owned());
+    let row: Row = rows
+        .single_row()
+        .map_err(corrupt("the outcome of a conditional write"))?;
+    let mut current: Vec<(String, Option<CqlValue>)> = names.zip(row.columns).collect();
+    let applied = current
+        .iter()
+        .position(|(name, _)| name == "[applied]")
+        .and_then(|i| current.remove(i).1?.as_boolean())
+        .ok_or_else(|| {
+            StoreError::Corrupt("a conditional write answered without [applied]".into())
+        })?;
+    Ok(Outcome { applied, current })
+}
+
 fn missing(table: &str, id: impl std::fmt::Display, column: &str) -> StoreError {
     StoreError::Corrupt(format!("{table} row {id}: {column} is null"))
 }
@@ -81,6 +137,18 @@ pub(super) fn profile(row: EntityRow) -> Result<Profile, StoreError> {
         name: name("profiles", id, name_text)?,
         created_at_ms: created_at_ms.ok_or_else(|| missing("profiles", id, "created_at_ms"))?,
         test_data: test_data.ok_or_else(|| missing("profiles", id, "test_data"))?,
+    })
+}
+
+/// The account stored under `key`.
+pub(super) fn account(key: &str, row: AccountRow) -> Result<Account, StoreError> {
+    let (login, user_id, password_hash, created_at_ms) = row;
+    let table = "accounts";
+    Ok(Account {
+        login: login.ok_or_else(|| missing(table, key, "login"))?,
+        user: UserId::from_uuid(user_id.ok_or_else(|| missing(table, key, "user_id"))?),
+        password_hash: password_hash.ok_or_else(|| missing(table, key, "password_hash"))?,
+        created_at_ms: created_at_ms.ok_or_else(|| missing(table, key, "created_at_ms"))?,
     })
 }
 
@@ -170,6 +238,58 @@ mod tests {
         let mut row = entity();
         row.3 = None;
         assert!(is_corrupt(profile(row), "test_data is null"));
+    }
+
+    #[test]
+    fn an_account_row_decodes_and_a_null_is_corrupt() {
+        let user = Uuid::new_v4();
+        let row: AccountRow = (
+            Some("Ada".into()),
+            Some(user),
+            Some("$argon2id$x".into()),
+            Some(9),
+        );
+        let decoded = account("ada", row.clone()).expect("account");
+        assert_eq!(
+            (
+                decoded.login.as_str(),
+                decoded.user.as_uuid(),
+                decoded.password_hash.as_str(),
+                decoded.created_at_ms
+            ),
+            ("Ada", user, "$argon2id$x", 9)
+        );
+        let mut bad = row.clone();
+        bad.1 = None;
+        assert!(is_corrupt(
+            account("ada", bad),
+            "accounts row ada: user_id is null"
+        ));
+        let mut bad = row;
+        bad.2 = None;
+        assert!(is_corrupt(account("ada", bad), "password_hash is null"));
+    }
+
+    #[test]
+    fn an_outcome_finds_columns_by_name() {
+        let user = Uuid::new_v4();
+        let outcome = Outcome {
+            applied: false,
+            current: vec![
+                ("login_key".into(), Some(CqlValue::Text("ada".into()))),
+                ("user_id".into(), Some(CqlValue::Uuid(user))),
+                ("login".into(), None),
+            ],
+        };
+        assert_eq!(outcome.uuid("user_id"), Some(user));
+        assert_eq!(outcome.uuid("login_key"), None, "not a uuid");
+        assert_eq!(outcome.uuid("login"), None, "null");
+        assert_eq!(Outcome::default().uuid("user_id"), None, "no current row");
+        let debug = format!("{outcome:?}");
+        assert!(
+            debug.contains("user_id") && !debug.contains("ada"),
+            "{debug}"
+        );
     }
 
     #[test]

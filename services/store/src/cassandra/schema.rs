@@ -18,6 +18,11 @@
 //!   and day bucket (see `buckets`), newest message first.
 //! - `message_buckets`: the buckets of each profile that hold messages,
 //!   newest first: what a history read walks.
+//! - `accounts` (partition: the login key, see [`crate::login_key`]): one
+//!   row per account, written only by lightweight transactions, which is
+//!   what makes a login name unique (see `accounts`).
+//! - `account_by_user`: the login key of each user's account, so that
+//!   deleting a user finds its account without a scan.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,7 +42,9 @@ pub(super) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[DIRECTORY_AND_HISTORY, ACCOUNTS];
+
+const DIRECTORY_AND_HISTORY: Migration = Migration {
     version: 1,
     description: "directory, memberships, suggestions, test data, bucketed history",
     statements: &[
@@ -94,7 +101,25 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (profile_id, bucket)
         ) WITH CLUSTERING ORDER BY (bucket DESC)",
     ],
-}];
+};
+
+const ACCOUNTS: Migration = Migration {
+    version: 2,
+    description: "accounts, by login key and by user",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS {ks}.accounts (
+            login_key text PRIMARY KEY,
+            login text,
+            user_id uuid,
+            password_hash text,
+            created_at_ms bigint
+        )",
+        "CREATE TABLE IF NOT EXISTS {ks}.account_by_user (
+            user_id uuid PRIMARY KEY,
+            login_key text
+        )",
+    ],
+};
 
 /// The keyspace as a CQL identifier: lowercased as Cassandra folds
 /// unquoted names, and quoted so that a name starting with a digit works.
@@ -260,6 +285,8 @@ mod tests {
             "PRIMARY KEY ((profile_id, bucket), id) ) WITH CLUSTERING ORDER BY (id DESC)",
             "PRIMARY KEY (profile_id, bucket) ) WITH CLUSTERING ORDER BY (bucket DESC)",
             "id blob,",
+            "login_key text PRIMARY KEY,",
+            "user_id uuid PRIMARY KEY, login_key text",
         ] {
             assert!(flat.contains(key), "missing {key:?}");
         }
@@ -273,7 +300,9 @@ mod tests {
                 "multi_profile_users",
                 "test_data_items",
                 "messages_by_profile",
-                "message_buckets"
+                "message_buckets",
+                "accounts",
+                "account_by_user"
             ]
         );
     }

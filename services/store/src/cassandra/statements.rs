@@ -1,10 +1,17 @@
 //! Every query the store runs, prepared once at connect.
 //!
 //! All of them are idempotent (plain inserts and deletes: no counters, no
-//! list appends, no lightweight transactions), and marked so, which lets
-//! the driver retry or speculatively repeat them after a timeout.
+//! list appends), and marked so, which lets the driver retry or
+//! speculatively repeat them after a timeout.
+//!
+//! The writes to `accounts` are lightweight transactions (conditional:
+//! `IF ...`), run with a Paxos round at LOCAL_SERIAL; every write to that
+//! table is one, since a plain write's timestamp does not order with a
+//! Paxos ballot's. They are idempotent too: each is written to accept
+//! finding its own earlier effect (see `accounts`).
 
 use scylla::client::session::Session;
+use scylla::statement::SerialConsistency;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::errors::driver;
@@ -89,6 +96,16 @@ statements! {
     bucket_insert => "INSERT INTO {ks}.message_buckets (profile_id, bucket) VALUES (?, ?)",
     buckets_below => "SELECT bucket FROM {ks}.message_buckets WHERE profile_id = ? AND bucket < ? LIMIT ?",
     buckets_delete_all => "DELETE FROM {ks}.message_buckets WHERE profile_id = ?",
+
+    // accounts: conditional writes only (see above)
+    account_insert => "INSERT INTO {ks}.accounts (login_key, login, user_id, password_hash, created_at_ms) \
+        VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+    account_get => "SELECT login, user_id, password_hash, created_at_ms FROM {ks}.accounts WHERE login_key = ?",
+    account_set_hash => "UPDATE {ks}.accounts SET password_hash = ? WHERE login_key = ? IF EXISTS",
+    account_delete => "DELETE FROM {ks}.accounts WHERE login_key = ? IF user_id = ?",
+    account_of_user => "SELECT login_key FROM {ks}.account_by_user WHERE user_id = ?",
+    account_of_user_insert => "INSERT INTO {ks}.account_by_user (user_id, login_key) VALUES (?, ?)",
+    account_of_user_delete => "DELETE FROM {ks}.account_by_user WHERE user_id = ?",
 }
 
 async fn prepare(
@@ -102,7 +119,17 @@ async fn prepare(
         .map_err(driver("prepare a statement"))?;
     statement.set_is_idempotent(true);
     statement.set_page_size(PAGE_SIZE);
+    if is_conditional(cql) {
+        // The driver's default too; said here so that it does not depend
+        // on it.
+        statement.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+    }
     Ok(statement)
+}
+
+/// Whether `cql` is a lightweight transaction.
+fn is_conditional(cql: &str) -> bool {
+    cql.contains(" IF ")
 }
 
 /// A row count or limit as CQL's `int`, saturating.
@@ -138,7 +165,9 @@ mod tests {
         for (name, cql) in TEXTS {
             assert!(!cql.contains("ALLOW FILTERING"), "{name}");
             assert_eq!(
-                cql.matches(" FROM ").count() + cql.matches("INTO ").count(),
+                cql.matches(" FROM ").count()
+                    + cql.matches("INTO ").count()
+                    + cql.matches("UPDATE ").count(),
                 cql.matches("{ks}.").count(),
                 "{name}"
             );
@@ -151,11 +180,20 @@ mod tests {
         // that are read page by page.
         let paged = ["test_data_list", "users_in", "profiles_in"];
         for (name, cql) in TEXTS.iter().filter(|(_, cql)| cql.starts_with("SELECT")) {
-            let point = cql.ends_with("WHERE id = ?") || *name == "is_member";
+            let point = cql.ends_with("WHERE id = ?")
+                || ["is_member", "account_get", "account_of_user"].contains(name);
             assert!(
                 point || paged.contains(name) || cql.ends_with("LIMIT ?"),
                 "{name}: {cql}"
             );
+        }
+    }
+
+    #[test]
+    fn every_write_to_accounts_and_nothing_else_is_conditional() {
+        for (name, cql) in TEXTS {
+            let account_write = table_of(cql) == "accounts" && !cql.starts_with("SELECT");
+            assert_eq!(is_conditional(cql), account_write, "{name}: {cql}");
         }
     }
 

@@ -1,4 +1,9 @@
 //! The scenarios of the store contract, written once for every backend.
+//! Accounts in `accounts`.
+
+mod accounts;
+
+pub use accounts::*;
 
 use std::collections::HashSet;
 
