@@ -8,6 +8,10 @@
 # RILL_LOAD_SKIP_BUILD=1) and the tools of scripts/lib/tools.sh.
 # Every edge and the generator run with `ulimit -n 20000`, the hard limit
 # on these machines.
+# Each run makes its own credentials: an api key (the api holds its
+# SHA-256) for rill-load's setup, and an HS256 secret (the edges hold it)
+# that rill-load signs its users' connection tokens with. rill-load gets
+# them in its environment, not on its command line.
 # shellcheck disable=SC2034  # variables used by the sourcing scripts
 # shellcheck disable=SC2016  # $1 in `bash -c` scripts is meant literally
 
@@ -25,6 +29,11 @@ mkdir -p "$results"
 # alike (the services' default unless set).
 FETCH_WAIT_MS="${FETCH_WAIT_MS:-100}"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# random_hex BYTES: BYTES random bytes as hex digits.
+random_hex() { od -An -vtx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+LOAD_API_KEY="rk_$(random_hex 32)"
+LOAD_TOKEN_SECRET="$(random_hex 32)"
+LOAD_TOKEN_KID=load
 
 _names=()
 _pids=()
@@ -162,20 +171,23 @@ start_broker_and_redis() {
     "RILL_STORE__SQLITE_PATH=$work/rill.db"
     "RILL_TELEMETRY__LOG_FORMAT=text"
     "RILL_TELEMETRY__LOG_FILTER=warn"
-    "RILL_SESSION__COOKIE_KEY=$(od -An -vtx1 -N64 /dev/urandom | tr -d ' \n')"
+    "RILL_SESSION__COOKIE_KEY=$(random_hex 64)"
     "RILL_KAFKA__FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS"
   )
   env "${common_env[@]}" timeout 60 "$bin/rill-admin" create-topics >"$work/rill-admin.log" 2>&1 ||
     die "create-topics failed: $(tail -n 5 "$work/rill-admin.log")"
 }
 
-# start_rill EDGES: the api, persist and EDGES edges, each edge allowed
-# 19,500 sessions and never "not ready" from its session count or lag.
+# start_rill EDGES: the api (test data on, the run's api key), persist and
+# EDGES edges (the run's token secret), each edge allowed 19,500 sessions
+# and never "not ready" from its session count or lag.
 # Sets API_URL, EDGE_URLS (array), EDGE_PIDS (array), EDGE_NAMES.
 start_rill() {
-  local edges="$1" port n
+  local edges="$1" port n digest
+  digest="$(printf %s "$LOAD_API_KEY" | sha256sum | cut -d' ' -f1)"
   port="$(free_port)"
   start api env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" \
+    RILL_API_KEYS__KEYS="[{name=\"load\",sha256=\"$digest\"}]" RILL_TEST_DATA=true \
     RILL_LIMITS__MAX_TEST_USERS=20000 RILL_LIMITS__MAX_TEST_PROFILES=2000 "$bin/api"
   API_URL="http://127.0.0.1:$port"
   wait_ready api "$port"
@@ -188,6 +200,7 @@ start_rill() {
   for ((n = 1; n <= edges; n++)); do
     port="$(free_port)"
     start "edge-$n" env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" RILL_NODE_ID="edge-$n" \
+      RILL_TOKENS__HS256_KEYS="[{kid=\"$LOAD_TOKEN_KID\",secret=\"$LOAD_TOKEN_SECRET\"}]" \
       RILL_LIMITS__MAX_CONNECTIONS=19500 \
       RILL_AVAILABILITY__WARNING_PERCENT=99 RILL_AVAILABILITY__CRITICAL_PERCENT=100 \
       RILL_AVAILABILITY__LAG_WARNING_MS=5000 RILL_AVAILABILITY__LAG_CRITICAL_MS=10000 \
@@ -240,7 +253,8 @@ cpu_pid_args() {
 }
 
 # load NAME ARGS...: runs rill-load, report in $results/NAME.json (+ .svg),
-# with every started process's CPU (add_cpu).
+# with every started process's CPU (add_cpu). The run's api key and token
+# secret go in rill-load's environment (the Socket.IO peer ignores them).
 load() {
   local name="$1" before after children_before cpu_pids
   shift
@@ -251,8 +265,10 @@ load() {
   # (not in a pipeline: a subshell has no children).
   times >"$work/times"
   children_before="$(tail -n 1 "$work/times")"
-  (cd "$repo" && "$bin/rill-load" run --label "$name" --out "$results/$name.json" \
-    --svg "$results/$name.svg" --probe-fetch-wait-ms "$FETCH_WAIT_MS" "${cpu_pids[@]}" "$@")
+  (cd "$repo" && RILL_LOAD_API_KEY="$LOAD_API_KEY" RILL_LOAD_TOKEN_SECRET="$LOAD_TOKEN_SECRET" \
+    "$bin/rill-load" run --label "$name" --out "$results/$name.json" \
+    --svg "$results/$name.svg" --probe-fetch-wait-ms "$FETCH_WAIT_MS" \
+    --token-kid "$LOAD_TOKEN_KID" "${cpu_pids[@]}" "$@")
   after="$(cpu_ticks)"
   times >"$work/times"
   add_cpu "$results/$name.json" "$before" "$after" "$children_before" "$(tail -n 1 "$work/times")"

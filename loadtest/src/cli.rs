@@ -1,8 +1,23 @@
 //! The command line: `rill-load run ...` (and `rill-load worker`, which the
 //! coordinator starts itself).
+//!
+//! The two secrets (the api key, the token secret) may come from the
+//! environment instead, so that they need not be on a command line that
+//! `ps` shows; on the command line, the report's copy of it hides them.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+
+use rill_auth::token::MIN_HMAC_SECRET_BYTES;
+use rill_runtime::Secret;
+
+/// The api key when `--api-key` is not given.
+pub const API_KEY_ENV: &str = "RILL_LOAD_API_KEY";
+/// The token secret when `--token-secret` is not given.
+pub const TOKEN_SECRET_ENV: &str = "RILL_LOAD_TOKEN_SECRET";
+
+/// The options whose values are secrets: hidden in the report's command.
+const SECRET_OPTIONS: [&str; 2] = ["--api-key", "--token-secret"];
 
 pub const USAGE: &str = "\
 rill-load: load generator for Rill (WebSocket, SSE) and a Socket.IO peer
@@ -19,6 +34,19 @@ Target:
     --transport KIND       ws | sse | mix | socketio (default ws); socketio
                            needs no api: ids are made up
     --sse-percent N        with mix: share of SSE sessions (default 50)
+
+Credentials (not needed with socketio):
+    --api-key KEY          the api's key (X-Api-Key) for the setup: creating
+                           users and profiles needs one, and an api with
+                           test_data on; or env RILL_LOAD_API_KEY
+    --token-secret SECRET  the HS256 secret the edges accept connection
+                           tokens with (at least 32 bytes): every session's
+                           user logs in with a token signed with it; or env
+                           RILL_LOAD_TOKEN_SECRET
+    --token-kid KID        the secret's key id, put in the tokens' header
+                           (default none: the edges try each HS256 key)
+    Prefer the environment for the secrets: a command line is visible to
+    every user of the machine (the report hides them either way).
 
 Load:
     --profiles P           profiles (default 1)
@@ -86,6 +114,12 @@ pub enum TransportMix {
 pub struct RunArgs {
     pub urls: Vec<String>,
     pub api: Option<String>,
+    /// `--api-key` or `RILL_LOAD_API_KEY`: sent as `X-Api-Key` in the setup.
+    pub api_key: Option<Secret>,
+    /// `--token-secret` or `RILL_LOAD_TOKEN_SECRET`: signs connection tokens.
+    pub token_secret: Option<Secret>,
+    /// `--token-kid`: the `kid` of the tokens' header.
+    pub token_kid: Option<String>,
     pub transport: TransportMix,
     pub sse_percent: u32,
     pub profiles: u32,
@@ -114,7 +148,7 @@ pub struct RunArgs {
     pub progress: bool,
     pub testdata_max_users: u32,
     pub testdata_max_profiles: u32,
-    /// The command line as given, for the report.
+    /// The command line as given, secrets hidden, for the report.
     pub command: Vec<String>,
 }
 
@@ -123,6 +157,9 @@ impl Default for RunArgs {
         Self {
             urls: Vec::new(),
             api: None,
+            api_key: None,
+            token_secret: None,
+            token_kid: None,
             transport: TransportMix::Ws,
             sse_percent: 50,
             profiles: 1,
@@ -178,11 +215,21 @@ impl RunArgs {
     }
 }
 
+/// Parses `args` (without the program's name), the secrets not given
+/// there taken from the process's environment.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    parse_with_env(args, |name| std::env::var(name).ok())
+}
+
+/// [`parse`], with `env` for the environment (tests pass their own).
+pub fn parse_with_env(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, lexopt::Error> {
     use lexopt::prelude::*;
     let args: Vec<OsString> = args.into_iter().collect();
-    let command_line: Vec<String> = std::iter::once("rill-load".to_owned())
-        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+    let command_line = std::iter::once("rill-load".to_owned())
+        .chain(redacted(&args))
         .collect();
     let mut parser = lexopt::Parser::from_args(args);
     let mut run = RunArgs {
@@ -203,6 +250,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             }
             Long("url") => run.urls.push(parser.value()?.string()?),
             Long("api") => run.api = Some(parser.value()?.string()?),
+            Long("api-key") => run.api_key = Some(secret("--api-key", parser.value()?)?),
+            Long("token-secret") => {
+                run.token_secret = Some(secret("--token-secret", parser.value()?)?)
+            }
+            Long("token-kid") => run.token_kid = Some(parser.value()?.string()?),
             Long("transport") => {
                 run.transport = match parser.value()?.string()?.as_str() {
                     "ws" => TransportMix::Ws,
@@ -253,8 +305,44 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
     if subcommand.is_none() {
         return Err("a command is needed: run".into());
     }
+    // The flag wins over the environment; an empty variable is no value.
+    let from_env = |name| env(name).filter(|v| !v.is_empty()).map(Secret::new);
+    run.api_key = run.api_key.or_else(|| from_env(API_KEY_ENV));
+    run.token_secret = run.token_secret.or_else(|| from_env(TOKEN_SECRET_ENV));
     validate(&run)?;
     Ok(Command::Run(Box::new(run)))
+}
+
+/// A secret option's value: text, not empty.
+fn secret(option: &str, value: OsString) -> Result<Secret, lexopt::Error> {
+    match value.into_string() {
+        Ok(text) if !text.is_empty() => Ok(Secret::new(text)),
+        _ => Err(format!("{option}: an empty or non-UTF-8 value").into()),
+    }
+}
+
+/// `args` as text, the values of the secret options replaced (both
+/// `--api-key KEY` and `--api-key=KEY`).
+fn redacted(args: &[OsString]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        if std::mem::take(&mut hide_next) {
+            out.push("[redacted]".to_owned());
+            continue;
+        }
+        let name = arg.split_once('=').map_or(&*arg, |(name, _)| name);
+        match SECRET_OPTIONS.contains(&name) {
+            true if name.len() < arg.len() => out.push(format!("{name}=[redacted]")),
+            true => {
+                hide_next = true;
+                out.push(arg.into_owned());
+            }
+            false => out.push(arg.into_owned()),
+        }
+    }
+    out
 }
 
 fn validate(run: &RunArgs) -> Result<(), lexopt::Error> {
@@ -283,6 +371,32 @@ fn validate(run: &RunArgs) -> Result<(), lexopt::Error> {
     if run.workers == Some(0) || run.source_ips == Some(0) || run.source_ips > Some(254) {
         return fail("--workers must be >= 1 and --source-ips 1..=254");
     }
+    if run.token_kid.as_deref() == Some("") {
+        return fail("--token-kid must not be empty (leave it out for none)");
+    }
+    if let Some(secret) = &run.token_secret
+        && secret.expose().len() < MIN_HMAC_SECRET_BYTES
+    {
+        return fail(&format!(
+            "--token-secret must be at least {MIN_HMAC_SECRET_BYTES} bytes, \
+             as the edges' HS256 keys are"
+        ));
+    }
+    // The Socket.IO peer has no api and no logins: made-up ids, no cookie.
+    if run.transport != TransportMix::Socketio {
+        if run.api_key.is_none() {
+            return fail(&format!(
+                "--api-key (or {API_KEY_ENV}) is needed: the setup creates users and \
+                 profiles through the api"
+            ));
+        }
+        if run.token_secret.is_none() {
+            return fail(&format!(
+                "--token-secret (or {TOKEN_SECRET_ENV}) is needed: every session's user \
+                 logs in with a connection token"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -290,8 +404,115 @@ fn validate(run: &RunArgs) -> Result<(), lexopt::Error> {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "a-token-secret-of-at-least-32-bytes";
+
+    /// `line` parsed with both secrets in the environment.
     fn parse_str(line: &str) -> Result<Command, lexopt::Error> {
-        parse(line.split_whitespace().map(OsString::from))
+        parse_env(
+            line,
+            &[(API_KEY_ENV, "env-key"), (TOKEN_SECRET_ENV, SECRET)],
+        )
+    }
+
+    /// `line` parsed with `env` for the environment.
+    fn parse_env(line: &str, env: &[(&str, &str)]) -> Result<Command, lexopt::Error> {
+        parse_with_env(line.split_whitespace().map(OsString::from), |name| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn run_of(command: Result<Command, lexopt::Error>) -> Box<RunArgs> {
+        match command {
+            Ok(Command::Run(run)) => run,
+            other => panic!("a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_credentials_come_from_the_flags() {
+        let run = run_of(parse_env(
+            &format!("run --url x --api-key k1 --token-secret {SECRET} --token-kid load"),
+            &[],
+        ));
+        assert_eq!(run.api_key.as_ref().map(Secret::expose), Some("k1"));
+        assert_eq!(run.token_secret.as_ref().map(Secret::expose), Some(SECRET));
+        assert_eq!(run.token_kid.as_deref(), Some("load"));
+        let run = run_of(parse_env(
+            &format!("run --url x --api-key=k2 --token-secret={SECRET}"),
+            &[],
+        ));
+        assert_eq!(run.api_key.as_ref().map(Secret::expose), Some("k2"));
+        assert_eq!(run.token_kid, None, "no kid by default");
+    }
+
+    #[test]
+    fn the_credentials_come_from_the_environment_unless_flagged() {
+        let other = "another-token-secret-of-32-bytes-or-more";
+        let env = [(API_KEY_ENV, "env-key"), (TOKEN_SECRET_ENV, other)];
+        let run = run_of(parse_env("run --url x", &env));
+        assert_eq!(run.api_key.as_ref().map(Secret::expose), Some("env-key"));
+        assert_eq!(run.token_secret.as_ref().map(Secret::expose), Some(other));
+        let run = run_of(parse_env(
+            &format!("run --url x --api-key flag-key --token-secret {SECRET}"),
+            &env,
+        ));
+        assert_eq!(
+            run.api_key.as_ref().map(Secret::expose),
+            Some("flag-key"),
+            "the flag wins"
+        );
+        assert_eq!(run.token_secret.as_ref().map(Secret::expose), Some(SECRET));
+    }
+
+    #[test]
+    fn rill_runs_need_both_credentials_and_the_peer_neither() {
+        let secret = format!("--token-secret {SECRET}");
+        let err = parse_env(&format!("run --url x {secret}"), &[]).expect_err("no key");
+        assert!(err.to_string().contains("--api-key"), "{err}");
+        let err = parse_env("run --url x --api-key k", &[]).expect_err("no secret");
+        assert!(err.to_string().contains("--token-secret"), "{err}");
+        let err = parse_env(
+            "run --url x --transport sse --api-key k",
+            &[(API_KEY_ENV, "")],
+        )
+        .expect_err("an empty variable is none");
+        assert!(err.to_string().contains(TOKEN_SECRET_ENV), "{err}");
+        let run = run_of(parse_env("run --url x --transport socketio", &[]));
+        assert!(run.api_key.is_none() && run.token_secret.is_none());
+    }
+
+    #[test]
+    fn bad_credentials_are_refused() {
+        let err = parse_str("run --url x --token-secret short").expect_err("31 bytes at most");
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        for missing in ["--api-key", "--token-secret", "--token-kid"] {
+            assert!(
+                parse_str(&format!("run --url x {missing}")).is_err(),
+                "{missing} without a value"
+            );
+        }
+        assert!(parse_str("run --url x --api-key=").is_err(), "empty");
+        assert!(parse_str("run --url x --token-kid=").is_err(), "empty");
+    }
+
+    #[test]
+    fn the_reported_command_hides_the_secrets_and_debug_too() {
+        let run = run_of(parse_env(
+            &format!("run --url x --api-key sekrit --token-secret={SECRET} --label l"),
+            &[],
+        ));
+        let command = run.command.join(" ");
+        assert_eq!(
+            command,
+            "rill-load run --url x --api-key [redacted] --token-secret=[redacted] --label l"
+        );
+        let debug = format!("{run:?}");
+        assert!(
+            !debug.contains("sekrit") && !debug.contains(SECRET),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -16,12 +16,15 @@
 //! ([`edge_view`]).
 //!
 //! - [`cli`]: the command line.
+//! - [`login`]: a session's user logged in at an edge with a connection
+//!   token, for the session cookie.
 //! - [`plan`]: what the coordinator tells a worker and what it answers.
 
 pub mod cli;
 pub mod coordinator;
 pub mod edge_view;
 pub mod intervals;
+pub mod login;
 pub mod plan;
 pub mod probe;
 pub mod procfs;

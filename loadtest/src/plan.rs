@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::intervals::IntervalsData;
+use crate::login::TokenKey;
 use crate::stats::HistogramData;
 
 /// The line that starts the sending: `go ` and the [`IntervalPlan`]
@@ -58,6 +59,9 @@ pub struct WorkerPlan {
     /// before the rest: the coordinator samples the edges' memory between
     /// the two halves (the marginal cost of a session).
     pub pause_at_half: bool,
+    /// What the workers sign their users' connection tokens with; `None`
+    /// for the Socket.IO peer, which logs no one in.
+    pub token_key: Option<TokenKey>,
 }
 
 /// Running counts, sent every half second.

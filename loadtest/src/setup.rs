@@ -2,17 +2,22 @@
 //! chunks (the fastest path: one Kafka batch and one wait per chunk), then
 //! each profile's members from `GET /api/profiles/{p}/members`, topped up
 //! with `PUT /api/profiles/{p}/members/{u}` where the random bindings gave
-//! a profile too few.
+//! a profile too few. Every request carries the api key (`X-Api-Key`), and
+//! the test-data route needs an api with `test_data` on.
 
 use std::collections::HashSet;
 use std::time::Instant;
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use reqwest::header::{HeaderMap, HeaderValue};
+use rill_runtime::Secret;
 use serde::Deserialize;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[error("the api key cannot be sent: a header value cannot hold it")]
+    BadApiKey,
     #[error("{what}: {source}")]
     Http {
         what: String,
@@ -54,13 +59,14 @@ const CONCURRENCY: usize = 16;
 
 pub async fn populate(
     api: &str,
+    api_key: &Secret,
     profiles: u32,
     users_per_profile: u32,
     max_users: u32,
     max_profiles: u32,
 ) -> Result<Population, SetupError> {
     let start = Instant::now();
-    let http = reqwest::Client::new();
+    let http = client(api_key)?;
     let per_profile = users_per_profile as usize;
     // Each test user is bound to 1..=3 random profiles of its request (all
     // of them when there are fewer): with P profiles and U users wanted per
@@ -125,6 +131,19 @@ pub async fn populate(
         users_created,
         bindings_added,
     })
+}
+
+/// A client whose every request carries `api_key` as `X-Api-Key`.
+fn client(api_key: &Secret) -> Result<reqwest::Client, SetupError> {
+    let mut key = HeaderValue::from_str(api_key.expose()).map_err(|_| SetupError::BadApiKey)?;
+    // Kept out of reqwest's Debug output of requests.
+    key.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", key);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(http_error("the api client"))
 }
 
 async fn post_testdata(
@@ -221,5 +240,72 @@ fn http_error(what: &str) -> impl FnOnce(reqwest::Error) -> SetupError + '_ {
     move |source| SetupError::Http {
         what: what.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use warp::Filter as _;
+
+    use super::*;
+
+    /// A stand-in api on port 0: test data of `users` users bound to one
+    /// profile, and each request's path and `X-Api-Key` recorded.
+    async fn fake_api(users: usize) -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let profile = Uuid::new_v4();
+        let members: Vec<Uuid> = (0..users).map(|_| Uuid::new_v4()).collect();
+        let routes = warp::path::full()
+            .and(warp::header::optional::<String>("x-api-key"))
+            .map(move |path: warp::path::FullPath, key: Option<String>| {
+                log.lock()
+                    .expect("log")
+                    .push((path.as_str().to_owned(), key));
+                let reply = match path.as_str() {
+                    "/api/testdata" => {
+                        serde_json::json!({ "users": members, "profiles": [profile] })
+                    }
+                    _ => serde_json::json!({ "items": members }),
+                };
+                warp::reply::json(&reply)
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn every_api_request_carries_the_api_key() {
+        let (api, seen) = fake_api(3).await;
+        let population = populate(&api, &Secret::new("rk_load"), 1, 3, 100, 10)
+            .await
+            .expect("populated");
+        assert_eq!(population.profiles.len(), 1);
+        assert_eq!(population.profiles[0].1.len(), 3);
+        let seen = seen.lock().expect("log").clone();
+        let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths[0], "/api/testdata");
+        assert!(paths[1].ends_with("/members"), "{paths:?}");
+        assert!(
+            seen.iter()
+                .all(|(_, key)| key.as_deref() == Some("rk_load")),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_no_header_can_hold_is_refused_before_any_request() {
+        let (api, seen) = fake_api(1).await;
+        let err = populate(&api, &Secret::new("rk\nload"), 1, 1, 100, 10)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, SetupError::BadApiKey), "{err}");
+        assert!(seen.lock().expect("log").is_empty());
     }
 }

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::io::AsyncBufReadExt as _;
-use tokio::sync::{OnceCell, mpsc, watch};
-use uuid::Uuid;
+use tokio::sync::{mpsc, watch};
 
 use crate::intervals::{IntervalPlan, Intervals};
+use crate::login::Logins;
 use crate::plan::{GO, Progress, SessionPlan, Transport, WorkerMessage, WorkerPlan, WorkerResult};
 use crate::stats::{Latency, now_us};
 use crate::transport::{Conn, Event, http_error_kind};
@@ -42,12 +42,12 @@ enum Sender {
         http: reqwest::Client,
         url: String,
         cookie: String,
+        /// The edge's own origin: a send with the cookie must come from
+        /// a page of the site, as a browser's would.
+        origin: String,
         profile: u32,
     },
 }
-
-/// A user's session cookie at one URL, logged in once.
-type CookieCell = Arc<OnceCell<String>>;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -86,7 +86,8 @@ struct Shared {
     live: Vec<AtomicU64>,
     acked: Vec<AtomicU64>,
     senders: Mutex<Vec<Sender>>,
-    cookies: Mutex<HashMap<(Uuid, String), CookieCell>>,
+    /// `None` without a token key: the Socket.IO peer logs no one in.
+    logins: Option<Logins>,
     http: Vec<reqwest::Client>,
     sources: Vec<Ipv4Addr>,
     /// Send times of WebSocket sends awaiting their ack, by key.
@@ -144,6 +145,12 @@ pub fn make_body(key: u64, sent_us: u64, bytes: usize) -> String {
         body.push('x');
     }
     body
+}
+
+/// The origin (scheme, host, port) of `url`, as a browser sends it in
+/// `Origin`.
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization())
 }
 
 pub fn parse_body(body: &str) -> Option<(u64, u64)> {
@@ -230,7 +237,10 @@ async fn work(
         live: (0..profiles).map(|_| AtomicU64::new(0)).collect(),
         acked: (0..profiles).map(|_| AtomicU64::new(0)).collect(),
         senders: Mutex::default(),
-        cookies: Mutex::default(),
+        logins: plan
+            .token_key
+            .clone()
+            .map(|key| Logins::new(key, plan.connect_timeout_secs)),
         http,
         sources: plan.source_ips.clone(),
         sending: Mutex::default(),
@@ -382,13 +392,15 @@ async fn send_for(shared: &Arc<Shared>, plan: &WorkerPlan) {
                     http,
                     url,
                     cookie,
+                    origin,
                     profile,
                 } => {
-                    let (shared, http, url, cookie, profile) = (
+                    let (shared, http, url, cookie, origin, profile) = (
                         shared.clone(),
                         http.clone(),
                         url.clone(),
                         cookie.clone(),
+                        origin.clone(),
                         *profile,
                     );
                     shared
@@ -400,6 +412,7 @@ async fn send_for(shared: &Arc<Shared>, plan: &WorkerPlan) {
                         let response = http
                             .post(url)
                             .header("cookie", cookie)
+                            .header("origin", origin)
                             .json(&serde_json::json!({"body": body, "ref": key.to_string()}))
                             .send()
                             .await;
@@ -421,43 +434,6 @@ async fn send_for(shared: &Arc<Shared>, plan: &WorkerPlan) {
     }
 }
 
-async fn login(
-    shared: &Shared,
-    http: &reqwest::Client,
-    url: &str,
-    user: Uuid,
-) -> Result<String, String> {
-    let cell = shared
-        .cookies
-        .lock()
-        .expect("cookies lock")
-        .entry((user, url.to_owned()))
-        .or_default()
-        .clone();
-    cell.get_or_try_init(|| async {
-        let response = http
-            .post(format!("{url}/login"))
-            .json(&serde_json::json!({ "user_id": user }))
-            .send()
-            .await
-            .map_err(|e| format!("login_{}", http_error_kind(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("login_http_{}", response.status().as_u16()));
-        }
-        let cookies: Vec<String> = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .map(str::to_owned)
-            .collect();
-        Ok(cookies.join("; "))
-    })
-    .await
-    .cloned()
-}
-
 /// One session: connect (login first for Rill), then read until stopped.
 /// Returns the keys of the run's messages it received.
 async fn session_task(
@@ -471,9 +447,10 @@ async fn session_task(
     let started = Instant::now();
     let connect = async {
         let http = &shared.http[source];
-        let cookie = match session.transport {
-            Transport::Socketio => None,
-            _ => Some(login(&shared, http, &session.url, session.user_id).await?),
+        let cookie = match (session.transport, &shared.logins) {
+            (Transport::Socketio, _) => None,
+            (_, Some(logins)) => Some(logins.cookie(http, &session.url, session.user_id).await?),
+            (_, None) => return Err("login_without_token_key".to_owned()),
         };
         let mut conn = Conn::open(
             session.transport,
@@ -530,6 +507,7 @@ async fn session_task(
             http: shared.http[source].clone(),
             url: format!("{}/live/{}/messages", session.url, session.profile_id),
             cookie: cookie.unwrap_or_default(),
+            origin: origin_of(&session.url),
             profile,
         },
         _ => Sender::Queue(queue_tx),
@@ -592,5 +570,18 @@ mod tests {
             Some((5 << 40 | 9, 1_700_000_000_000_000))
         );
         assert_eq!(parse_body("hello"), None);
+    }
+
+    #[test]
+    fn the_origin_of_a_url_is_its_scheme_host_and_port() {
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin_of("http://edge.example/base/"),
+            "http://edge.example"
+        );
+        assert_eq!(
+            origin_of("https://edge.example:443"),
+            "https://edge.example"
+        );
     }
 }

@@ -2,11 +2,14 @@
 //! Redis, api, persist, two edges, Traefik), so that it never rots:
 //! WebSocket and SSE sessions through Traefik, two worker processes, two
 //! source addresses, then the report is checked, the latency series per
-//! second of the sending included.
+//! second of the sending included. The setup goes through the api with the
+//! test stack's key (on the command line), the users log in with tokens
+//! signed with its edges' secret (from the environment).
 
 use std::process::Command;
 
-use rill_testkit::Stack;
+use rill_testkit::stack::TEST_TOKEN_SECRET;
+use rill_testkit::{Stack, TEST_API_KEY};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,6 +27,10 @@ async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
         &url,
         "--api",
         &api,
+        "--api-key",
+        TEST_API_KEY,
+        "--token-kid",
+        "test",
         "--transport",
         "mix",
         "--profiles",
@@ -62,6 +69,7 @@ async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
     let status = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_rill-load"))
             .args(args)
+            .env("RILL_LOAD_TOKEN_SECRET", TEST_TOKEN_SECRET)
             .status()
     })
     .await
@@ -97,6 +105,11 @@ async fn a_small_mixed_run_connects_everyone_and_loses_nothing() {
         "{report:#}"
     );
     assert!(report["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    let command = report["command"].as_str().expect("command");
+    assert!(
+        command.contains("--api-key [redacted]") && !command.contains(TEST_API_KEY),
+        "the key stays out of the report: {command}"
+    );
 
     // The series: three 1 s intervals over the 3 s of sending, each
     // message in the interval of its send time, all of them counted.

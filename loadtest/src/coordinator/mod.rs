@@ -106,6 +106,10 @@ async fn set_up(args: &RunArgs, deadline: Instant) -> anyhow::Result<Population>
         setup::made_up(args.profiles, args.users)
     } else {
         let api = args.api.clone().unwrap_or_else(|| args.urls[0].clone());
+        let api_key = args
+            .api_key
+            .as_ref()
+            .context("no api key (--api-key or RILL_LOAD_API_KEY)")?;
         eprintln!(
             "rill-load: creating {} profiles x {} users through {api}",
             args.profiles, args.users
@@ -114,6 +118,7 @@ async fn set_up(args: &RunArgs, deadline: Instant) -> anyhow::Result<Population>
             deadline.into(),
             setup::populate(
                 &api,
+                api_key,
                 args.profiles,
                 args.users,
                 args.testdata_max_users,

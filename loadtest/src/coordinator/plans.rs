@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::cli::{RunArgs, TransportMix};
+use crate::login::TokenKey;
 use crate::plan::{SessionPlan, Transport, WorkerPlan};
 use crate::setup::Population;
 
@@ -63,6 +64,7 @@ pub fn plans(args: &RunArgs, population: &Population, layout: Layout) -> Vec<Wor
             connect_timeout_secs: args.connect_timeout,
             deadline_secs: args.timeout_secs(),
             pause_at_half: args.rate == 0.0,
+            token_key: token_key(args),
         })
         .collect();
     let mut i = 0usize;
@@ -79,6 +81,18 @@ pub fn plans(args: &RunArgs, population: &Population, layout: Layout) -> Vec<Wor
         }
     }
     plans
+}
+
+/// The workers' token key: `--token-secret` and `--token-kid`, unless the
+/// run is the Socket.IO peer's.
+fn token_key(args: &RunArgs) -> Option<TokenKey> {
+    match args.transport {
+        TransportMix::Socketio => None,
+        _ => args.token_secret.clone().map(|secret| TokenKey {
+            kid: args.token_kid.clone(),
+            secret,
+        }),
+    }
 }
 
 /// The transport of the run's `i`th session: with `mix`, the first
@@ -215,6 +229,30 @@ mod tests {
         assert_eq!(transport(&args, 29), Transport::Sse);
         assert_eq!(transport(&args, 30), Transport::Ws);
         assert_eq!(transport(&args, 129), Transport::Sse);
+    }
+
+    #[test]
+    fn rill_workers_get_the_token_key_and_the_peers_do_not() {
+        let secret = rill_runtime::Secret::new("a-token-secret-of-at-least-32-bytes");
+        let args = RunArgs {
+            token_secret: Some(secret.clone()),
+            token_kid: Some("load".into()),
+            ..args(1, 2)
+        };
+        let layout = Layout {
+            workers: 2,
+            source_ips: 1,
+        };
+        for plan in plans(&args, &setup::made_up(1, 2), layout) {
+            let key = plan.token_key.expect("a key");
+            assert_eq!((key.kid.as_deref(), &key.secret), (Some("load"), &secret));
+        }
+        let peer = RunArgs {
+            transport: TransportMix::Socketio,
+            ..args
+        };
+        let plans = plans(&peer, &setup::made_up(1, 2), layout);
+        assert!(plans.iter().all(|p| p.token_key.is_none()));
     }
 
     #[test]
