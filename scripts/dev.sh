@@ -20,7 +20,8 @@
 # is stopped too and the script exits non-zero.
 #
 # State lives in RILL_STATE (default .rill/ in the checkout): logs/<process>.log
-# (truncated at each start), the session cookie key, the SQLite store
+# (truncated at each start), the session cookie key, the server API key
+# (api-key) and the connection-token secret (token-secret), the SQLite store
 # rill.db, kafka/ (the broker's data, kept across restarts; topics keep at
 # most a day and 256 MiB per partition: scripts/kafka/server.properties) and
 # cassandra/ (the node's data, when RILL_DEV_STORE=cassandra). Redis keeps
@@ -319,6 +320,27 @@ cookie_key="$(<"$key_file")"
 [[ "$cookie_key" =~ ^[0-9a-f]{128}$ ]] ||
   die "$key_file does not hold 128 hex characters; delete it to get a new key (sessions will need a new login)"
 
+# The local stack's server API key and connection-token secret, made once
+# and kept like the cookie key. The api keeps only the key's digest.
+secret_in() { # FILE BYTES: BYTES random bytes as hex, made once and kept in FILE
+  if [[ ! -s "$1" ]]; then
+    (
+      umask 077
+      od -An -vtx1 -N"$2" /dev/urandom | tr -d ' \n' >"$1.tmp"
+    )
+    mv "$1.tmp" "$1"
+  fi
+  chmod 600 "$1"
+  cat "$1"
+}
+api_key="$(secret_in "$state/api-key" 32)"
+if [[ "$api_key" != rk_* ]]; then # the key's form (rill_auth::api_key::generate)
+  api_key="rk_$api_key"
+  printf %s "$api_key" >"$state/api-key"
+fi
+api_key_digest="$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)"
+token_secret="$(secret_in "$state/token-secret" 32)"
+
 # --- start -----------------------------------------------------------------------
 
 cd "$repo"
@@ -371,9 +393,13 @@ fi
 # 5. Services.
 # A short drain: Ctrl-C should not take the production default (20 s).
 edge_env=("RILL_DRAIN__WINDOW_SECS=${RILL_DRAIN__WINDOW_SECS:-5}")
+edge_env+=("RILL_TOKENS__HS256_KEYS=[{kid=\"dev\",secret=\"$token_secret\"}]")
+# The api: the dev key, test data on, and a lobby every new account joins.
+api_env=("RILL_API_KEYS__KEYS=[{name=\"dev\",sha256=\"$api_key_digest\"}]"
+  "RILL_TEST_DATA=true" "RILL_SIGNUP_LOBBY=${RILL_SIGNUP_LOBBY:-Lobby}")
 start edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
 start edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
-start api env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
+start api env "${common_env[@]}" "${api_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
 start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$persist_port" "$bin/persist"
 wait_for edge-1 "/readyz on port $edge1_port" http_ready "$edge1_port" /readyz
 wait_for edge-2 "/readyz on port $edge2_port" http_ready "$edge2_port" /readyz
@@ -392,6 +418,12 @@ wait_for traefik "routing to the edges (GET /readyz through port $http_port)" ht
 cat <<EOF
 
   Rill is running: http://127.0.0.1:$http_port/
+  (create an account there: it joins the profile "${RILL_SIGNUP_LOBBY:-Lobby}")
+
+  server API key:  $api_key   (X-Api-Key; kept in $state/api-key)
+  test data:       curl -H "X-Api-Key: $api_key" -H 'content-type: application/json' \\
+                     -d '{"users":20,"profiles":4}' http://127.0.0.1:$http_port/api/testdata
+  token secret:    $state/token-secret (HS256, kid "dev": connection tokens for /login/token)
 
   store: $store$([[ "$store" == cassandra ]] && echo " (CQL on 127.0.0.1:$cassandra_port)")
   logs:  $logs/{kafka,redis,rill-admin,edge-1,edge-2,api,persist,traefik}.log

@@ -9,6 +9,9 @@
 //!   (`rill_store::cassandra`), so the schema has one source. Already
 //!   applied migrations are skipped, so it too is safe to run every time.
 //!   The Helm chart runs both as Jobs before the services start.
+//! - `rill-admin api-key NAME`: makes a new server API key; prints the key
+//!   (give it to the server that calls the api, once) and the settings
+//!   entry with its SHA-256 digest (what the api keeps).
 
 use anyhow::{Context as _, bail};
 use rill_runtime::KafkaSettings;
@@ -17,7 +20,7 @@ use rill_store::StoreSettings;
 use rill_store::cassandra::CassandraStore;
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: rill-admin create-topics | apply-schema   \
+const USAGE: &str = "usage: rill-admin create-topics | apply-schema | api-key NAME   \
     (settings from RILL_CONFIG, RILL_KAFKA__* and RILL_STORE__CASSANDRA__*)";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -75,6 +78,19 @@ async fn main() -> anyhow::Result<()> {
                 cassandra.keyspace,
                 cassandra.contact_points.join(",")
             );
+            Ok(())
+        }
+        "api-key" => {
+            let name = std::env::args().nth(2).unwrap_or_default();
+            if name.trim().is_empty() {
+                bail!("usage: rill-admin api-key NAME (the name the api logs it by)");
+            }
+            let key = rill_auth::api_key::generate();
+            let digest = rill_auth::api_key::digest(&key);
+            println!("key:    {key}");
+            println!("digest: {digest}");
+            println!("settings (api): [[api_keys.keys]] name = {name:?} sha256 = \"{digest}\"");
+            println!("helm values:    auth.apiKeys: [{{name: {name:?}, sha256: \"{digest}\"}}]");
             Ok(())
         }
         _ => bail!(USAGE),

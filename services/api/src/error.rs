@@ -2,6 +2,9 @@
 //! an HTTP status and a JSON body `{"error": code, "message": text}`.
 
 use rill_domain::{IdError, NameError};
+use rill_runtime::session_cookie::SessionError;
+
+use crate::access::Rule;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -40,6 +43,35 @@ pub enum ApiError {
     Store(#[from] rill_store::StoreError),
     #[error("Kafka did not accept the write: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Session(#[from] rill_runtime::session_cookie::SessionError),
+    #[error("the X-Api-Key header holds no valid API key")]
+    BadApiKey,
+    #[error("{}", forbidden_message(*.0))]
+    Forbidden(Rule),
+    #[error(
+        "a request with the session cookie that changes something must come from this site (Origin)"
+    )]
+    CrossSite,
+    #[error("wrong name or password")]
+    BadCredentials,
+    #[error("that name is taken")]
+    NameTaken,
+    #[error(transparent)]
+    Password(#[from] rill_auth::password::PasswordError),
+    #[error("too many attempts: try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the test-data routes are off (setting test_data)")]
+    TestDataOff,
+}
+
+fn forbidden_message(rule: Rule) -> &'static str {
+    match rule {
+        Rule::Server => "only a server (an API key) may do this",
+        Rule::Oneself => "only the user themself or a server may do this",
+        Rule::Member => "only a member of the profile or a server may do this",
+        Rule::SignedIn | Rule::Anyone => "not allowed",
+    }
 }
 
 impl ApiError {
@@ -52,6 +84,14 @@ impl ApiError {
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) | Self::NotBound => StatusCode::NOT_FOUND,
             Self::Store(_) | Self::Kafka(_) | Self::Sessions(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Session(_) | Self::BadApiKey | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::CrossSite | Self::TestDataOff => StatusCode::FORBIDDEN,
+            Self::NameTaken => StatusCode::CONFLICT,
+            Self::Password(rill_auth::password::PasswordError::Hashing(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Password(_) => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -69,6 +109,18 @@ impl ApiError {
             Self::Store(_) => "store_unavailable",
             Self::Sessions(_) => "sessions_unavailable",
             Self::Kafka(_) => "kafka_unavailable",
+            Self::Session(SessionError::Missing) => "unauthenticated",
+            Self::Session(SessionError::Invalid) => "invalid_session",
+            Self::Session(SessionError::Expired) => "session_expired",
+            Self::Session(SessionError::Ended) => "session_ended",
+            Self::BadApiKey => "bad_api_key",
+            Self::Forbidden(_) => "forbidden",
+            Self::CrossSite => "cross_site",
+            Self::BadCredentials => "bad_credentials",
+            Self::NameTaken => "name_taken",
+            Self::Password(err) => err.code(),
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TestDataOff => "test_data_off",
         }
     }
 
@@ -76,7 +128,18 @@ impl ApiError {
         if self.status().is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        rill_runtime::ops::error_response(self.status(), self.code(), self.to_string())
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let mut response =
+            rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

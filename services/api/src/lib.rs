@@ -11,6 +11,7 @@
 //!
 //! The OpenAPI document is `openapi.json`, served at `/api/openapi.json`.
 
+pub mod access;
 pub mod directory;
 pub mod error;
 pub mod handlers;
@@ -40,6 +41,8 @@ pub enum StartError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot reach Redis: {0}")]
     Sessions(#[from] rill_sessions::SessionsError),
+    #[error(transparent)]
+    Settings(#[from] rill_runtime::SettingsError),
 }
 
 /// Opens the store and serves the api on `listener` until `shutdown`.
@@ -62,11 +65,23 @@ pub async fn run(
         metrics.clone(),
     );
     let live = rill_sessions::LiveSessions::connect(&settings.redis).await?;
+    let cookies = rill_runtime::session_cookie::SessionCookies::new(&settings.session)?;
+    let logins = rill_sessions::Logins::new(
+        rill_sessions::Nodes::new(&settings.redis)?,
+        &settings.redis.key_prefix,
+        cookies.ttl(),
+    );
+    let api_keys = rill_auth::api_key::ApiKeys::new(&settings.api_keys)?;
+    let passwords = rill_auth::password::Passwords::new(&settings.password)?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;
     let state = Arc::new(ApiState {
         settings,
         directory,
         live,
+        logins,
+        cookies,
+        api_keys,
+        passwords,
         producer,
         metrics,
     });

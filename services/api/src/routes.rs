@@ -9,33 +9,48 @@ use prometheus_client::registry::Registry;
 use warp::Filter;
 use warp::reply::Response;
 
+use crate::access::{self, Credentials, Rule};
 use crate::error::ApiError;
-use crate::handlers::{history, profiles, publish, testdata, users};
+use crate::handlers::{accounts, history, profiles, publish, testdata, users};
 use crate::query::Query;
 use crate::state::ApiState;
 
-/// (method, path) of every api route; `{x}` is a path parameter.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/openapi.json"),
-    ("POST", "/api/users"),
-    ("GET", "/api/users"),
-    ("GET", "/api/users/suggested"),
-    ("GET", "/api/users/{user_id}"),
-    ("DELETE", "/api/users/{user_id}"),
-    ("GET", "/api/users/{user_id}/profiles"),
-    ("GET", "/api/users/{user_id}/launched"),
-    ("POST", "/api/users/{user_id}/publish"),
-    ("POST", "/api/profiles"),
-    ("GET", "/api/profiles"),
-    ("GET", "/api/profiles/{profile_id}"),
-    ("DELETE", "/api/profiles/{profile_id}"),
-    ("GET", "/api/profiles/{profile_id}/members"),
-    ("PUT", "/api/profiles/{profile_id}/members/{user_id}"),
-    ("DELETE", "/api/profiles/{profile_id}/members/{user_id}"),
-    ("GET", "/api/profiles/{profile_id}/messages"),
-    ("POST", "/api/profiles/{profile_id}/publish"),
-    ("POST", "/api/testdata"),
-    ("DELETE", "/api/testdata"),
+/// (method, path, who may call it) of every api route; `{x}` is a path
+/// parameter. The rule is checked before the handler runs (`access`).
+pub const ROUTES: &[(&str, &str, Rule)] = &[
+    ("GET", "/api/openapi.json", Rule::Anyone),
+    ("POST", "/api/signup", Rule::Anyone),
+    ("POST", "/api/login", Rule::Anyone),
+    ("POST", "/api/logout", Rule::SignedIn),
+    ("POST", "/api/logout/everywhere", Rule::SignedIn),
+    ("GET", "/api/me", Rule::SignedIn),
+    ("POST", "/api/users", Rule::Server),
+    ("GET", "/api/users", Rule::Server),
+    ("GET", "/api/users/suggested", Rule::SignedIn),
+    ("GET", "/api/users/{user_id}", Rule::SignedIn),
+    ("DELETE", "/api/users/{user_id}", Rule::Server),
+    ("GET", "/api/users/{user_id}/profiles", Rule::Oneself),
+    ("GET", "/api/users/{user_id}/launched", Rule::Oneself),
+    ("POST", "/api/users/{user_id}/publish", Rule::Server),
+    ("POST", "/api/profiles", Rule::Server),
+    ("GET", "/api/profiles", Rule::Server),
+    ("GET", "/api/profiles/{profile_id}", Rule::Member),
+    ("DELETE", "/api/profiles/{profile_id}", Rule::Server),
+    ("GET", "/api/profiles/{profile_id}/members", Rule::Member),
+    (
+        "PUT",
+        "/api/profiles/{profile_id}/members/{user_id}",
+        Rule::Server,
+    ),
+    (
+        "DELETE",
+        "/api/profiles/{profile_id}/members/{user_id}",
+        Rule::Server,
+    ),
+    ("GET", "/api/profiles/{profile_id}/messages", Rule::Member),
+    ("POST", "/api/profiles/{profile_id}/publish", Rule::Server),
+    ("POST", "/api/testdata", Rule::Server),
+    ("DELETE", "/api/testdata", Rule::Server),
 ];
 
 /// The OpenAPI document of the routes above.
@@ -45,6 +60,14 @@ type Reply = Result<Response, ApiError>;
 
 fn finish(result: Reply) -> Response {
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The test-data routes answer only where `test_data` is on.
+fn test_data_on(state: &ApiState) -> Result<(), ApiError> {
+    match state.settings.test_data {
+        true => Ok(()),
+        false => Err(ApiError::TestDataOff),
+    }
 }
 
 /// The api's routes, the operations endpoints, and JSON errors for the rest.
@@ -68,134 +91,392 @@ pub fn all(
             ))
         });
 
-    let create_user = warp::path!("api" / "users")
+    let c = access::credentials();
+    // The client's address for the login limit: the last hop of
+    // X-Forwarded-For (added by Traefik), else the peer.
+    let address = warp::header::optional::<String>("x-forwarded-for")
+        .and(warp::addr::remote())
+        .map(
+            |forwarded: Option<String>, peer: Option<std::net::SocketAddr>| {
+                forwarded
+                    .as_deref()
+                    .and_then(|hops| hops.rsplit(',').next())
+                    .map(|hop| hop.trim().to_owned())
+                    .or_else(|| peer.map(|peer| peer.ip().to_string()))
+                    .unwrap_or_default()
+            },
+        );
+
+    let sign_up = warp::path!("api" / "signup")
         .and(warp::post())
         .and(s.clone())
         .and(body)
         .then(
             |st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(users::create(&st, ct.as_deref(), &b).await)
+                finish(accounts::sign_up(&st, ct.as_deref(), &b).await)
+            },
+        );
+    let log_in = warp::path!("api" / "login")
+        .and(warp::post())
+        .and(s.clone())
+        .and(address)
+        .and(body)
+        .then(
+            |st: Arc<ApiState>, address: String, ct: Option<String>, b: Bytes| async move {
+                finish(accounts::log_in(&st, &address, ct.as_deref(), &b).await)
+            },
+        );
+    let log_out = warp::path!("api" / "logout")
+        .and(warp::post())
+        .and(s.clone())
+        .and(c.clone())
+        .then(|st: Arc<ApiState>, cr: Credentials| async move {
+            finish(
+                async {
+                    let caller = access::check(&st, &cr, Rule::SignedIn, None).await?;
+                    accounts::log_out(&st, caller).await
+                }
+                .await,
+            )
+        });
+    let log_out_everywhere = warp::path!("api" / "logout" / "everywhere")
+        .and(warp::post())
+        .and(s.clone())
+        .and(c.clone())
+        .then(|st: Arc<ApiState>, cr: Credentials| async move {
+            finish(
+                async {
+                    let caller = access::check(&st, &cr, Rule::SignedIn, None).await?;
+                    accounts::log_out_everywhere(&st, caller).await
+                }
+                .await,
+            )
+        });
+    let me = warp::path!("api" / "me")
+        .and(warp::get())
+        .and(s.clone())
+        .and(c.clone())
+        .then(|st: Arc<ApiState>, cr: Credentials| async move {
+            finish(
+                async {
+                    let caller = access::check(&st, &cr, Rule::SignedIn, None).await?;
+                    accounts::me(&st, caller).await
+                }
+                .await,
+            )
+        });
+
+    let create_user = warp::path!("api" / "users")
+        .and(warp::post())
+        .and(s.clone())
+        .and(c.clone())
+        .and(body)
+        .then(
+            |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, None).await?;
+                        users::create(&st, ct.as_deref(), &b).await
+                    }
+                    .await,
+                )
             },
         );
     let list_users = warp::path!("api" / "users")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|st: Arc<ApiState>, q| async move { finish(users::list(&st, q).await) });
+        .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
+            finish(
+                async {
+                    access::check(&st, &cr, Rule::Server, None).await?;
+                    users::list(&st, q).await
+                }
+                .await,
+            )
+        });
     let suggested = warp::path!("api" / "users" / "suggested")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|st: Arc<ApiState>, q| async move { finish(users::suggested(&st, q).await) });
+        .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
+            finish(
+                async {
+                    access::check(&st, &cr, Rule::SignedIn, None).await?;
+                    users::suggested(&st, q).await
+                }
+                .await,
+            )
+        });
     let get_user = warp::path!("api" / "users" / String)
         .and(warp::get())
         .and(s.clone())
-        .then(|id: String, st: Arc<ApiState>| async move { finish(users::get(&st, &id).await) });
+        .and(c.clone())
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::SignedIn, Some(&id)).await?;
+                        users::get(&st, &id).await
+                    }
+                    .await,
+                )
+            },
+        );
     let delete_user = warp::path!("api" / "users" / String)
         .and(warp::delete())
         .and(s.clone())
-        .then(|id: String, st: Arc<ApiState>| async move { finish(users::delete(&st, &id).await) });
+        .and(c.clone())
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
+                        users::delete(&st, &id).await
+                    }
+                    .await,
+                )
+            },
+        );
     let user_profiles = warp::path!("api" / "users" / String / "profiles")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|id: String, st: Arc<ApiState>, q| async move {
-            finish(users::profiles(&st, &id, q).await)
-        });
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Oneself, Some(&id)).await?;
+                        users::profiles(&st, &id, q).await
+                    }
+                    .await,
+                )
+            },
+        );
 
     let create_profile = warp::path!("api" / "profiles")
         .and(warp::post())
         .and(s.clone())
+        .and(c.clone())
         .and(body)
         .then(
-            |st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(profiles::create(&st, ct.as_deref(), &b).await)
+            |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, None).await?;
+                        profiles::create(&st, ct.as_deref(), &b).await
+                    }
+                    .await,
+                )
             },
         );
     let list_profiles = warp::path!("api" / "profiles")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|st: Arc<ApiState>, q| async move { finish(profiles::list(&st, q).await) });
+        .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
+            finish(
+                async {
+                    access::check(&st, &cr, Rule::Server, None).await?;
+                    profiles::list(&st, q).await
+                }
+                .await,
+            )
+        });
     let get_profile = warp::path!("api" / "profiles" / String)
         .and(warp::get())
         .and(s.clone())
-        .then(|id: String, st: Arc<ApiState>| async move { finish(profiles::get(&st, &id).await) });
+        .and(c.clone())
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
+                        profiles::get(&st, &id).await
+                    }
+                    .await,
+                )
+            },
+        );
     let delete_profile = warp::path!("api" / "profiles" / String)
         .and(warp::delete())
         .and(s.clone())
+        .and(c.clone())
         .then(
-            |id: String, st: Arc<ApiState>| async move { finish(profiles::delete(&st, &id).await) },
+            |id: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
+                        profiles::delete(&st, &id).await
+                    }
+                    .await,
+                )
+            },
         );
     let members = warp::path!("api" / "profiles" / String / "members")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|id: String, st: Arc<ApiState>, q| async move {
-            finish(profiles::members(&st, &id, q).await)
-        });
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
+                        profiles::members(&st, &id, q).await
+                    }
+                    .await,
+                )
+            },
+        );
     let bind = warp::path!("api" / "profiles" / String / "members" / String)
         .and(warp::put())
         .and(s.clone())
-        .then(|p: String, u: String, st: Arc<ApiState>| async move {
-            finish(profiles::bind(&st, &p, &u).await)
-        });
+        .and(c.clone())
+        .then(
+            |p: String, u: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&p)).await?;
+                        profiles::bind(&st, &p, &u).await
+                    }
+                    .await,
+                )
+            },
+        );
     let unbind = warp::path!("api" / "profiles" / String / "members" / String)
         .and(warp::delete())
         .and(s.clone())
-        .then(|p: String, u: String, st: Arc<ApiState>| async move {
-            finish(profiles::unbind(&st, &p, &u).await)
-        });
+        .and(c.clone())
+        .then(
+            |p: String, u: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&p)).await?;
+                        profiles::unbind(&st, &p, &u).await
+                    }
+                    .await,
+                )
+            },
+        );
     let messages = warp::path!("api" / "profiles" / String / "messages")
         .and(warp::get())
         .and(s.clone())
+        .and(c.clone())
         .and(query)
-        .then(|id: String, st: Arc<ApiState>, q| async move {
-            finish(history::messages(&st, &id, q).await)
-        });
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
+                        history::messages(&st, &id, q).await
+                    }
+                    .await,
+                )
+            },
+        );
 
-    let launched =
-        warp::path!("api" / "users" / String / "launched")
-            .and(warp::get())
-            .and(s.clone())
-            .then(|id: String, st: Arc<ApiState>| async move {
-                finish(publish::launched(&st, &id).await)
-            });
+    let launched = warp::path!("api" / "users" / String / "launched")
+        .and(warp::get())
+        .and(s.clone())
+        .and(c.clone())
+        .then(
+            |id: String, st: Arc<ApiState>, cr: Credentials| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Oneself, Some(&id)).await?;
+                        publish::launched(&st, &id).await
+                    }
+                    .await,
+                )
+            },
+        );
     let publish_user = warp::path!("api" / "users" / String / "publish")
         .and(warp::post())
         .and(s.clone())
+        .and(c.clone())
         .and(body)
         .then(
-            |id: String, st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(publish::to_user(&st, &id, ct.as_deref(), &b).await)
+            |id: String, st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
+                        publish::to_user(&st, &id, ct.as_deref(), &b).await
+                    }
+                    .await,
+                )
             },
         );
     let publish_profile = warp::path!("api" / "profiles" / String / "publish")
         .and(warp::post())
         .and(s.clone())
+        .and(c.clone())
         .and(body)
         .then(
-            |id: String, st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(publish::to_profile(&st, &id, ct.as_deref(), &b).await)
+            |id: String, st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
+                        publish::to_profile(&st, &id, ct.as_deref(), &b).await
+                    }
+                    .await,
+                )
             },
         );
     let create_testdata = warp::path!("api" / "testdata")
         .and(warp::post())
         .and(s.clone())
+        .and(c.clone())
         .and(body)
         .then(
-            |st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(testdata::create(&st, ct.as_deref(), &b).await)
+            |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
+                finish(
+                    async {
+                        access::check(&st, &cr, Rule::Server, None).await?;
+                        test_data_on(&st)?;
+                        testdata::create(&st, ct.as_deref(), &b).await
+                    }
+                    .await,
+                )
             },
         );
     let drop_testdata = warp::path!("api" / "testdata")
         .and(warp::delete())
         .and(s)
-        .then(|st: Arc<ApiState>| async move { finish(testdata::drop_all(&st).await) });
+        .and(c)
+        .then(|st: Arc<ApiState>, cr: Credentials| async move {
+            finish(
+                async {
+                    access::check(&st, &cr, Rule::Server, None).await?;
+                    test_data_on(&st)?;
+                    testdata::drop_all(&st).await
+                }
+                .await,
+            )
+        });
 
     let ops = rill_runtime::ops::routes(registry, ready);
 
     ops.or(openapi)
+        .unify()
+        .boxed()
+        .or(sign_up)
+        .unify()
+        .boxed()
+        .or(log_in)
+        .unify()
+        .boxed()
+        .or(log_out_everywhere)
+        .unify()
+        .boxed()
+        .or(log_out)
+        .unify()
+        .boxed()
+        .or(me)
         .unify()
         .boxed()
         .or(create_user)

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rill_auth::api_key::ApiKeySettings;
+use rill_auth::password::PasswordSettings;
+use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
 use rill_sessions::RedisSettings;
@@ -20,6 +23,31 @@ pub struct ApiSettings {
     #[serde(with = "rill_runtime::settings::millis")]
     pub consistency_timeout_ms: Duration,
     pub limits: ApiLimits,
+    /// Run without a cookie key (a random one is made: sessions do not
+    /// survive a restart nor work on the edges). Default false.
+    pub dev_mode: bool,
+    /// The session cookie: the same key and name as the edges'.
+    pub session: SessionSettings,
+    /// Keys of the server API (`X-Api-Key`), as SHA-256 digests. Default
+    /// none: only signed-in users' reads work.
+    pub api_keys: ApiKeySettings,
+    /// How passwords are hashed (argon2id) and which are accepted.
+    pub password: PasswordSettings,
+    /// How many failed logins an account or an address may have in a
+    /// window before logins are refused with 429.
+    pub login: LoginLimits,
+    /// A profile every new account joins at sign-up, by name (a lobby, so
+    /// that the browser client is usable on its own): made the first time
+    /// with an id derived from the name, so every api agrees on it.
+    /// Default none: a new account is in no profile until a server binds
+    /// it.
+    pub signup_lobby: Option<String>,
+    /// The test-data routes (`/api/testdata`), even with an API key.
+    /// Default false; the local stack turns them on.
+    pub test_data: bool,
+    /// Origins, besides the api's own host, whose pages may make cookie
+    /// requests that change something (CSRF). Default none.
+    pub allowed_origins: Vec<String>,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub redis: RedisSettings,
@@ -57,12 +85,46 @@ impl Default for ApiLimits {
     }
 }
 
+/// The login rate limit (failed logins), kept in Redis so that it holds
+/// across every api.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginLimits {
+    /// Failed logins of one account in a window before its logins are
+    /// refused until the window ends. Default 5.
+    pub max_failures_per_account: u64,
+    /// Failed logins from one client address in a window (the address
+    /// Traefik saw, the last `X-Forwarded-For` hop). Default 20.
+    pub max_failures_per_address: u64,
+    /// The window, in seconds, from the first failure. Default 300.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub failure_window_secs: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            failure_window_secs: Duration::from_secs(300),
+        }
+    }
+}
+
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             consistency_timeout_ms: Duration::from_secs(5),
             limits: ApiLimits::default(),
+            dev_mode: false,
+            session: SessionSettings::default(),
+            api_keys: ApiKeySettings::default(),
+            password: PasswordSettings::default(),
+            login: LoginLimits::default(),
+            signup_lobby: None,
+            test_data: false,
+            allowed_origins: Vec::new(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
             redis: RedisSettings::default(),
@@ -94,6 +156,19 @@ impl ServiceSettings for ApiSettings {
         }
         self.kafka.validate()?;
         self.redis.validate()?;
-        self.store.validate()
+        self.store.validate()?;
+        self.api_keys.validate()?;
+        self.password.validate()?;
+        if self.login.max_failures_per_account == 0 || self.login.max_failures_per_address == 0 {
+            return Err(SettingsError::invalid(
+                "login.max_failures_per_account",
+                "the login limits must be above 0",
+            ));
+        }
+        if let Some(lobby) = &self.signup_lobby {
+            rill_domain::Name::parse(lobby)
+                .map_err(|err| SettingsError::invalid("signup_lobby", err.to_string()))?;
+        }
+        self.session.validate(self.dev_mode)
     }
 }

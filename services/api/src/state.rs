@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use rdkafka::producer::FutureProducer;
-use rill_sessions::LiveSessions;
+use rill_auth::api_key::ApiKeys;
+use rill_auth::password::Passwords;
+use rill_runtime::session_cookie::SessionCookies;
+use rill_sessions::{LiveSessions, Logins};
 use rill_store::Store;
 
 use crate::directory::Directory;
@@ -15,6 +18,11 @@ pub struct ApiState {
     pub directory: Directory,
     /// Who is live where, across the cluster (Redis).
     pub live: LiveSessions,
+    /// Logins (Redis): what session cookies stand for.
+    pub logins: Logins,
+    pub cookies: SessionCookies,
+    pub api_keys: ApiKeys,
+    pub passwords: Passwords,
     /// Producer of the push topic.
     pub producer: FutureProducer,
     pub metrics: Arc<ApiMetrics>,

@@ -15,7 +15,7 @@ async fn chat_membership_and_history_on_cassandra() {
     let bob = stack.member_of(&[room]).await;
     let outsider = stack.create_user("Outsider").await;
 
-    let api = stack.client();
+    let api = stack.server();
     let profile: Value = api
         .get(&format!("/api/profiles/{room}"))
         .await
@@ -99,7 +99,7 @@ async fn chat_membership_and_history_on_cassandra() {
 
 /// The profile's history once it holds `expected` messages (or after 30 s).
 async fn wait_for_history(stack: &Stack, room: uuid::Uuid, expected: usize) -> Vec<Value> {
-    let api = stack.client();
+    let api = stack.server();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let page: Value = api

@@ -227,7 +227,7 @@ fn the_document_has_exactly_the_routes_of_the_router() {
         .collect();
     let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     let missing: Vec<_> = routed.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&routed).collect();
@@ -235,6 +235,42 @@ fn the_document_has_exactly_the_routes_of_the_router() {
         missing.is_empty() && extra.is_empty(),
         "undocumented routes: {missing:?}; documented but not routed: {extra:?}"
     );
+}
+
+/// Who may call each route is documented as the router enforces it: the
+/// `x-rill-access` of every operation is its rule in `ROUTES`, and its
+/// `security` names the schemes that rule accepts.
+#[test]
+fn every_route_documents_who_may_call_it() {
+    let doc = document();
+    let mut wrong = Vec::new();
+    for (method, path, rule) in ROUTES {
+        let op = &doc["paths"][*path][method.to_lowercase()];
+        if op["x-rill-access"] != rule.name() {
+            wrong.push(format!(
+                "{method} {path}: {} vs {}",
+                op["x-rill-access"],
+                rule.name()
+            ));
+        }
+        let schemes: Vec<&str> = op["security"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_object()?.keys().next().map(String::as_str))
+            .collect();
+        let expected: &[&str] = match rule.name() {
+            "anyone" => &[],
+            "server" => &["apiKey"],
+            _ => &["apiKey", "sessionCookie"],
+        };
+        if schemes != expected {
+            wrong.push(format!(
+                "{method} {path}: security {schemes:?}, expected {expected:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]
@@ -278,6 +314,7 @@ async fn send(client: &Client, method: &str, path: &str, body: Option<Body>) -> 
         ("PUT", None) => client.put(path).await,
         ("DELETE", None) => client.delete(path).await,
         ("POST", Some((content_type, body))) => client.post_raw(path, content_type, body).await,
+        ("POST", None) => client.post_raw(path, "application/json", "").await,
         (_, body) => panic!("the test cannot send {method} {path} with body {body:?}"),
     };
     let status = response.status().as_u16();
@@ -359,11 +396,33 @@ fn conforms(doc: &Value, op: &Operation<'_>, what: &str, reply: &Reply, class: u
     problems
 }
 
+/// Who calls `op` in the conformance test: a user freshly logged in as
+/// `user` for the routes about one's own login, else a server.
+async fn caller_for(stack: &Stack, op: &Operation<'_>, user: uuid::Uuid) -> Client {
+    match op.spec["operationId"].as_str() {
+        Some("me" | "logOut" | "logOutEverywhere") => {
+            let client = stack.client();
+            client.login(user).await;
+            client
+        }
+        _ => stack.server(),
+    }
+}
+
+/// The account the probes of `POST /api/login` log in as.
+const PROBE_ACCOUNT: &str = "Probe";
+const PROBE_PASSWORD: &str = "probe-password-1";
+
 /// A valid body for `op`, if it takes one.
 fn valid_body(op: &Operation<'_>) -> Option<Body> {
     op.spec.get("requestBody")?;
     let body = match op.spec["operationId"].as_str() {
         Some("createUser") => json!({"name": "Ada"}),
+        // A new name each time: a second sign-up of one name is a 409.
+        Some("signUp") => {
+            json!({"name": uuid::Uuid::new_v4().to_string(), "password": PROBE_PASSWORD})
+        }
+        Some("logIn") => json!({"name": PROBE_ACCOUNT, "password": PROBE_PASSWORD}),
         Some("createProfile") => json!({"name": "Room"}),
         Some("createTestData") => json!({"users": 2, "profiles": 1}),
         Some("publishToProfile" | "publishToUser") => json!({"event": "notice", "data": {"n": 1}}),
@@ -394,7 +453,7 @@ fn fill(path: &str, value: impl Fn(&str) -> String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_api_answers_as_documented() {
     let stack = Stack::start(1).await;
-    let api = stack.client();
+    let api = stack.server();
     let doc = document();
 
     let served = send(&api, "GET", "/api/openapi.json", None).await;
@@ -410,6 +469,7 @@ async fn the_running_api_answers_as_documented() {
             .is_some_and(|v| v.starts_with("3.0."))
     );
 
+    stack.sign_up(PROBE_ACCOUNT, PROBE_PASSWORD).await;
     let (user, profile) = (
         stack.create_user("Ada").await,
         stack.create_profile("Room").await,
@@ -447,10 +507,12 @@ async fn the_running_api_answers_as_documented() {
     let (deletes, others): (Vec<_>, Vec<_>) = ops.iter().partition(|op| op.method == "DELETE");
     let mut problems = Vec::new();
     for op in others {
-        problems.extend(call_validly(&api, &doc, op, &real).await);
+        let caller = caller_for(&stack, op, user).await;
+        problems.extend(call_validly(&caller, &doc, op, &real).await);
     }
     for op in &ops {
-        problems.extend(probe_refusals(&api, stack.api, &doc, op, &real).await);
+        let caller = caller_for(&stack, op, user).await;
+        problems.extend(probe_refusals(&caller, stack.api, &doc, op, &real).await);
     }
     for op in deletes {
         problems.extend(call_validly(&api, &doc, op, &real).await);

@@ -32,7 +32,7 @@ async fn a_publish_reaches_every_live_session_it_names() {
     ada_other.next_of_type("ready").await;
     let mut bob_room = bob_2.ws(room).await;
     bob_room.next_of_type("ready").await;
-    let api = stack.client();
+    let api = stack.server();
 
     let launched = body(api.get(&format!("/api/users/{ada}/launched")).await).await;
     let mut ids: Vec<&str> = launched["items"]
@@ -104,7 +104,7 @@ async fn a_publish_reaches_every_live_session_it_names() {
 async fn bad_publishes_get_clear_errors() {
     let stack = Stack::start(1).await;
     let room = stack.create_profile("Room").await;
-    let api = stack.client();
+    let api = stack.server();
     let path = format!("/api/profiles/{room}/publish");
     let ghost = uuid::Uuid::new_v4();
     let big = "x".repeat(20_000);

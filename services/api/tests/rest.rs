@@ -22,7 +22,7 @@ async fn expect_error(response: reqwest::Response, status: u16, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_created_read_listed_and_deleted() {
     let stack = Stack::start(1).await;
-    let api = stack.client();
+    let api = stack.server();
     let created = api
         .post_json("/api/users", &json!({"name": "  Ada  "}))
         .await;
@@ -77,7 +77,7 @@ async fn users_are_created_read_listed_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_members_and_a_users_profiles() {
     let stack = Stack::start(1).await;
-    let api = stack.client();
+    let api = stack.server();
     let (r1, r2) = (
         stack.create_profile("r1").await,
         stack.create_profile("r2").await,
@@ -214,7 +214,7 @@ async fn history_is_newest_first_and_pages_with_before() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_data_is_made_and_dropped() {
     let stack = Stack::start(1).await;
-    let api = stack.client();
+    let api = stack.server();
     let real = stack.create_user("Real").await;
     let made = api
         .post_json("/api/testdata", &json!({"users": 40, "profiles": 6}))
@@ -256,7 +256,7 @@ async fn test_data_is_made_and_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_4xx_errors() {
     let stack = Stack::start(1).await;
-    let api: Client = stack.client();
+    let api: Client = stack.server();
     let user = stack.create_user("Ada").await;
     let profile = stack.create_profile("Room").await;
     let ghost = Uuid::new_v4();
@@ -395,7 +395,7 @@ async fn bad_input_gets_clear_4xx_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_breaks_a_rule_is_not_bad_json() {
     let stack = Stack::start(1).await;
-    let api: Client = stack.client();
+    let api: Client = stack.server();
     let user = stack.create_user("Ada").await;
     let profile = stack.create_profile("Room").await;
     let to_profile = format!("/api/profiles/{profile}/publish");

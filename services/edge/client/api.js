@@ -1,7 +1,9 @@
-// REST calls: the edge's login and sends, and the api under /api (users,
-// profiles, history; services/api/openapi.json). Everything is same-origin
-// through Traefik, so the session cookie and the sticky `rill_edge` cookie
-// travel by themselves.
+// REST calls to the api under /api (accounts, users, profiles, history;
+// services/api/openapi.json) and the edge's sends. Everything is
+// same-origin through Traefik, so the session cookie (HttpOnly: the page
+// never sees it) and the sticky `rill_edge` cookie travel by themselves,
+// and the browser's `Origin` on each POST tells the api it comes from this
+// page.
 
 /** A failed request: its HTTP status and the `{error, message}` body. */
 export class HttpError extends Error {
@@ -13,16 +15,31 @@ export class HttpError extends Error {
   }
 }
 
-/** The JSON answer of `path`, or an HttpError. */
-export async function request(path, { method = "GET", body, signal } = {}) {
-  const init = { method, signal, headers: {} };
+/** Called with the HttpError when a request made as the signed-in user
+ *  answers 401: the login ended (logged out in another tab, "log out
+ *  everywhere" elsewhere, expired). */
+let onSessionEnded = () => {};
+
+export function whenSessionEnds(callback) {
+  onSessionEnded = callback;
+}
+
+/**
+ * The JSON answer of `path`, or an HttpError. `signedIn: false` marks the
+ * calls whose 401 means something else than "the login ended" (logging
+ * in, asking who is signed in): they only throw.
+ */
+export async function request(path, { method = "GET", body, signal, signedIn = true } = {}) {
+  const init = { method, signal, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const response = await fetch(path, init);
   if (!response.ok) {
-    throw await errorOf(response);
+    const err = await errorOf(response);
+    if (signedIn && err.status === 401) onSessionEnded(err);
+    throw err;
   }
   return response.status === 204 ? null : response.json();
 }
@@ -44,25 +61,34 @@ export async function errorOf(response) {
 
 const enc = encodeURIComponent;
 
-export const login = (userId) => request("/login", { method: "POST", body: { user_id: userId } });
-export const logout = () => request("/logout", { method: "POST" });
+// --- accounts -----------------------------------------------------------------
+// The password goes in a POST body only: never in an address, never in
+// storage, never in a log line.
+
+/** Makes an account and signs it in (the answer sets the session cookie);
+ *  the new user. */
+export const signUp = (name, password) =>
+  request("/api/signup", { method: "POST", body: { name, password }, signedIn: false });
+
+/** Signs in; the user. 401 `bad_credentials` whatever was wrong. */
+export const logIn = (name, password) =>
+  request("/api/login", { method: "POST", body: { name, password }, signedIn: false });
+
+/** Ends this login (its streams on every edge too) and clears the cookie. */
+export const logOut = () => request("/api/logout", { method: "POST", signedIn: false });
+
+/** Ends every login of this user, in every browser. */
+export const logOutEverywhere = () =>
+  request("/api/logout/everywhere", { method: "POST", signedIn: false });
+
+/** The signed-in user, or an HttpError 401 when no one is. */
+export const me = ({ signal } = {}) => request("/api/me", { signal, signedIn: false });
+
+// --- users, profiles, history -------------------------------------------------
 
 export const getUser = (userId) => request(`/api/users/${enc(userId)}`);
 export const getProfile = (profileId) => request(`/api/profiles/${enc(profileId)}`);
 export const userProfiles = (userId) => request(`/api/users/${enc(userId)}/profiles?limit=200`);
-export const createTestData = () =>
-  request("/api/testdata", { method: "POST", body: { users: 20, profiles: 4 } });
-
-/** Users to pick from at login: those in several profiles first, then the
- *  first page of all users, without repeats. */
-export async function usersToPick() {
-  const [suggested, all] = await Promise.all([
-    request("/api/users/suggested?limit=20"),
-    request("/api/users?limit=50"),
-  ]);
-  const seen = new Set();
-  return [...suggested.items, ...all.items].filter((u) => !seen.has(u.id) && seen.add(u.id));
-}
 
 /** One page of a profile's history, newest first, older than `before`. */
 export function history(profileId, { before, limit = 50 } = {}) {

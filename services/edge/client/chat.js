@@ -11,6 +11,10 @@ const $ = (id) => document.getElementById(id);
  *  messages then scroll into view; otherwise the reader's place is kept. */
 const STICK_TO_BOTTOM_PX = 60;
 
+/** How long a stream that ended waits for the api to say whether the
+ *  login is still on; past it the page tries the stream again. */
+const SESSION_CHECK_TIMEOUT_MS = 5_000;
+
 const STATUS_TEXT = {
   connecting: () => "Connecting…",
   live: (s) => `Live over ${s.transport === "ws" ? "WebSocket" : "SSE"} on ${s.edgeId}`,
@@ -18,7 +22,7 @@ const STATUS_TEXT = {
   "already-open": () =>
     "Already open elsewhere: this profile is open for you in another tab or on another device. Close it there; this page keeps trying.",
   "not-member": () => "You are not a member of this profile.",
-  "logged-out": () => "Your session has ended: log in again.",
+  "logged-out": () => "Your session has ended.",
   stopped: () => "Disconnected.",
 };
 
@@ -28,7 +32,8 @@ export class ChatView {
    * @param {string} options.profileId
    * @param {{id: string, name: string}} options.me
    * @param {"auto"|"ws"|"sse"} options.transport
-   * @param {(message: string) => void} options.onLoggedOut
+   * @param {(why: {code?: string}) => void} options.onLoggedOut  the login
+   *   ended (a 401 or the edge ending the stream): the api's code, if known
    * @param {(message: string) => void} options.alert
    */
   constructor({ profileId, me, transport, onLoggedOut, alert }) {
@@ -50,6 +55,7 @@ export class ChatView {
       lastId: () => this.newestMessageId,
       onEvent: (event) => this.onEvent(event),
       onState: (state) => this.onState(state),
+      checkSession: () => api.me({ signal: AbortSignal.timeout(SESSION_CHECK_TIMEOUT_MS) }),
     });
     this.listeners = [];
     this.closed = false;
@@ -87,7 +93,8 @@ export class ChatView {
     try {
       await this.loadPage();
     } catch (err) {
-      this.alert(`Cannot load the history: ${err.message}`);
+      // 401: the page is on its way to the login screen.
+      if (err.status !== 401) this.alert(`Cannot load the history: ${err.message}`);
     }
     this.scrollToBottom();
     if (this.closed) return; // left while the history loaded
@@ -148,7 +155,9 @@ export class ChatView {
       case "gap":
         // The edge dropped events for us (we read too slowly): the newest
         // page of history has them.
-        this.loadPage().catch((err) => this.alert(`Cannot reload the history: ${err.message}`));
+        this.loadPage().catch(
+          (err) => err.status !== 401 && this.alert(`Cannot reload the history: ${err.message}`),
+        );
         break;
       case "error":
         this.alert(`The edge says: ${event.message} (${event.code})`);
@@ -171,7 +180,7 @@ export class ChatView {
       this.presence.clear();
       this.renderPresence();
     }
-    if (state.state === "logged-out") this.onLoggedOut(STATUS_TEXT["logged-out"]());
+    if (state.state === "logged-out") this.onLoggedOut({ code: state.code });
   }
 
   showCountdown(retryAt) {
@@ -296,7 +305,7 @@ export class ChatView {
       this.nextBefore = page.next_before;
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
     } catch (err) {
-      this.alert(`Cannot load older messages: ${err.message}`);
+      if (err.status !== 401) this.alert(`Cannot load older messages: ${err.message}`);
     } finally {
       this.loadingOlder = false;
       this.list.removeAttribute("aria-busy");

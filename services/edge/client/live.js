@@ -10,13 +10,17 @@
 //                 (another tab or device); retried with backoff, because
 //                 the lock of a crashed edge's session lingers until its TTL
 //   not-member    final: the user is not (or no longer) a member
-//   logged-out    final: the session cookie is missing or expired (401)
+//   logged-out    final: the login ended (logged out here or elsewhere,
+//                 expired): a stream answered 401, the edge ended the
+//                 stream saying so, or the api said so once a stream was
+//                 lost; `code` is the api's or edge's reason when known
 //   stopped       final: stop() was called
 
 import { HttpError, errorOf, postMessage } from "./api.js";
 import { readEvents } from "./sse.js";
 
 const CLOSE_GOING_AWAY = 1001;
+const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_NOT_A_MEMBER = 4403;
 const CLOSE_ALREADY_LIVE = 4409;
 
@@ -36,6 +40,9 @@ const ALREADY_OPEN_MAX_MS = 4_000;
  *  sends SSE keep-alives every 15 s; WebSocket is pinged below). */
 const SILENCE_LIMIT_MS = 45_000;
 const PING_AFTER_MS = 20_000;
+/** The reasons (401 codes, or an edge's last `error` event) that mean the
+ *  login ended: trying again is of no use until someone logs in. */
+const SESSION_ENDED = new Set(["unauthenticated", "session_ended", "session_expired", "invalid_session"]);
 
 export class LiveConnection {
   /**
@@ -45,14 +52,17 @@ export class LiveConnection {
    * @param {() => string|undefined} options.lastId  newest message id seen
    * @param {(event: object) => void} options.onEvent  every server event
    * @param {(state: object) => void} options.onState
+   * @param {() => Promise<unknown>} options.checkSession  rejects with a 401
+   *   HttpError when the login has ended (`GET /api/me`)
    */
-  constructor({ profileId, transport = "auto", lastId, onEvent, onState }) {
+  constructor({ profileId, transport = "auto", lastId, onEvent, onState, checkSession = async () => {} }) {
     this.profileId = profileId;
     this.forced = transport === "auto" ? null : transport;
     this.transport = this.forced || (window.WebSocket ? "ws" : "sse");
     this.lastId = lastId;
     this.onEvent = onEvent;
     this.onState = onState;
+    this.checkSession = checkSession;
     this.failures = 0; // tries in a row that did not reach `ready`
     this.wsFailures = 0;
     this.wsWorked = false;
@@ -127,7 +137,7 @@ export class LiveConnection {
         return; // not ours to understand; the edge only sends JSON
       }
       if (event.type === "error" && !event.ref) {
-        // Sent just before the edge closes with 4409 or 4403.
+        // Sent just before the edge closes with 4409, 4403 or 4401.
         stream.refusal = event.code;
       }
       if (event.type === "ack") this.settle(event.ref, event, null);
@@ -153,6 +163,9 @@ export class LiveConnection {
     if (close.code === CLOSE_NOT_A_MEMBER || stream.refusal === "not_a_member") {
       return this.setState({ state: "not-member" });
     }
+    if (close.code === CLOSE_UNAUTHORIZED || SESSION_ENDED.has(stream.refusal)) {
+      return this.setState({ state: "logged-out", code: stream.refusal ?? undefined });
+    }
     if (!stream.ready) {
       // A refused upgrade (401, 403, 503, a dead edge behind the proxy)
       // looks the same as no WebSocket at all to a page: 1006, no reason.
@@ -160,11 +173,11 @@ export class LiveConnection {
       const limit = this.wsWorked ? WS_FAILURES_BEFORE_SSE_ONCE_WORKED : WS_FAILURES_BEFORE_SSE;
       if (!this.forced && this.wsFailures >= limit) {
         this.transport = "sse";
-        return this.retry("reconnecting", { reason: "WebSocket is not getting through: using SSE" });
+        return this.lost("WebSocket is not getting through: using SSE");
       }
     }
-    const reason = close.code === CLOSE_GOING_AWAY ? "the edge is going away" : "connection lost";
-    this.retry("reconnecting", { reason });
+    if (close.code === CLOSE_GOING_AWAY) return this.retry("reconnecting", { reason: "the edge is going away" });
+    this.lost("connection lost");
   }
 
   async connectSse() {
@@ -209,15 +222,17 @@ export class LiveConnection {
     this.stream = null;
     this.stopWatchdog();
     if (stream.refusal === "not_a_member") return this.setState({ state: "not-member" });
-    // The edge ends SSE streams when it shuts down: come back.
-    this.retry("reconnecting", { reason });
+    if (SESSION_ENDED.has(stream.refusal)) return this.setState({ state: "logged-out", code: stream.refusal });
+    // The edge ends SSE streams when it shuts down (come back), and when
+    // the login ended (do not).
+    this.lost(reason);
   }
 
   /** An HTTP refusal of a stream (SSE shows statuses; WebSocket cannot). */
   refused(err) {
     switch (err.status) {
       case 401:
-        return this.setState({ state: "logged-out", message: err.message });
+        return this.setState({ state: "logged-out", code: err.code });
       case 403:
       case 404:
         return this.setState({ state: "not-member", message: err.message });
@@ -256,12 +271,35 @@ export class LiveConnection {
     }
     // Refusals become states, and sends' answers settle their promises:
     // the view gets the rest.
-    const refusal = event.type === "error" && ["already_live", "not_a_member"].includes(event.code);
+    const refusal =
+      event.type === "error" &&
+      !event.ref &&
+      (["already_live", "not_a_member"].includes(event.code) || SESSION_ENDED.has(event.code));
     const answer = event.type === "ack" || (event.type === "error" && event.ref);
     if (!refusal && !answer && event.type !== "pong") this.onEvent(event);
   }
 
   // --- retrying -----------------------------------------------------------
+
+  /**
+   * A stream was lost, or a WebSocket never opened, without saying why. A
+   * refused upgrade looks to a page like any broken connection (1006, no
+   * status), a 401 too, and a stream ended because its login ended may
+   * close like any other: so ask the api whether the login is still on
+   * before trying again. Unsure (the api is slow or down): try again.
+   */
+  async lost(reason) {
+    this.setState({ state: "reconnecting", transport: this.transport, reason });
+    let ended = null;
+    try {
+      await this.checkSession();
+    } catch (err) {
+      if (err.status === 401) ended = err;
+    }
+    if (this.stopped || this.stream) return; // stopped, or retried meanwhile
+    if (ended) return this.setState({ state: "logged-out", code: ended.code });
+    this.retry("reconnecting", { reason });
+  }
 
   /** Waits, then connects again. `state` is "reconnecting" or
    *  "already-open"; the delay doubles with each failure, with jitter. */
@@ -281,7 +319,8 @@ export class LiveConnection {
 
   /** Connects again now (the "retry now" button, the browser coming online). */
   retryNow() {
-    if (!this.stopped && !this.stream && this.state?.state !== "not-member") this.connect();
+    const final = ["not-member", "logged-out"].includes(this.state?.state);
+    if (!this.stopped && !this.stream && !final) this.connect();
   }
 
   // --- liveness -----------------------------------------------------------

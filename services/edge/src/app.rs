@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::availability::Availability;
 use crate::capacity::{self, Capacity};
 use crate::disconnect::{Disconnect, ReconnectReason};
@@ -38,6 +39,8 @@ pub enum StartError {
     Store(#[from] rill_store::StoreError),
     #[error("cannot reach Redis: {0}")]
     Sessions(#[from] rill_sessions::SessionsError),
+    #[error("cannot load the connection-token keys: {0}")]
+    Tokens(#[from] rill_auth::token::TokenError),
 }
 
 /// An edge connected to Kafka, ready to serve.
@@ -66,6 +69,16 @@ impl Edge {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let cookies = SessionCookies::new(&settings.session)?;
+        let logins = rill_sessions::Logins::new(
+            rill_sessions::Nodes::new(&settings.redis)?,
+            &settings.redis.key_prefix,
+            cookies.ttl(),
+        );
+        let tokens = match settings.tokens.enabled() {
+            true => Some(rill_auth::token::TokenVerifier::new(&settings.tokens)?),
+            false => None,
+        };
+        let auth = Authenticator::new(cookies, logins, tokens);
         let hub = Hub::new(
             RecentMessages::new(&settings.recovery),
             settings.limits.slow_client_secs,
@@ -127,7 +140,7 @@ impl Edge {
         });
         let transport = Arc::new(transport::Context {
             sessions: sessions.clone(),
-            cookies,
+            auth,
             settings: TransportSettings::from_edge(&settings),
             metrics: metrics.clone(),
             tasks: tasks.clone(),

@@ -27,6 +27,8 @@ pub mod close_code {
     pub const TOO_LARGE: u16 = 1009;
     /// The user is not (or no longer) a member of the profile.
     pub const NOT_A_MEMBER: u16 = 4403;
+    /// The session's login ended (logout, "log out everywhere").
+    pub const LOGGED_OUT: u16 = 4401;
     /// The user already has a live session on the profile.
     pub const ALREADY_LIVE: u16 = 4409;
 }
@@ -37,6 +39,9 @@ pub enum Disconnect {
     /// The user was unbound from the profile, or the user or the profile
     /// was deleted.
     NotAMember,
+    /// The session's login was ended (logout here or elsewhere, or "log
+    /// out everywhere").
+    LoggedOut,
     /// The client should come back (to this edge or another) after a short
     /// wait.
     Reconnect(ReconnectReason),
@@ -86,6 +91,7 @@ impl Disconnect {
     pub fn reason(self) -> &'static str {
         match self {
             Self::NotAMember => "not_a_member",
+            Self::LoggedOut => "logged_out",
             Self::Reconnect(why) => why.as_str(),
             Self::TooSlow => "too_slow",
             Self::HeartbeatTimeout => "heartbeat_timeout",
@@ -100,6 +106,7 @@ impl Disconnect {
     pub fn close_code(self) -> u16 {
         match self {
             Self::NotAMember => close_code::NOT_A_MEMBER,
+            Self::LoggedOut => close_code::LOGGED_OUT,
             Self::Reconnect(_) => close_code::GOING_AWAY,
             Self::TooSlow | Self::HeartbeatTimeout => close_code::POLICY,
             Self::Closed => close_code::NORMAL,
@@ -117,6 +124,7 @@ impl Disconnect {
     pub fn last_event(self, reconnect_jitter: Duration) -> Option<Arc<Outbound>> {
         match self {
             Self::NotAMember => Some(error_event("not_a_member", "not a member of this profile")),
+            Self::LoggedOut => Some(error_event("session_ended", "logged out: log in again")),
             Self::AlreadyLive => Some(error_event(
                 "already_live",
                 "this user already has a live session on this profile (another tab, device or edge); close it first",

@@ -11,6 +11,7 @@ use rill_runtime::session_cookie::SessionError;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use crate::auth::AuthError;
 use crate::membership::MembershipError;
 use crate::session::{AcquireError, OpenError, SendError};
 use crate::to_kafka::PublishError;
@@ -19,6 +20,14 @@ use crate::to_kafka::PublishError;
 pub enum EdgeError {
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Token(#[from] rill_auth::token::TokenError),
+    #[error("this edge accepts no connection tokens (no keys in its settings)")]
+    TokensOff,
+    #[error("the connection token does not allow this profile")]
+    ProfileNotAllowed,
+    #[error("the login store (Redis) failed: {0}")]
+    Logins(#[from] rill_sessions::SessionsError),
     #[error(transparent)]
     BadId(#[from] IdError),
     #[error("bad JSON: {0}")]
@@ -33,12 +42,10 @@ pub enum EdgeError {
     BinaryFrame,
     #[error("not a WebSocket upgrade request")]
     NotUpgrade,
-    #[error("WebSocket upgrade from origin {0:?} is not allowed")]
+    #[error("requests from origin {0:?} are not allowed here")]
     CrossOrigin(String),
     #[error("no profile with that id")]
     UnknownProfile,
-    #[error("no user with that id")]
-    UnknownUser,
     #[error("not a member of this profile")]
     NotAMember,
     #[error("the store failed: {0}")]
@@ -55,6 +62,17 @@ pub enum EdgeError {
     ShuttingDown,
     #[error("the message could not be written to Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+impl From<AuthError> for EdgeError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Session(err) => Self::Session(err),
+            AuthError::Token(err) => Self::Token(err),
+            AuthError::TokensOff => Self::TokensOff,
+            AuthError::Logins(err) => Self::Logins(err),
+        }
+    }
 }
 
 impl From<MembershipError> for EdgeError {
@@ -108,7 +126,8 @@ impl From<SendError> for EdgeError {
 impl EdgeError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Session(_) => StatusCode::UNAUTHORIZED,
+            Self::Session(_) | Self::Token(_) | Self::TokensOff => StatusCode::UNAUTHORIZED,
+            Self::ProfileNotAllowed => StatusCode::FORBIDDEN,
             Self::BadId(_)
             | Self::BadJson(_)
             | Self::RefTooLong { .. }
@@ -119,12 +138,13 @@ impl EdgeError {
             Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::JsonBody(JsonBodyError::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CrossOrigin(_) | Self::NotAMember => StatusCode::FORBIDDEN,
-            Self::UnknownProfile | Self::UnknownUser => StatusCode::NOT_FOUND,
+            Self::UnknownProfile => StatusCode::NOT_FOUND,
             Self::AlreadyLive => StatusCode::CONFLICT,
             Self::AtCapacity
             | Self::ShuttingDown
             | Self::Kafka(_)
             | Self::Store(_)
+            | Self::Logins(_)
             | Self::LocksUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -135,6 +155,11 @@ impl EdgeError {
             Self::Session(SessionError::Missing) => "no_session",
             Self::Session(SessionError::Invalid) => "invalid_session",
             Self::Session(SessionError::Expired) => "session_expired",
+            Self::Session(SessionError::Ended) => "session_ended",
+            Self::Token(err) => err.code(),
+            Self::TokensOff => "tokens_not_accepted",
+            Self::ProfileNotAllowed => "token_profile_not_allowed",
+            Self::Logins(_) => "sessions_unavailable",
             Self::BadId(_) => "bad_id",
             Self::BadJson(_) | Self::JsonBody(JsonBodyError::BadJson(_)) => "bad_json",
             Self::Body(BodyError::TooLarge { .. }) => "message_too_large",
@@ -145,7 +170,6 @@ impl EdgeError {
             Self::NotUpgrade => "not_upgrade",
             Self::CrossOrigin(_) => "cross_origin",
             Self::UnknownProfile => "unknown_profile",
-            Self::UnknownUser => "unknown_user",
             Self::NotAMember => "not_a_member",
             Self::Store(_) => "store_unavailable",
             Self::AlreadyLive => "already_live",

@@ -199,6 +199,11 @@ impl Delivery {
             DirectoryChange::Unbound { user, profile } => self.hub.evict_member(user, profile),
             DirectoryChange::UserDeleted(user) => self.hub.evict_user(user),
             DirectoryChange::ProfileDeleted(profile) => self.hub.evict_profile(profile),
+            DirectoryChange::LoginsEnded {
+                user,
+                login: Some(login),
+            } => self.hub.evict_login(user, login),
+            DirectoryChange::LoginsEnded { user, login: None } => self.hub.evict_logins(user),
             _ => 0,
         };
         if ended > 0 {

@@ -29,7 +29,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use rill_domain::{MessageId, ProfileId, UserId};
+use rill_domain::{LoginId, MessageId, ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::time::Instant;
 
@@ -148,6 +148,9 @@ struct Slot {
     id: u64,
     user: UserId,
     profile: ProfileId,
+    /// The login the session's cookie stands for (none for a session opened
+    /// with a connection token): its end ends the session.
+    login: OnceLock<LoginId>,
     /// Events waiting for the session, at most `depth`. A plain deque and a
     /// waker rather than a tokio mpsc channel: an idle session's queue then
     /// costs no allocation (the channel took ~0.7 KiB per session).
@@ -204,6 +207,7 @@ impl Hub {
             id: self.next_slot.fetch_add(1, Ordering::Relaxed),
             user,
             profile,
+            login: OnceLock::new(),
             queue: Mutex::default(),
             depth,
             waker: AtomicWaker::new(),
@@ -344,6 +348,22 @@ impl Hub {
         })
     }
 
+    /// Ends the sessions of `login` of `user` (logged out); how many.
+    pub fn evict_login(&self, user: UserId, login: LoginId) -> usize {
+        self.by_user.with(user, |slots| {
+            let of_login = slots
+                .values()
+                .filter(|slot| slot.login.get() == Some(&login));
+            end_all(of_login, Disconnect::LoggedOut)
+        })
+    }
+
+    /// Ends every session of `user` ("log out everywhere"); how many.
+    pub fn evict_logins(&self, user: UserId) -> usize {
+        self.by_user
+            .with(user, |slots| end_all(slots.values(), Disconnect::LoggedOut))
+    }
+
     /// Ends every session on `profile` (deleted); how many.
     pub fn evict_profile(&self, profile: ProfileId) -> usize {
         self.by_profile.with(profile, |slots| {
@@ -434,6 +454,11 @@ impl Subscription {
 
     pub fn handle(&self) -> SessionHandle {
         SessionHandle(self.slot.clone())
+    }
+
+    /// Marks the session as `login`'s, so that the login's end ends it.
+    pub fn belongs_to(&self, login: LoginId) {
+        let _ = self.slot.login.set(login);
     }
 
     /// The next thing for this session: a `gap` notice first if events were
@@ -632,6 +657,29 @@ mod tests {
         assert!(bob_on_p.handle().is_ended());
         assert_eq!(hub.evict_user(ada), 2);
         assert!(ada_on_q.handle().is_ended());
+    }
+
+    #[tokio::test]
+    async fn a_logout_ends_only_the_sessions_of_its_login() {
+        let hub = hub();
+        let (p, q) = (ProfileId::random(), ProfileId::random());
+        let ada = UserId::random();
+        let (laptop, phone) = (LoginId::random(), LoginId::random());
+        let mut on_laptop = hub.subscribe(p, ada, 1);
+        on_laptop.belongs_to(laptop);
+        let on_phone = hub.subscribe(q, ada, 1);
+        on_phone.belongs_to(phone);
+        let with_token = hub.subscribe(q, ada, 1);
+        assert_eq!(hub.evict_login(ada, laptop), 1);
+        assert!(matches!(
+            on_laptop.next().await,
+            Next::End(Disconnect::LoggedOut)
+        ));
+        assert!(!on_phone.handle().is_ended());
+        assert!(!with_token.handle().is_ended());
+        assert_eq!(hub.evict_login(UserId::random(), phone), 0, "ada's login");
+        assert_eq!(hub.evict_logins(ada), 3, "everywhere: every session");
+        assert!(on_phone.handle().is_ended() && with_token.handle().is_ended());
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@
 //! imports what is above it.
 
 mod app;
+mod auth;
 mod availability;
 mod capacity;
 mod client_files;

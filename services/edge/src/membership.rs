@@ -80,11 +80,6 @@ impl Membership {
         }
     }
 
-    /// Whether `user` exists (for login).
-    pub async fn user_exists(&self, user: UserId) -> Result<bool, rill_store::StoreError> {
-        Ok(self.store.user(user).await?.is_some())
-    }
-
     /// Keeps the cache current with a directory change.
     pub fn apply(&self, change: &DirectoryChange) {
         let members = &mut self.lock().members;

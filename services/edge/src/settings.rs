@@ -35,6 +35,10 @@ pub struct EdgeSettings {
     #[serde(with = "rill_runtime::settings::millis")]
     pub lock_wait_ms: Duration,
     pub session: SessionSettings,
+    /// Connection tokens (JWT) that applications' backends sign for their
+    /// users: the keys accepted, audience, issuer. Default none (only the
+    /// session cookie is accepted).
+    pub tokens: rill_auth::token::TokenSettings,
     pub limits: Limits,
     pub heartbeat: Heartbeat,
     pub lifetime: Lifetime,
@@ -235,6 +239,7 @@ impl Default for EdgeSettings {
             membership_cache_secs: Duration::from_secs(30),
             lock_wait_ms: Duration::from_millis(1000),
             session: SessionSettings::default(),
+            tokens: rill_auth::token::TokenSettings::default(),
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),
             lifetime: Lifetime::default(),
@@ -252,6 +257,7 @@ impl Default for EdgeSettings {
 impl ServiceSettings for EdgeSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.session.validate(self.dev_mode)?;
+        self.tokens.validate()?;
         self.kafka.validate()?;
         self.store.validate()?;
         self.redis.validate()?;

@@ -203,10 +203,15 @@ async fn bad_http_sends_get_clear_errors() {
         ),
         (
             client
-                .post_json("/login", &json!({"user_id": "nobody"}))
+                .post_json("/login/token", &json!({"token": "not-a-token"}))
                 .await,
-            400,
-            "bad_id",
+            401,
+            "token_malformed",
+        ),
+        (
+            client.post_json("/login", &json!({"user_id": "x"})).await,
+            404,
+            "not_found",
         ),
         (client.get("/no/such/route").await, 404, "not_found"),
     ];

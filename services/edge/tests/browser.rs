@@ -1,7 +1,9 @@
 //! The browser client in Chromium: each test starts a stack (two edges
-//! behind Traefik, the api, persist), makes users and a profile, and runs a
-//! Playwright scenario (`tests/browser/scenarios.mjs`, run by Node) that
-//! uses the client as people would, through Traefik.
+//! behind Traefik, the api, persist), signs two people up (accounts with a
+//! password) and makes them members of a profile, and runs a Playwright
+//! scenario (`tests/browser/scenarios.mjs`, run by Node) that uses the
+//! client as people would, through Traefik: logging in with the login
+//! form, name and password.
 //!
 //! A scenario can ask this test to act on the stack (kill an edge) with a
 //! line `@rill <json>` on its stdout; the answer is a JSON line on its
@@ -15,7 +17,6 @@ use std::time::{Duration, Instant};
 use rill_testkit::{Client, Stack, tools};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use uuid::Uuid;
 
 /// Longest a scenario may run, Chromium's start included.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
@@ -52,16 +53,48 @@ async fn a_killed_edge_s_page_reconnects_to_the_other_and_catches_up() {
     run_scenario(&mut stack, "edgeKilled", &fixture).await;
 }
 
-/// A stack with two edges, and its fixture: two users, Ada and Grace, both
-/// members of one profile, Lobby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_new_signs_up_has_no_profiles_logs_out_and_logs_in_again() {
+    let (mut stack, fixture) = fixture(|_| {}).await;
+    run_scenario(&mut stack, "signUp", &fixture).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_too_many_wait_and_the_right_one_logs_in() {
+    let (mut stack, fixture) = fixture(|_| {}).await;
+    let screenshot = screenshots_dir().join("wrongPassword-login.png");
+    // An earlier run's must not pass for this one's.
+    let _ = std::fs::remove_file(&screenshot);
+    run_scenario(&mut stack, "wrongPassword", &fixture).await;
+    assert!(
+        screenshot.is_file(),
+        "no screenshot of the wrong password's error at {}",
+        screenshot.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_ends_the_page_s_stream_and_everywhere_ends_another_browser_s() {
+    let (mut stack, fixture) = fixture(|_| {}).await;
+    run_scenario(&mut stack, "logOutEnds", &fixture).await;
+}
+
+/// The fixture's people: name and password.
+const PEOPLE: [(&str, &str); 2] = [
+    ("Ada", "analytical engine 1843"),
+    ("Grace", "compiler A-0 1952"),
+];
+
+/// A stack with two edges, and its fixture: two people with accounts, Ada
+/// and Grace (name, password, id), both members of one profile, Lobby.
 async fn fixture(tweak: impl Fn(&mut rill_edge::EdgeSettings)) -> (Stack, Value) {
     let stack = Stack::start_with(2, tweak).await;
     let profile = stack.create_profile("Lobby").await;
     let mut users = Vec::new();
-    for name in ["Ada", "Grace"] {
-        let id = stack.create_user(name).await;
+    for (name, password) in PEOPLE {
+        let id = stack.sign_up(name, password).await;
         stack.bind(id, profile).await;
-        users.push(json!({ "id": id, "name": name }));
+        users.push(json!({ "id": id, "name": name, "password": password }));
     }
     let fixture = json!({
         "users": users,
@@ -74,9 +107,20 @@ async fn fixture(tweak: impl Fn(&mut rill_edge::EdgeSettings)) -> (Stack, Value)
 /// once the api's history has them all.
 async fn write_history(stack: &Stack, fixture: &Value) {
     let profile = &fixture["profile"]["id"];
-    let grace: Uuid = serde_json::from_value(fixture["users"][1]["id"].clone()).expect("id");
+    let grace = &fixture["users"][1];
     let client = stack.client();
-    client.login(grace).await;
+    let login = client
+        .post_json(
+            "/api/login",
+            &json!({ "name": grace["name"], "password": grace["password"] }),
+        )
+        .await;
+    assert_eq!(
+        login.status(),
+        200,
+        "grace logs in: {:?}",
+        login.text().await
+    );
     for n in 1..=HISTORY {
         let response = client
             .post_json(

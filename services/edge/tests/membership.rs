@@ -64,7 +64,7 @@ async fn an_unbind_closes_the_users_live_sessions_on_every_edge() {
     stays.next_of_type("ready").await;
 
     let unbound = stack
-        .client()
+        .server()
         .delete(&format!("/api/profiles/{room}/members/{user}"))
         .await;
     assert_eq!(unbound.status(), 204);
@@ -112,7 +112,7 @@ async fn deleting_a_profile_ends_its_sessions() {
     ws.next_of_type("ready").await;
     assert_eq!(
         stack
-            .client()
+            .server()
             .delete(&format!("/api/profiles/{room}"))
             .await
             .status(),

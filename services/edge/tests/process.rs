@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rill_testkit::Client;
-use rill_testkit::Stack;
 use rill_testkit::broker::Broker;
 use rill_testkit::redis::Redis;
 use rill_testkit::service::{
     ServiceProcess, assert_refuses_to_start, assert_serves_ops_then_exits_on_sigterm,
 };
 use rill_testkit::stack::{TEST_COOKIE_KEY, TestStore};
+use rill_testkit::{Stack, auth_env};
 use serde_json::json;
 use warp::Filter;
 
@@ -23,9 +23,9 @@ fn env_for(broker: &Broker, redis: &Redis, store: &TestStore) -> Vec<(&'static s
     env.extend(store.env());
     env.extend([
         ("RILL_REDIS__URLS", format!("[{}]", redis.url())),
-        ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
         ("RILL_NODE_ID", "edge-process".into()),
     ]);
+    env.extend(auth_env());
     env
 }
 

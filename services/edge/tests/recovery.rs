@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rill_domain::MessageId;
+use rill_testkit::auth_env;
 use rill_testkit::service::ServiceProcess;
-use rill_testkit::stack::TEST_COOKIE_KEY;
 use rill_testkit::traefik::Traefik;
 use rill_testkit::{Client, SseClient, Stack, WsClient};
 use serde_json::{Value, json};
@@ -252,8 +252,8 @@ async fn a_client_whose_edge_is_killed_recovers_on_the_other_edge() {
             ("RILL_NODE_ID", name.to_owned()),
             ("RILL_REDIS__URLS", stack.redis.url()),
             ("RILL_REDIS__SESSION_TTL_SECS", ttl.to_string()),
-            ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.into()),
         ]);
+        env.extend(auth_env());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ServiceProcess::start(Path::new(BINARY), &env)
     };

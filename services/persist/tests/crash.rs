@@ -77,7 +77,7 @@ async fn every_message_is_in_history_exactly_once_after_a_kill_9() {
 /// Every message id in the profile's history, newest first, once history
 /// holds `expected` of them (or after a minute).
 async fn history_ids(stack: &Stack, profile: uuid::Uuid, expected: usize) -> Vec<String> {
-    let api = stack.client();
+    let api = stack.server();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ids = Vec::new();

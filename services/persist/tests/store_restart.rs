@@ -73,7 +73,7 @@ async fn persist_writes_everything_once_after_its_cassandra_node_restarts() {
 /// messages; the last answer after [`CATCH_UP`] (reads fail while the
 /// store is away).
 async fn history_once_it_holds(stack: &Stack, profile: uuid::Uuid, expected: usize) -> Vec<String> {
-    let api = stack.client();
+    let api = stack.server();
     let deadline = Instant::now() + CATCH_UP;
     let mut ids = Vec::new();
     while Instant::now() < deadline {

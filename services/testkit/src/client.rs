@@ -21,6 +21,10 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     cookies: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Sent as `X-Api-Key` (a server's client).
+    api_key: Option<String>,
+    /// Sent as `Authorization: Bearer` (a connection token).
+    bearer: Option<String>,
 }
 
 impl Client {
@@ -29,7 +33,37 @@ impl Client {
             http: reqwest::Client::new(),
             base: base.to_owned(),
             cookies: Arc::default(),
+            api_key: None,
+            bearer: None,
         }
+    }
+
+    /// This client with a connection token: every request (streams too)
+    /// carries `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
+    }
+
+    /// This client as a server: every request carries `key` as `X-Api-Key`.
+    pub fn with_api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_owned());
+        self
+    }
+
+    /// The headers every request of this client carries: its cookies, its
+    /// API key, and (as a browser's page would) its own origin.
+    fn headers(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut request = request
+            .header("cookie", self.cookie_header())
+            .header("origin", &self.base);
+        if let Some(key) = &self.api_key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request
     }
 
     /// The `Cookie` header this client sends.
@@ -70,9 +104,7 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
+            .headers(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
@@ -91,11 +123,7 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
-        let response = request
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .expect("HTTP request");
+        let response = self.headers(request).send().await.expect("HTTP request");
         self.keep_cookies(&response);
         response
     }
@@ -108,9 +136,7 @@ impl Client {
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
+            .headers(self.http.post(format!("{}{path}", self.base)))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -125,10 +151,13 @@ impl Client {
             .await
     }
 
-    /// Logs in as `user`; panics unless the edge accepts.
+    /// Logs in as `user` with a connection token signed with the test
+    /// stack's key (as an application's backend would); panics unless the
+    /// edge accepts.
     pub async fn login(&self, user: uuid::Uuid) {
+        let token = crate::stack::test_token(user);
         let response = self
-            .post_json("/login", &serde_json::json!({ "user_id": user }))
+            .post_json("/login/token", &serde_json::json!({ "token": token }))
             .await;
         assert_eq!(
             response.status(),
@@ -244,6 +273,13 @@ impl Client {
                 .headers_mut()
                 .insert("cookie", cookie.parse().expect("cookie header"));
         }
+        if let Some(token) = &self.bearer {
+            let value = format!("Bearer {token}");
+            request.headers_mut().insert(
+                "authorization",
+                value.parse().expect("authorization header"),
+            );
+        }
         for (name, value) in headers {
             let name =
                 tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
@@ -293,10 +329,7 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<SseClient, (u16, String)> {
-        let mut request = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header());
+        let mut request = self.headers(self.http.get(format!("{}{path}", self.base)));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

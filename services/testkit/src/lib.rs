@@ -30,4 +30,4 @@ pub mod tools;
 pub mod traefik;
 
 pub use client::{Client, SseClient, WsClient};
-pub use stack::Stack;
+pub use stack::{Stack, TEST_API_KEY, auth_env, test_token};

@@ -24,6 +24,35 @@ use rill_sessions::RedisSettings;
 pub const TEST_COOKIE_KEY: &str =
     "test-cookie-key-test-cookie-key-test-cookie-key-test-cookie-key-0123456789";
 
+/// The API key of a test stack's api (`Stack::server`).
+pub const TEST_API_KEY: &str = "rk_test-api-key-of-the-test-stack";
+
+/// The HS256 secret a test stack's edges accept connection tokens with.
+pub const TEST_TOKEN_SECRET: &str = "test-token-secret-test-token-secret-0123456789";
+
+/// The settings, as environment variables, that let a service process
+/// (an edge, the api) of a test stack take its cookies and tokens.
+pub fn auth_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("RILL_SESSION__COOKIE_KEY", TEST_COOKIE_KEY.to_owned()),
+        (
+            "RILL_TOKENS__HS256_KEYS",
+            format!(r#"[{{kid="test",secret="{TEST_TOKEN_SECRET}"}}]"#),
+        ),
+    ]
+}
+
+/// A connection token for `user`, valid for an hour, as an application's
+/// backend would sign it.
+pub fn test_token(user: Uuid) -> String {
+    let exp = rill_runtime::clock::now_ms() / 1000 + 3600;
+    rill_auth::token::sign_hs256(
+        Some("test"),
+        TEST_TOKEN_SECRET.as_bytes(),
+        &json!({ "sub": user, "exp": exp }),
+    )
+}
+
 /// An edge running in the test process, on a Tokio runtime of its own so
 /// that it can be killed like a crashed process (see [`EdgeHandle::kill`]).
 #[derive(Debug)]
@@ -143,12 +172,21 @@ impl Stack {
 
         let api_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
         let api = api_listener.local_addr().expect("api addr");
-        let api_settings = rill_api::ApiSettings {
+        let mut api_settings = rill_api::ApiSettings {
             kafka: broker.kafka_settings(),
             store: store.settings(),
             redis: redis_settings(&redis),
+            test_data: true,
             ..Default::default()
         };
+        api_settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
+        api_settings.api_keys.keys = vec![rill_auth::api_key::ApiKeyEntry {
+            name: "test".into(),
+            sha256: rill_auth::api_key::digest(TEST_API_KEY),
+        }];
+        // Tests log in often: a cheaper hash (argon2id all the same).
+        api_settings.password.memory_kib = 8 * 1024;
+        api_settings.password.iterations = 1;
         let api_token = services.clone();
         tokio::spawn(async move {
             if let Err(err) = rill_api::run(api_settings, api_listener, api_token).await {
@@ -181,6 +219,24 @@ impl Stack {
         Client::new(&self.traefik.url())
     }
 
+    /// A server's client (the test API key), through Traefik.
+    pub fn server(&self) -> Client {
+        self.client().with_api_key(TEST_API_KEY)
+    }
+
+    /// Signs up `name` with `password` through the api; the new user's id.
+    pub async fn sign_up(&self, name: &str, password: &str) -> Uuid {
+        created_id(
+            self.client()
+                .post_json(
+                    "/api/signup",
+                    &json!({ "name": name, "password": password }),
+                )
+                .await,
+        )
+        .await
+    }
+
     /// A client that talks to edge `n` (0-based) directly.
     pub fn edge_client(&self, n: usize) -> Client {
         Client::new(&self.edges[n].url())
@@ -189,7 +245,7 @@ impl Stack {
     /// Creates a user through the api; its id.
     pub async fn create_user(&self, name: &str) -> Uuid {
         created_id(
-            self.client()
+            self.server()
                 .post_json("/api/users", &json!({ "name": name }))
                 .await,
         )
@@ -199,7 +255,7 @@ impl Stack {
     /// Creates a profile through the api; its id.
     pub async fn create_profile(&self, name: &str) -> Uuid {
         created_id(
-            self.client()
+            self.server()
                 .post_json("/api/profiles", &json!({ "name": name }))
                 .await,
         )
@@ -209,7 +265,7 @@ impl Stack {
     /// Binds `user` to `profile` through the api.
     pub async fn bind(&self, user: Uuid, profile: Uuid) {
         let response = self
-            .client()
+            .server()
             .put(&format!("/api/profiles/{profile}/members/{user}"))
             .await;
         assert_eq!(response.status(), 204, "bind: {:?}", response.text().await);
@@ -263,6 +319,10 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     settings.store = store.settings();
     settings.redis = redis_settings(redis);
     settings.session.cookie_key = Some(Secret::new(TEST_COOKIE_KEY));
+    settings.tokens.hs256_keys = vec![rill_auth::token::HmacKey {
+        kid: "test".into(),
+        secret: Secret::new(TEST_TOKEN_SECRET),
+    }];
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = Duration::from_secs(2);
     // Tests share two cores with everything else of the suite: a busy

@@ -2,6 +2,7 @@
 //! `Result<Response, ApiError>`; `routes` turns the error into its response.
 //! `entry` holds what making, finding and deleting a user and a profile share.
 
+pub mod accounts;
 pub mod entry;
 pub mod history;
 pub mod profiles;

@@ -115,6 +115,13 @@ pub struct LiveSession {
     _permit: SessionPermit,
 }
 
+impl LiveSession {
+    /// Marks the session as `login`'s: the login's end (logout) ends it.
+    pub fn belongs_to(&self, login: rill_domain::LoginId) {
+        self.subscription.belongs_to(login);
+    }
+}
+
 impl Sessions {
     /// Opens a session of authenticated `user` on `profile`: an edge taking
     /// sessions, membership, the lock, then presence and, with `last_id`,
@@ -145,15 +152,17 @@ impl Sessions {
         Ok(self.publisher.publish(user, profile, body).await?)
     }
 
-    /// Sends `body` from `user`'s live session on `profile`: membership was
-    /// checked when it opened, and an unbind ends it.
+    /// Sends `body` from `user`'s live session on `profile`. An unbind ends
+    /// the session within moments; membership is checked again on every
+    /// send all the same (a cache hit while it holds), so that nothing is
+    /// sent in between.
     pub async fn send_live(
         &self,
         user: UserId,
         profile: ProfileId,
         body: String,
     ) -> Result<MessageId, SendError> {
-        Ok(self.publisher.publish(user, profile, body).await?)
+        self.send(user, profile, body).await
     }
 
     async fn try_open(

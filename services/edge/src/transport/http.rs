@@ -1,24 +1,24 @@
-//! Plain HTTP: login, logout, and sending a message with a POST (the send
-//! path of SSE clients).
+//! Plain HTTP: a connection token exchanged for the session cookie, and
+//! sending a message with a POST (the send path of SSE clients). Accounts
+//! (sign-up, login with a password, logout) are the api's.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use rill_domain::{ProfileId, UserId};
 use serde::{Deserialize, Serialize};
 use warp::Filter;
-use warp::http::StatusCode;
+use warp::http::HeaderMap;
 use warp::reply::Response;
 
 use crate::error::EdgeError;
 use crate::events::{MAX_REF_LEN, SendRequest};
-use crate::transport::Context;
+use crate::transport::{Context, credentials};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
-    user_id: String,
+struct TokenLoginRequest {
+    token: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +33,7 @@ struct SendReply<'a> {
     reference: Option<&'a str>,
 }
 
-/// `POST /login`, `POST /logout` and `POST /live/{profile}/messages`.
+/// `POST /login/token` and `POST /live/{profile}/messages`.
 pub fn routes(
     context: Arc<Context>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -41,45 +41,34 @@ pub fn routes(
     let with_state = warp::any().map(move || context.clone());
     let json_body = rill_runtime::json_body::at_most(max_body);
 
-    let login = warp::path!("login")
+    let token_login = warp::path!("login" / "token")
         .and(warp::post())
         .and(with_state.clone())
         .and(json_body)
         .then(
             |state: Arc<Context>, content_type: Option<String>, body: Bytes| async move {
-                login(&state, content_type, &body)
+                token_login(&state, content_type, &body)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
             },
         );
-    let logout = warp::path!("logout")
-        .and(warp::post())
-        .and(with_state.clone())
-        .map(|state: Arc<Context>| {
-            let reply = warp::reply::with_header(
-                StatusCode::NO_CONTENT,
-                "set-cookie",
-                state.cookies.clear(),
-            );
-            warp::reply::Reply::into_response(reply)
-        });
     let send = warp::path!("live" / String / "messages")
         .and(warp::post())
         .and(with_state)
-        .and(warp::header::optional::<String>("cookie"))
+        .and(warp::header::headers_cloned())
         .and(json_body)
         .then(
             |profile: String,
              state: Arc<Context>,
-             cookie: Option<String>,
+             headers: HeaderMap,
              content_type,
              body: Bytes| async move {
-                send(&state, &profile, cookie.as_deref(), content_type, &body)
+                send(&state, &profile, &headers, content_type, &body)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
             },
         );
-    login.or(logout).unify().or(send).unify()
+    token_login.or(send).unify()
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -92,20 +81,17 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     )?)
 }
 
-/// Logs in a user that exists. (Rill has no passwords yet: whoever knows a
-/// user id can log in as that user; see docs/ARCHITECTURE.md.)
-async fn login(
+/// A connection token for the session cookie: a page that got a token from
+/// its application's backend logs in with it once, and its streams then
+/// carry the cookie.
+async fn token_login(
     state: &Context,
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Response, EdgeError> {
-    let request: LoginRequest = parse_json(content_type, body)?;
-    let user: UserId = request.user_id.parse()?;
-    if !state.sessions.membership.user_exists(user).await? {
-        return Err(EdgeError::UnknownUser);
-    }
-    let set_cookie = state.cookies.issue(user, SystemTime::now());
-    tracing::info!(user_id = %user, "logged in");
+    let request: TokenLoginRequest = parse_json(content_type, body)?;
+    let (user, set_cookie) = state.auth.exchange(&request.token).await?;
+    tracing::info!(user_id = %user, "logged in with a connection token");
     let reply = warp::reply::with_header(
         warp::reply::json(&LoginReply { user_id: user }),
         "set-cookie",
@@ -114,15 +100,27 @@ async fn login(
     Ok(warp::reply::Reply::into_response(reply))
 }
 
+/// A send from the caller. With the session cookie, only from a page of
+/// this site (`Origin`): a cross-site form or script cannot send as the
+/// user. A connection token is not sent by the browser on its own, so it
+/// needs no such check.
 async fn send(
     state: &Context,
     profile: &str,
-    cookie: Option<&str>,
+    headers: &HeaderMap,
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Response, EdgeError> {
-    let user = state.authenticate(cookie)?;
+    let credentials = credentials(headers, "");
+    let identity = state.identify(credentials).await?;
+    if identity.login.is_some() {
+        super::same_site(headers, &state.settings.allowed_origins, true)?;
+    }
     let profile: ProfileId = profile.parse()?;
+    if !identity.may_use(profile) {
+        return Err(EdgeError::ProfileNotAllowed);
+    }
+    let user = identity.user;
     let request: SendRequest = parse_json(content_type, body)?;
     if request
         .reference

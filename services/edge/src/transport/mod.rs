@@ -8,19 +8,24 @@
 //! - [`websocket`]: `GET /live/{profile}/ws`, sends and receives.
 //! - [`sse`]: `GET /live/{profile}/sse`, receives only.
 //! - [`http`]: `POST /live/{profile}/messages` (sends for SSE clients),
-//!   `POST /login`, `POST /logout`.
+//!   `POST /login/token` (a connection token for the session cookie).
+//!
+//! Every route takes a session cookie or a connection token
+//! (`crate::auth`); a cookie request that sends must come from a page of
+//! this site (`Origin`).
 
 pub mod http;
 pub mod sse;
 pub mod websocket;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use rill_domain::{MessageId, ProfileId, UserId};
-use rill_runtime::session_cookie::SessionCookies;
+use rill_domain::{MessageId, ProfileId};
 use tokio_util::task::TaskTracker;
+use warp::http::HeaderMap;
 
+use crate::auth::{Authenticator, Credentials, Identity};
 use crate::error::EdgeError;
 use crate::metrics::{EdgeMetrics, Transport};
 use crate::session::{LiveSession, Sessions};
@@ -30,7 +35,7 @@ use crate::settings::EdgeSettings;
 #[derive(Debug)]
 pub struct Context {
     pub sessions: Arc<Sessions>,
-    pub cookies: SessionCookies,
+    pub auth: Authenticator,
     pub settings: TransportSettings,
     pub metrics: Arc<EdgeMetrics>,
     /// WebSocket sessions, which outlive the HTTP request that opened them.
@@ -71,27 +76,84 @@ impl TransportSettings {
 }
 
 impl Context {
-    /// The caller's user, from the session cookie in `cookie_header`.
-    pub fn authenticate(&self, cookie_header: Option<&str>) -> Result<UserId, EdgeError> {
-        Ok(self.cookies.verify(cookie_header, SystemTime::now())?)
+    /// The caller, from a connection token or the session cookie.
+    pub async fn identify(&self, credentials: Credentials<'_>) -> Result<Identity, EdgeError> {
+        Ok(self.auth.identify(credentials).await?)
     }
 
-    /// Opens a live session of the cookie's user on `profile` (an id from
-    /// the path), from `last_id` (from the query or `Last-Event-ID`).
+    /// Opens a live session of the caller on `profile` (an id from the
+    /// path), from `last_id` (from the query or `Last-Event-ID`).
     pub async fn open(
         &self,
-        cookie_header: Option<&str>,
+        credentials: Credentials<'_>,
         profile: &str,
         last_id: Option<&str>,
         transport: Transport,
     ) -> Result<LiveSession, EdgeError> {
-        let user = self.authenticate(cookie_header)?;
+        let identity = self.identify(credentials).await?;
         let (profile, last_id) = parse_ids(profile, last_id)?;
-        Ok(self
-            .sessions
-            .open(user, profile, transport, last_id)
-            .await?)
+        let session = self.open_as(&identity, profile, transport, last_id).await?;
+        Ok(session)
     }
+
+    /// Opens a live session of `identity` on `profile`, marked as its
+    /// login's so that a logout ends it.
+    pub async fn open_as(
+        &self,
+        identity: &Identity,
+        profile: ProfileId,
+        transport: Transport,
+        last_id: Option<MessageId>,
+    ) -> Result<LiveSession, EdgeError> {
+        if !identity.may_use(profile) {
+            return Err(EdgeError::ProfileNotAllowed);
+        }
+        let session = self
+            .sessions
+            .open(identity.user, profile, transport, last_id)
+            .await?;
+        if let Some(login) = identity.login {
+            session.belongs_to(login);
+        }
+        Ok(session)
+    }
+}
+
+/// The credentials of a request: its `Cookie` and `Authorization` headers
+/// and the `token` query parameter of `query`.
+pub fn credentials<'a>(headers: &'a HeaderMap, query: &'a str) -> Credentials<'a> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    Credentials {
+        cookie: header("cookie"),
+        authorization: header("authorization"),
+        token: query_param(query, "token"),
+    }
+}
+
+/// Whether a request comes from a page of this site: its `Origin` is the
+/// host it reached, or one of `allowed` (`allowed_origins`). A request
+/// without `Origin` (not from a browser) passes unless `required`: a
+/// browser sends `Origin` with every POST, so a cookie send without one is
+/// refused.
+pub fn same_site(headers: &HeaderMap, allowed: &[String], required: bool) -> Result<(), EdgeError> {
+    let Some(origin) = headers.get("origin") else {
+        return match required {
+            true => Err(EdgeError::CrossOrigin("<none>".into())),
+            false => Ok(()),
+        };
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| EdgeError::CrossOrigin("<not text>".into()))?;
+    let host = headers.get("host").and_then(|h| h.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    if authority.is_some() && authority == host {
+        return Ok(());
+    }
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
+    Err(EdgeError::CrossOrigin(origin.to_owned()))
 }
 
 /// A profile id from a path and a message id from a query or header.
@@ -117,7 +179,39 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_ids, query_param};
+    use super::{parse_ids, query_param, same_site};
+    use crate::error::EdgeError;
+    use warp::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, warp::http::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn the_same_origin_is_allowed_and_no_origin_only_when_not_required() {
+        let same = headers(&[("host", "a:1"), ("origin", "http://a:1")]);
+        assert!(same_site(&same, &[], true).is_ok());
+        let none = headers(&[("host", "a:1")]);
+        assert!(same_site(&none, &[], false).is_ok());
+        assert!(matches!(
+            same_site(&none, &[], true),
+            Err(EdgeError::CrossOrigin(_))
+        ));
+    }
+
+    #[test]
+    fn other_origins_need_to_be_listed() {
+        let h = headers(&[("host", "a:1"), ("origin", "http://evil.example")]);
+        assert!(matches!(
+            same_site(&h, &[], false),
+            Err(EdgeError::CrossOrigin(_))
+        ));
+        assert!(same_site(&h, &["http://evil.example".into()], false).is_ok());
+    }
 
     #[test]
     fn query_params_are_found_by_name() {

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use warp::Filter;
+use warp::http::HeaderMap;
 use warp::reply::Response;
 
 use crate::error::EdgeError;
 use crate::events::Outbound;
 use crate::metrics::Transport;
 use crate::session::LiveSession;
-use crate::transport::{Context, query_param};
+use crate::transport::{Context, credentials, query_param};
 
 pub fn routes(
     context: Arc<Context>,
@@ -24,21 +25,22 @@ pub fn routes(
     warp::path!("live" / String / "sse")
         .and(warp::get())
         .and(warp::any().map(move || context.clone()))
-        .and(warp::header::optional::<String>("cookie"))
-        .and(warp::header::optional::<String>("last-event-id"))
+        .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
-            |profile: String,
-             context: Arc<Context>,
-             cookie: Option<String>,
-             last_event_id: Option<String>,
-             query: String| async move {
-                let last_id = last_event_id
-                    .as_deref()
+            |profile: String, context: Arc<Context>, headers: HeaderMap, query: String| async move {
+                let last_id = headers
+                    .get("last-event-id")
+                    .and_then(|id| id.to_str().ok())
                     .filter(|id| !id.is_empty())
                     .or_else(|| query_param(&query, "last_id"));
                 context
-                    .open(cookie.as_deref(), &profile, last_id, Transport::Sse)
+                    .open(
+                        credentials(&headers, &query),
+                        &profile,
+                        last_id,
+                        Transport::Sse,
+                    )
                     .await
                     .map(|session| stream(&context, session))
                     .unwrap_or_else(EdgeError::into_response)

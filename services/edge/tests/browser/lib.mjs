@@ -3,11 +3,17 @@
 // pages, driven the way a person would use the client: by its labels and
 // buttons, typing, pressing Enter.
 
+import { mkdirSync } from "node:fs";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import readline from "node:readline";
 
 /** Every page opened, by name, for the screenshots of a failed test. */
 export const pages = new Map();
+
+/** Every console line of every page, by page name (to check that no
+ *  password is ever logged). */
+export const consoleLines = new Map();
 
 /** How long to wait for something a person would see within seconds. */
 export const SOON = 15_000;
@@ -22,7 +28,11 @@ export function step(text) {
 export async function newPage(context, name) {
   const page = await context.newPage();
   pages.set(name, page);
-  page.on("console", (msg) => console.log(`  [${name} console.${msg.type()}] ${msg.text()}`));
+  consoleLines.set(name, []);
+  page.on("console", (msg) => {
+    consoleLines.get(name).push(msg.text());
+    console.log(`  [${name} console.${msg.type()}] ${msg.text()}`);
+  });
   page.on("pageerror", (err) => console.log(`  [${name} page error] ${err.message}`));
   return page;
 }
@@ -52,10 +62,89 @@ export async function personOnOtherEdge(browser, base, name, path, otherEdge) {
   throw new Error(`Traefik sent 8 new visitors to ${otherEdge}: no balancing`);
 }
 
-/** Logs in from the login screen by picking `user` from the list. */
+/** The login screen, once it shows. */
+export async function loginScreen(page, timeout = SOON) {
+  const screen = page.getByRole("region", { name: "Log in" });
+  await screen.getByRole("heading", { name: "Log in" }).waitFor({ timeout });
+  return screen;
+}
+
+/** Types `user`'s name and password into the login form and submits it;
+ *  does not wait for the outcome. */
+export async function submitLogIn(page, { name, password }) {
+  const form = await loginScreen(page);
+  await form.getByLabel("Name", { exact: true }).fill(name);
+  await form.getByLabel("Password", { exact: true }).fill(password);
+  await form.getByRole("button", { name: "Log in", exact: true }).click();
+}
+
+/** Logs in from the login screen as `user` ({name, password}); waits for
+ *  the profile list. */
 export async function logIn(page, user) {
-  await page.getByRole("button", { name: `Log in as ${user.name}`, exact: true }).click();
+  await submitLogIn(page, user);
   await page.getByRole("heading", { name: "Your profiles" }).waitFor({ timeout: SOON });
+}
+
+/** Fills the sign-up form (from the login screen) with `name`, `password`
+ *  and `again` (the password typed a second time) and submits it; does not
+ *  wait for the outcome. */
+export async function submitSignUp(page, { name, password, again = password }) {
+  const signUpScreen = page.getByRole("region", { name: "Create an account" });
+  if (!(await signUpScreen.isVisible())) {
+    await page.getByRole("button", { name: "Create an account", exact: true }).click();
+  }
+  await signUpScreen.getByRole("heading", { name: "Create an account" }).waitFor({ timeout: SOON });
+  await signUpScreen.getByLabel("Name", { exact: true }).fill(name);
+  await signUpScreen.getByLabel("Password", { exact: true }).fill(password);
+  await signUpScreen.getByLabel("Password again", { exact: true }).fill(again);
+  await signUpScreen.getByRole("button", { name: "Create account", exact: true }).click();
+}
+
+/** The error shown in the visible form's alert, once there is one. */
+export async function formError(page, timeout = SOON) {
+  const alert = page.locator("section:not([hidden]) .form-error[role=alert]");
+  await eventually("an error in the form", async () => (await alert.textContent()).trim() !== "", timeout);
+  return (await alert.textContent()).trim();
+}
+
+/** Clicks "Log out" (or "Log out everywhere"); waits for the login screen. */
+export async function logOut(page, { everywhere = false } = {}) {
+  const name = everywhere ? "Log out everywhere" : "Log out";
+  await page.getByRole("button", { name, exact: true }).click();
+  await loginScreen(page);
+}
+
+/** The status line above the screens (logged out, session ended...). */
+export async function notice(page) {
+  return (await page.locator("#notice").textContent()).trim();
+}
+
+/** Saves a screenshot of `page` as `<RILL_SCREENSHOTS>/<file>`; its path. */
+export async function screenshot(page, file) {
+  const dir = process.env.RILL_SCREENSHOTS || "browser-screenshots";
+  mkdirSync(dir, { recursive: true });
+  const where = path.resolve(dir, file);
+  await page.screenshot({ path: where, fullPage: true });
+  step(`screenshot: ${where}`);
+  return where;
+}
+
+/** What the page's own script can see of `secret`: in the address, in
+ *  localStorage or sessionStorage, in a cookie it can read. Empty when
+ *  nothing. */
+export async function whereVisible(page, secret) {
+  return page.evaluate((secret) => {
+    const found = [];
+    if (location.href.includes(secret) || location.href.includes(encodeURIComponent(secret))) found.push("URL");
+    for (const [name, storage] of [["localStorage", localStorage], ["sessionStorage", sessionStorage]]) {
+      for (let i = 0; i < storage.length; i++) {
+        const key = storage.key(i);
+        if (key.includes(secret) || storage.getItem(key).includes(secret)) found.push(name);
+      }
+    }
+    if (document.cookie.includes(secret)) found.push("document.cookie");
+    return found;
+  }, secret);
 }
 
 /** Opens `profile` from the profile list; waits until the chat is live. */

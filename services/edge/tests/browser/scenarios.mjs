@@ -1,23 +1,36 @@
-// The browser scenarios of issue 5. Each gets the browser, the Traefik URL
-// and the fixture made by services/edge/tests/browser.rs:
-//   { users: [{id, name}, ...], profile: {id, name}, history: N }
+// The browser scenarios. Each gets the browser, the Traefik URL and the
+// fixture made by services/edge/tests/browser.rs:
+//   { users: [{id, name, password}, ...], profile: {id, name}, history: N }
+// The fixture's people have accounts (signed up with a password) and are
+// members of the profile; the pages log in through the login form.
+
+import { existsSync, statSync } from "node:fs";
 
 import {
   ask,
   assert,
   bodies,
+  consoleLines,
   eventually,
   expectMessage,
+  formError,
   logIn,
+  logOut,
+  loginScreen,
   newPage,
+  notice,
   openClient,
   openProfile,
   personOnOtherEdge,
   presence,
+  screenshot,
   send,
   status,
   step,
+  submitLogIn,
+  submitSignUp,
   waitForState,
+  whereVisible,
 } from "./lib.mjs";
 
 /** Two people in two browser contexts on two edges, one over WebSocket
@@ -172,4 +185,170 @@ export async function edgeKilled(browser, base, { users, profile }) {
     },
     10_000,
   );
+}
+
+/** Someone new signs up through the page (the two passwords are compared
+ *  before anything is sent; a taken name and a short password are
+ *  refused with the api's reason), sees that they are in no profile yet,
+ *  logs out and logs in again. */
+export async function signUp(browser, base, { users }) {
+  const [ada] = users;
+  const hedy = { name: `Hedy ${Math.floor(Math.random() * 1e9)}`, password: "frequency hopping 1942" };
+  const context = await browser.newContext();
+  const page = await newPage(context, "hedy");
+  await openClient(page, base);
+  await loginScreen(page);
+
+  // Typed twice, differently: the page says so and sends nothing.
+  const signups = [];
+  page.on("request", (r) => r.url().endsWith("/api/signup") && signups.push(r));
+  await submitSignUp(page, { ...hedy, again: "frequency hopping 1943" });
+  let error = await formError(page);
+  step(`two different passwords: "${error}"`);
+  assert(error.includes("differ"), `the page says the passwords differ: "${error}"`);
+  assert(signups.length === 0, "nothing sent while the passwords differ");
+
+  await submitSignUp(page, { name: ada.name, password: "a long enough password" });
+  await eventually("the taken name's error", async () => (await formError(page)).includes("taken"));
+  step(`a taken name: "${await formError(page)}"`);
+
+  await submitSignUp(page, { name: hedy.name, password: "short" });
+  await eventually("the short password's error", async () => (await formError(page)).includes("short"));
+  step(`a short password: "${await formError(page)}"`);
+
+  await submitSignUp(page, hedy);
+  await page.getByRole("heading", { name: "Your profiles" }).waitFor();
+  await page.getByText("You are not in any profile yet").waitFor();
+  assert(await page.getByText(`Logged in as ${hedy.name}`).isVisible(), "the header names hedy");
+  step("signed up: no profiles yet");
+
+  await logOut(page);
+  step(`logged out: "${await notice(page)}"`);
+  const me = await page.evaluate(() => fetch("/api/me").then((r) => r.status));
+  assert(me === 401, `after logging out /api/me answers ${me}`);
+
+  await logIn(page, hedy);
+  await page.getByText("You are not in any profile yet").waitFor();
+  step("logged in again");
+  await noPasswordShown(page, "hedy", [hedy.password, "frequency hopping 1943", "short"]);
+}
+
+/** A wrong password is refused ("Wrong name or password"), and nothing is
+ *  logged in; after a few more for one account the api asks to wait, and
+ *  the page says for how long; the right one then works (for the account
+ *  not limited). */
+export async function wrongPassword(browser, base, { users }) {
+  const [ada, grace] = users;
+  const context = await browser.newContext();
+  const page = await newPage(context, "ada");
+  await openClient(page, base);
+
+  const wrong = `${ada.password} but wrong`;
+  await submitLogIn(page, { name: ada.name, password: wrong });
+  const error = await formError(page);
+  step(`wrong password: "${error}"`);
+  assert(error === "Wrong name or password.", `the error says so: "${error}"`);
+  await loginScreen(page);
+  assert(!(await page.getByRole("heading", { name: "Your profiles" }).isVisible()), "not logged in");
+  const me = await page.evaluate(() => fetch("/api/me").then((r) => r.status));
+  assert(me === 401, `after a wrong password /api/me answers ${me}`);
+  const file = await screenshot(page, "wrongPassword-login.png");
+  assert(existsSync(file) && statSync(file).size > 0, `the screenshot is at ${file}`);
+
+  // Wrong again and again for grace, until the api refuses to check (5
+  // failures by default): the page tells how long to wait (Retry-After).
+  let limited = false;
+  for (let tries = 1; tries <= 10 && !limited; tries++) {
+    const answer = page.waitForResponse((r) => new URL(r.url()).pathname === "/api/login");
+    await submitLogIn(page, { name: grace.name, password: `not the password ${tries}` });
+    limited = (await answer).status() === 429;
+  }
+  assert(limited, "10 wrong passwords in a row, and still no 429");
+  await eventually("the rate limit's message", async () => (await formError(page)).startsWith("Too many"));
+  const waitText = await formError(page);
+  step(`after too many wrong passwords: "${waitText}"`);
+  assert(/^Too many attempts; try again in \d+ s\.$/.test(waitText), `the page says how long: "${waitText}"`);
+
+  await logIn(page, ada);
+  step("the right password logs in");
+  await noPasswordShown(page, "ada", [ada.password, wrong, "not the password 1"]);
+}
+
+/** "Log out" ends the page's live stream (its user leaves the others'
+ *  presence lists) and shows the login screen; it ends the login in the
+ *  browser's other tabs too (a tab in the chat goes back to the login
+ *  screen); "Log out everywhere" in one browser sends another browser of
+ *  the same user, in a chat, back to the login screen within seconds. */
+export async function logOutEnds(browser, base, { users, profile }) {
+  const [ada, grace] = users;
+  const g = await browser.newContext();
+  const gracePage = await newPage(g, "grace");
+  await openClient(gracePage, base);
+  await logIn(gracePage, grace);
+  await openProfile(gracePage, profile);
+  const adaPresent = async () => (await presence(gracePage)).some((n) => n.startsWith(ada.name));
+
+  const a = await browser.newContext();
+  const adaPage = await newPage(a, "ada");
+  await openClient(adaPage, base);
+  await logIn(adaPage, ada);
+  await openProfile(adaPage, profile);
+  await eventually("ada in grace's presence list", adaPresent);
+  step("ada and grace are live in the profile");
+
+  await logOut(adaPage);
+  step(`ada logged out: "${await notice(adaPage)}"`);
+  await eventually("ada to leave grace's presence list", async () => !(await adaPresent()));
+  step("ada's stream ended: she left grace's presence list");
+
+  // The same login in two tabs: the one on the profile list logs out, the
+  // one in the chat learns it from its stream.
+  await logIn(adaPage, ada);
+  await openProfile(adaPage, profile);
+  await eventually("ada back in grace's presence list", adaPresent);
+  const otherTab = await newPage(a, "ada-other-tab");
+  await openClient(otherTab, base);
+  await otherTab.getByRole("heading", { name: "Your profiles" }).waitFor();
+  await logOut(otherTab);
+  step("ada logged out in her other tab");
+  await loginScreen(adaPage);
+  step(`the chat tab is back at the login screen: "${await notice(adaPage)}"`);
+  assert((await notice(adaPage)) !== "", "it says why");
+  await eventually("ada to leave grace's presence list again", async () => !(await adaPresent()));
+
+  // Two browsers of ada: one in the chat, the other logs out everywhere.
+  const a2 = await browser.newContext();
+  const chatting = await newPage(a2, "ada-second-browser");
+  await openClient(chatting, base);
+  await logIn(chatting, ada);
+  await openProfile(chatting, profile);
+  await eventually("ada back in grace's presence list", adaPresent);
+  await logIn(otherTab, ada);
+  step("ada is logged in in two browsers, live in one");
+
+  await logOut(otherTab, { everywhere: true });
+  step(`ada logged out everywhere: "${await notice(otherTab)}"`);
+  await loginScreen(chatting);
+  const told = await notice(chatting);
+  step(`ada's other browser is back at the login screen: "${told}"`);
+  assert(told !== "", "it says why");
+  await eventually("ada to leave grace's presence list once more", async () => !(await adaPresent()));
+  const me = await chatting.evaluate(() => fetch("/api/me").then((r) => r.status));
+  assert(me === 401, `the other browser's login ended: /api/me answers ${me}`);
+
+  // Logging in again goes back to where the page was: the chat.
+  await submitLogIn(chatting, ada);
+  await waitForState(chatting, "live");
+  step("and logging in again reopens the chat");
+}
+
+/** No password in the page's address, storage, readable cookies or
+ *  console. */
+async function noPasswordShown(page, name, passwords) {
+  for (const password of passwords) {
+    const where = await whereVisible(page, password);
+    assert(where.length === 0, `a password is visible in ${where.join(", ")}`);
+    const logged = consoleLines.get(name).some((line) => line.includes(password));
+    assert(!logged, "a password is in the console");
+  }
 }

@@ -19,9 +19,7 @@ use warp::reply::Response;
 use crate::disconnect::Disconnect;
 use crate::error::EdgeError;
 use crate::metrics::Transport;
-use crate::session::OpenError;
-use crate::session::locks::AcquireError;
-use crate::transport::{Context, parse_ids, query_param};
+use crate::transport::{Context, credentials, parse_ids, query_param};
 
 mod connection;
 mod frame;
@@ -45,8 +43,7 @@ pub fn routes(
              headers: HeaderMap,
              on_upgrade,
              query: String| async move {
-                let last_id = query_param(&query, "last_id");
-                upgrade(&state, &profile, &headers, on_upgrade, last_id)
+                upgrade(&state, &profile, &headers, on_upgrade, &query)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
             },
@@ -58,22 +55,20 @@ async fn upgrade(
     profile: &str,
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
-    last_id: Option<&str>,
+    query: &str,
 ) -> Result<Response, EdgeError> {
-    let cookie = headers.get("cookie").and_then(|v| v.to_str().ok());
-    let user = state.authenticate(cookie)?;
+    let identity = state.identify(credentials(headers, query)).await?;
     let accept = accept_key(headers)?;
-    check_origin(headers, &state.settings.allowed_origins)?;
+    super::same_site(headers, &state.settings.allowed_origins, false)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
-    let (profile, last_id) = parse_ids(profile, last_id)?;
+    let (profile, last_id) = parse_ids(profile, query_param(query, "last_id"))?;
     // A second session of the pair is refused after the upgrade, with a
     // close code a browser can read (it cannot read an HTTP status).
     let opened = state
-        .sessions
-        .open(user, profile, Transport::Websocket, last_id)
+        .open_as(&identity, profile, Transport::Websocket, last_id)
         .await;
     let opened = match opened {
-        Err(OpenError::Lock(AcquireError::AlreadyLive)) => None,
+        Err(EdgeError::AlreadyLive) => None,
         opened => Some(opened?),
     };
     let state = state.clone();
@@ -147,24 +142,6 @@ fn accept_key(headers: &HeaderMap) -> Result<String, EdgeError> {
 /// Browsers send `Origin` with every WebSocket upgrade; a page of another
 /// site must not open a session with the user's cookie. Clients that are not
 /// browsers send no `Origin` and are allowed.
-fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), EdgeError> {
-    let Some(origin) = headers.get("origin") else {
-        return Ok(());
-    };
-    let origin = origin
-        .to_str()
-        .map_err(|_| EdgeError::CrossOrigin("<not text>".into()))?;
-    let host = headers.get("host").and_then(|h| h.to_str().ok());
-    let authority = origin.split_once("://").map(|(_, rest)| rest);
-    if authority.is_some() && authority == host {
-        return Ok(());
-    }
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-        return Ok(());
-    }
-    Err(EdgeError::CrossOrigin(origin.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,22 +152,6 @@ mod tests {
             map.append(*k, warp::http::HeaderValue::from_static(v));
         }
         map
-    }
-
-    #[test]
-    fn same_origin_and_no_origin_are_allowed() {
-        assert!(check_origin(&headers(&[("host", "a:1")]), &[]).is_ok());
-        assert!(check_origin(&headers(&[("host", "a:1"), ("origin", "http://a:1")]), &[]).is_ok());
-    }
-
-    #[test]
-    fn other_origins_need_to_be_listed() {
-        let h = headers(&[("host", "a:1"), ("origin", "http://evil.example")]);
-        assert!(matches!(
-            check_origin(&h, &[]),
-            Err(EdgeError::CrossOrigin(_))
-        ));
-        assert!(check_origin(&h, &["http://evil.example".into()]).is_ok());
     }
 
     #[test]
