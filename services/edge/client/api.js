@@ -99,8 +99,11 @@ export function history(profileId, { before, limit = 50 } = {}) {
 
 /** Sends `body` on `profileId` with a POST (the SSE clients' way); the
  *  message's id once Kafka has it. */
-export const postMessage = (profileId, body, ref) =>
-  request(`/live/${enc(profileId)}/messages`, { method: "POST", body: { body, ref } });
+export const postMessage = (profileId, body, ref, idempotencyKey) =>
+  request(`/live/${enc(profileId)}/messages`, {
+    method: "POST",
+    body: { body, ref, idempotency_key: idempotencyKey },
+  });
 
 const names = new Map(); // user id -> Promise<string>
 

@@ -339,8 +339,10 @@ export class ChatView {
   }
 
   /** Shows `body` as "sending" at the end of the list, then as sent (at
-   *  its place by id) or as failed, with a button to try again. */
-  sendBody(body) {
+   *  its place by id) or as failed, with a button to try again: with the
+   *  same idempotency key, so that a send whose ack was lost is not sent
+   *  twice. */
+  sendBody(body, idempotencyKey = newKey()) {
     const el = document.createElement("li");
     el.className = "msg mine pending";
     const meta = document.createElement("div");
@@ -352,7 +354,7 @@ export class ChatView {
     el.append(meta, text);
     this.list.append(el);
     this.scrollToBottom();
-    this.live.send(body).then(
+    this.live.send(body, idempotencyKey).then(
       ({ id }) => {
         if (this.items.has(id)) {
           el.remove(); // the message itself came first
@@ -373,7 +375,7 @@ export class ChatView {
         again.textContent = "Try again";
         again.addEventListener("click", () => {
           el.remove();
-          this.sendBody(body);
+          this.sendBody(body, idempotencyKey);
         });
         meta.append(" ", again);
       },
@@ -401,4 +403,11 @@ export class ChatView {
       list.append(more);
     }
   }
+}
+
+/** A new idempotency key: 128 random bits as hex (crypto.randomUUID needs
+ *  a secure context; getRandomValues does not). */
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

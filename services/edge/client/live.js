@@ -88,19 +88,22 @@ export class LiveConnection {
     this.setState({ state: "stopped" });
   }
 
-  /** Sends `body`; resolves with `{id}` once Kafka has it. */
-  send(body) {
+  /** Sends `body`; resolves with `{id}` once Kafka has it. A retry of a
+   *  send passes the same `idempotencyKey`: the edge answers the first
+   *  send's id and does not send it twice (the first may have gone through
+   *  with its ack lost). */
+  send(body, idempotencyKey) {
     if (this.state?.state !== "live") {
       return Promise.reject(new Error("Not connected: wait until the status says live."));
     }
     const ref = `c${++this.refs}`;
     if (this.transport === "sse") {
-      return postMessage(this.profileId, body, ref);
+      return postMessage(this.profileId, body, ref, idempotencyKey);
     }
     const socket = this.stream.socket;
     return new Promise((resolve, reject) => {
       this.pending.set(ref, { resolve, reject });
-      socket.send(JSON.stringify({ type: "send", body, ref }));
+      socket.send(JSON.stringify({ type: "send", body, ref, idempotency_key: idempotencyKey }));
     });
   }
 

@@ -133,6 +133,11 @@ impl Edge {
             capacity,
             availability: availability.clone(),
             publisher,
+            send_keys: rill_sessions::SendKeys::new(
+                rill_sessions::Nodes::new(&settings.redis)?,
+                &settings.redis.key_prefix,
+                settings.limits.idempotency_window_secs,
+            ),
             store,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),

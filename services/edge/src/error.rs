@@ -38,6 +38,11 @@ pub enum EdgeError {
     Body(#[from] BodyError),
     #[error("ref is longer than {max} characters")]
     RefTooLong { max: usize },
+    #[error(
+        "idempotency_key must be 1 to {} characters without spaces or control characters",
+        crate::events::MAX_IDEMPOTENCY_KEY_LEN
+    )]
+    BadIdempotencyKey,
     #[error("binary frames are not supported: send JSON text frames")]
     BinaryFrame,
     #[error("not a WebSocket upgrade request")]
@@ -119,6 +124,7 @@ impl From<SendError> for EdgeError {
         match err {
             SendError::Membership(err) => err.into(),
             SendError::Publish(err) => err.into(),
+            SendError::Keys(err) => Self::Logins(err),
         }
     }
 }
@@ -131,6 +137,7 @@ impl EdgeError {
             Self::BadId(_)
             | Self::BadJson(_)
             | Self::RefTooLong { .. }
+            | Self::BadIdempotencyKey
             | Self::BinaryFrame
             | Self::NotUpgrade
             | Self::JsonBody(JsonBodyError::BadJson(_)) => StatusCode::BAD_REQUEST,
@@ -165,6 +172,7 @@ impl EdgeError {
             Self::Body(BodyError::TooLarge { .. }) => "message_too_large",
             Self::Body(_) => "invalid_body",
             Self::RefTooLong { .. } => "ref_too_long",
+            Self::BadIdempotencyKey => "bad_idempotency_key",
             Self::BinaryFrame => "binary_frame",
             Self::JsonBody(JsonBodyError::NotJson) => "not_json",
             Self::NotUpgrade => "not_upgrade",

@@ -19,6 +19,9 @@ pub enum ClientFrame {
         body: String,
         #[serde(default, rename = "ref")]
         reference: Option<String>,
+        /// As [`SendRequest::idempotency_key`].
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Asks for a `pong`: an application-level liveness check.
     Ping,
@@ -31,6 +34,22 @@ pub struct SendRequest {
     pub body: String,
     #[serde(default, rename = "ref")]
     pub reference: Option<String>,
+    /// Names this send across retries: a retry with the same key (same
+    /// user, any edge, within `limits.idempotency_window_secs`) gets the
+    /// first send's id and is not sent again.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// The longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 64;
+
+/// Whether `key` may name a send: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`]
+/// characters, none of them a control character or a space.
+pub fn valid_idempotency_key(key: &str) -> bool {
+    let len = key.chars().count();
+    (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&len)
+        && !key.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// An event from the edge.
@@ -157,12 +176,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn idempotency_keys_are_short_and_plain() {
+        assert!(valid_idempotency_key("7f3c-1"));
+        assert!(valid_idempotency_key(&"k".repeat(MAX_IDEMPOTENCY_KEY_LEN)));
+        assert!(!valid_idempotency_key(
+            &"k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)
+        ));
+        assert!(!valid_idempotency_key(""));
+        assert!(!valid_idempotency_key("a b"));
+        assert!(!valid_idempotency_key("a\u{0}"));
+    }
+
+    #[test]
     fn send_frames_parse_with_and_without_ref() {
         let frame: ClientFrame =
             serde_json::from_str(r#"{"type":"send","body":"hi","ref":"c1"}"#).expect("valid frame");
         assert!(
-            matches!(frame, ClientFrame::Send { ref body, reference: Some(ref r) } if body == "hi" && r == "c1")
+            matches!(frame, ClientFrame::Send { ref body, reference: Some(ref r), idempotency_key: None } if body == "hi" && r == "c1")
         );
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","body":"hi","idempotency_key":"k"}"#)
+                .expect("valid frame");
+        assert!(matches!(
+            frame,
+            ClientFrame::Send { idempotency_key: Some(ref k), .. } if k == "k"
+        ));
         let frame: ClientFrame =
             serde_json::from_str(r#"{"type":"send","body":"hi"}"#).expect("valid");
         assert!(matches!(

@@ -28,6 +28,8 @@ pub struct ReasonLabels {
 pub struct EdgeMetrics {
     live_sessions: Family<TransportLabels, Gauge>,
     pub sends_accepted: Counter,
+    /// Sends whose idempotency key was used already: answered, not sent.
+    pub sends_repeated: Counter,
     pub sends_refused: Family<ReasonLabels, Counter>,
     pub send_ack_seconds: Histogram,
     pub records_consumed: Counter,
@@ -53,6 +55,7 @@ impl Default for EdgeMetrics {
         Self {
             live_sessions: Family::default(),
             sends_accepted: Counter::default(),
+            sends_repeated: Counter::default(),
             sends_refused: Family::default(),
             send_ack_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             records_consumed: Counter::default(),
@@ -109,6 +112,11 @@ impl EdgeMetrics {
             "sends_accepted",
             "Messages Kafka acknowledged",
             self.sends_accepted.clone(),
+        );
+        r.register(
+            "sends_repeated",
+            "Sends whose idempotency key was used already: the first send's id answered, nothing sent",
+            self.sends_repeated.clone(),
         );
         r.register(
             "sends_refused",

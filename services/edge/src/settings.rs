@@ -83,6 +83,11 @@ pub struct Limits {
     /// is disconnected, in seconds. Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
     pub slow_client_secs: Duration,
+    /// How long an idempotency key of a send is remembered (a retry with
+    /// the key within this time gets the first send's id and is not sent
+    /// again), in seconds. Default 600.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub idempotency_window_secs: Duration,
 }
 
 /// Keeping idle sessions alive, and finding the dead ones.
@@ -225,6 +230,7 @@ impl Default for Limits {
             max_inflight_sends: 32,
             max_presence_users: 200,
             slow_client_secs: Duration::from_secs(10),
+            idempotency_window_secs: Duration::from_secs(600),
         }
     }
 }

@@ -66,6 +66,7 @@ impl Publisher {
     #[tracing::instrument(name = "send message", skip_all, fields(user_id = %sender, profile_id = %profile, message_id))]
     pub async fn publish(
         &self,
+        id: MessageId,
         sender: UserId,
         profile: ProfileId,
         body: String,
@@ -78,7 +79,7 @@ impl Publisher {
             });
         })?;
         let message = ChatMessage {
-            id: MessageId::now(),
+            id,
             profile_id: profile,
             sender_id: sender,
             body,

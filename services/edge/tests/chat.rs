@@ -164,3 +164,109 @@ async fn a_client_that_reconnects_with_its_sticky_cookie_lands_on_the_same_edge(
         );
     }
 }
+
+/// A send retried with its idempotency key (after a lost ack, say), on
+/// another edge and over another transport, answers the first id and is
+/// delivered and stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_retried_with_its_idempotency_key_arrives_once() {
+    let stack = Stack::start(2).await;
+    let profile = stack.create_profile("Room").await;
+    let (sender, listener) = (
+        stack.member_of(&[profile]).await,
+        stack.member_of(&[profile]).await,
+    );
+    let on_first = stack.edge_client(0);
+    on_first.login(sender).await;
+    let on_second = stack.edge_client(1);
+    on_second.login(sender).await;
+    let reader = stack.edge_client(1);
+    reader.login(listener).await;
+    let mut sse = reader.sse(profile).await;
+    sse.next_of_type("ready").await;
+
+    let mut ws = on_first.ws(profile).await;
+    ws.next_of_type("ready").await;
+    let frame = json!({"type": "send", "body": "once", "ref": "a", "idempotency_key": "k-1"});
+    ws.send(&frame).await;
+    let first = ws.next_of_type("ack").await["id"].clone();
+    ws.send(&frame).await;
+    assert_eq!(
+        ws.next_of_type("ack").await["id"],
+        first,
+        "a retry on the same socket"
+    );
+    let retried = on_second
+        .post_json(
+            &format!("/live/{profile}/messages"),
+            &json!({"body": "once", "idempotency_key": "k-1"}),
+        )
+        .await;
+    assert_eq!(retried.status(), 200);
+    let retried: serde_json::Value = retried.json().await.expect("json");
+    assert_eq!(retried["id"], first, "a retry on another edge, over POST");
+
+    // Another send after the retries: everything before it has arrived
+    // by the time it does (one sender, one partition, one order).
+    let marker = on_second
+        .post_json(
+            &format!("/live/{profile}/messages"),
+            &json!({"body": "after"}),
+        )
+        .await;
+    assert_eq!(marker.status(), 200);
+    let mut bodies = Vec::new();
+    loop {
+        let event = sse.next_of_type("message").await;
+        let body = event.data["body"].as_str().unwrap_or_default().to_owned();
+        if body == "after" {
+            break;
+        }
+        assert_eq!(event.data["id"], first);
+        bodies.push(body);
+    }
+    assert_eq!(bodies, ["once"], "delivered once");
+    let history = format!("/api/profiles/{profile}/messages");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let stored = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history did not catch up in 30 s"
+        );
+        let page: serde_json::Value = stack
+            .server()
+            .get(&history)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().any(|m| m["body"] == "after") {
+            break items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let once = stored.iter().filter(|m| m["body"] == "once").count();
+    assert_eq!(once, 1, "stored once: {stored:?}");
+
+    // Keys are per user; a malformed key is refused.
+    let other = stack.edge_client(0);
+    other.login(listener).await;
+    let theirs = other
+        .post_json(
+            &format!("/live/{profile}/messages"),
+            &json!({"body": "mine", "idempotency_key": "k-1"}),
+        )
+        .await;
+    let theirs: serde_json::Value = theirs.json().await.expect("json");
+    assert_ne!(theirs["id"], first, "another user's key is their own");
+    let bad = other
+        .post_json(
+            &format!("/live/{profile}/messages"),
+            &json!({"body": "x", "idempotency_key": "has space"}),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().await.expect("json");
+    assert_eq!(bad["error"], "bad_idempotency_key");
+}

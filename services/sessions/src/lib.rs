@@ -4,6 +4,7 @@
 //! - [`nodes`]: the Redis servers (one, or several independent ones).
 //! - [`lock`]: the live-session lock (token, TTL, Redlock majority, fencing).
 //! - [`logins`]: what session cookies stand for, so that they can be ended.
+//! - [`send_keys`]: idempotency keys of sends (a retry is sent once).
 //! - [`registry`]: launched profiles per user and live users per profile.
 //! - [`settings`]: where Redis is and how long entries live.
 
@@ -11,12 +12,14 @@ pub mod lock;
 pub mod logins;
 pub mod nodes;
 pub mod registry;
+pub mod send_keys;
 pub mod settings;
 
 pub use lock::{Lock, LockError, LockManager, Refresh};
 pub use logins::Logins;
 pub use nodes::Nodes;
 pub use registry::LiveSessions;
+pub use send_keys::{Claim, SendKeys};
 pub use settings::RedisSettings;
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rill_domain::{MessageId, PresenceChange, ProfileId, UserId};
 use rill_runtime::clock::now_ms;
 use rill_runtime::shutdown::CancellationToken;
+use rill_sessions::{Claim, SendKeys};
 use rill_store::Store;
 use tokio::time::Sleep;
 use tokio_util::task::TaskTracker;
@@ -54,6 +55,9 @@ pub enum SendError {
     Membership(#[from] MembershipError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The idempotency keys (Redis) did not answer.
+    #[error("idempotency keys: {0}")]
+    Keys(#[from] rill_sessions::SessionsError),
 }
 
 /// The settings a session lives by (from the edge's settings).
@@ -81,6 +85,8 @@ pub struct Sessions {
     pub capacity: Arc<Capacity>,
     pub availability: Arc<Availability>,
     pub publisher: Arc<Publisher>,
+    /// Idempotency keys of sends (Redis).
+    pub send_keys: SendKeys,
     /// History, for what a reconnecting client missed.
     pub store: Arc<dyn Store>,
     pub metrics: Arc<EdgeMetrics>,
@@ -141,15 +147,37 @@ impl Sessions {
     }
 
     /// Sends `body` from `user` to `profile`, if `user` is a member; the
-    /// message's id once Kafka has it.
+    /// message's id once Kafka has it. With an idempotency `key`, a send
+    /// whose key was used already (by this user, on any edge, within
+    /// `limits.idempotency_window_secs`) is not sent again: it answers the
+    /// first send's id.
     pub async fn send(
         &self,
         user: UserId,
         profile: ProfileId,
         body: String,
+        key: Option<&str>,
     ) -> Result<MessageId, SendError> {
         self.membership.check(user, profile).await?;
-        Ok(self.publisher.publish(user, profile, body).await?)
+        let id = MessageId::now();
+        let Some(key) = key else {
+            return Ok(self.publisher.publish(id, user, profile, body).await?);
+        };
+        match self.send_keys.claim(user, key, id).await? {
+            Claim::Sent(first) => {
+                self.metrics.sends_repeated.inc();
+                Ok(first)
+            }
+            Claim::New => match self.publisher.publish(id, user, profile, body).await {
+                Ok(id) => Ok(id),
+                Err(err) => {
+                    if let Err(release) = self.send_keys.release(user, key).await {
+                        tracing::warn!(error = %release, "cannot give an idempotency key back");
+                    }
+                    Err(err.into())
+                }
+            },
+        }
     }
 
     /// Sends `body` from `user`'s live session on `profile`. An unbind ends
@@ -161,8 +189,9 @@ impl Sessions {
         user: UserId,
         profile: ProfileId,
         body: String,
+        key: Option<&str>,
     ) -> Result<MessageId, SendError> {
-        self.send(user, profile, body).await
+        self.send(user, profile, body, key).await
     }
 
     async fn try_open(

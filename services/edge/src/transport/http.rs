@@ -12,7 +12,7 @@ use warp::http::HeaderMap;
 use warp::reply::Response;
 
 use crate::error::EdgeError;
-use crate::events::{MAX_REF_LEN, SendRequest};
+use crate::events::{MAX_REF_LEN, SendRequest, valid_idempotency_key};
 use crate::transport::{Context, credentials};
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +129,14 @@ async fn send(
     {
         return Err(EdgeError::RefTooLong { max: MAX_REF_LEN });
     }
-    let id = state.sessions.send(user, profile, request.body).await?;
+    let key = request.idempotency_key.as_deref();
+    if key.is_some_and(|key| !valid_idempotency_key(key)) {
+        return Err(EdgeError::BadIdempotencyKey);
+    }
+    let id = state
+        .sessions
+        .send(user, profile, request.body, key)
+        .await?;
     let reply = SendReply {
         id,
         reference: request.reference.as_deref(),

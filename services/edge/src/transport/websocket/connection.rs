@@ -12,7 +12,7 @@ use super::frame::Message;
 use super::socket::{CLOSE_TIMEOUT, Frames, ReadError, Socket, WriteError};
 use crate::disconnect::{Disconnect, close_code};
 use crate::error::EdgeError;
-use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent};
+use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent, valid_idempotency_key};
 use crate::hub::Next;
 use crate::session::{LiveSession, SendError};
 use crate::transport::Context;
@@ -101,10 +101,17 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
                 last_heard = Instant::now();
                 match message {
                     Ok(Some(Message::Text(text))) => match handle_frame(&text, session) {
-                        Ok(Request::Send { body, reference }) => {
+                        Ok(Request::Send {
+                            body,
+                            reference,
+                            key,
+                        }) => {
                             let (user, profile) = (session.user, session.profile);
                             pending.push(Box::pin(async move {
-                                let sent = state.sessions.send_live(user, profile, body).await;
+                                let sent = state
+                                    .sessions
+                                    .send_live(user, profile, body, key.as_deref())
+                                    .await;
                                 send_result(reference, sent)
                             }));
                             continue;
@@ -188,6 +195,7 @@ enum Request {
     Send {
         body: String,
         reference: Option<String>,
+        key: Option<String>,
     },
     Ping,
 }
@@ -204,7 +212,20 @@ fn handle_frame(text: &str, session: &LiveSession) -> Result<Request, (EdgeError
         }) if r.chars().count() > MAX_REF_LEN => {
             Err((EdgeError::RefTooLong { max: MAX_REF_LEN }, None))
         }
-        Ok(ClientFrame::Send { body, reference }) => Ok(Request::Send { body, reference }),
+        Ok(ClientFrame::Send {
+            idempotency_key: Some(key),
+            reference,
+            ..
+        }) if !valid_idempotency_key(&key) => Err((EdgeError::BadIdempotencyKey, reference)),
+        Ok(ClientFrame::Send {
+            body,
+            reference,
+            idempotency_key,
+        }) => Ok(Request::Send {
+            body,
+            reference,
+            key: idempotency_key,
+        }),
     }
 }
 
