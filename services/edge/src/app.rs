@@ -146,6 +146,10 @@ impl Edge {
         let transport = Arc::new(transport::Context {
             sessions: sessions.clone(),
             auth,
+            post_sends: rill_runtime::rate_limit::KeyedLimiter::new(
+                settings.limits.sends_per_user,
+                settings.limits.max_rate_limited_users,
+            ),
             settings: TransportSettings::from_edge(&settings),
             metrics: metrics.clone(),
             tasks: tasks.clone(),

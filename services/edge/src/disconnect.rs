@@ -158,6 +158,7 @@ fn error_event(code: &str, message: &str) -> Arc<Outbound> {
         code,
         message,
         reference: None,
+        retry_after_ms: None,
     }
     .to_outbound()
 }

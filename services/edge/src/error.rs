@@ -36,6 +36,8 @@ pub enum EdgeError {
     JsonBody(#[from] rill_runtime::json_body::JsonBodyError),
     #[error(transparent)]
     Body(#[from] BodyError),
+    #[error("too many sends: wait {} ms", .0.as_millis())]
+    RateLimited(std::time::Duration),
     #[error("ref is longer than {max} characters")]
     RefTooLong { max: usize },
     #[error(
@@ -134,6 +136,7 @@ impl EdgeError {
         match self {
             Self::Session(_) | Self::Token(_) | Self::TokensOff => StatusCode::UNAUTHORIZED,
             Self::ProfileNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadId(_)
             | Self::BadJson(_)
             | Self::RefTooLong { .. }
@@ -173,6 +176,7 @@ impl EdgeError {
             Self::Body(_) => "invalid_body",
             Self::RefTooLong { .. } => "ref_too_long",
             Self::BadIdempotencyKey => "bad_idempotency_key",
+            Self::RateLimited(_) => "rate_limited",
             Self::BinaryFrame => "binary_frame",
             Self::JsonBody(JsonBodyError::NotJson) => "not_json",
             Self::NotUpgrade => "not_upgrade",
@@ -191,10 +195,15 @@ impl EdgeError {
     /// The `error` event a live session gets for this error; `reference`
     /// is the `ref` of the send it answers, if any.
     pub fn event(&self, reference: Option<&str>) -> std::sync::Arc<crate::events::Outbound> {
+        let retry_after_ms = match self {
+            Self::RateLimited(wait) => Some(wait.as_millis().max(1) as u64),
+            _ => None,
+        };
         crate::events::ServerEvent::Error {
             code: self.code(),
             message: &self.to_string(),
             reference,
+            retry_after_ms,
         }
         .to_outbound()
     }
@@ -205,7 +214,18 @@ impl EdgeError {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "request failed");
         }
-        rill_runtime::ops::error_response(self.status(), self.code(), self.to_string())
+        let retry_after = match &self {
+            Self::RateLimited(wait) => Some(rill_runtime::rate_limit::retry_after_secs(*wait)),
+            _ => None,
+        };
+        let mut response =
+            rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -82,6 +82,9 @@ pub enum ServerEvent<'a> {
         message: &'a str,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
+        /// With `rate_limited`: how long to wait before the next send.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Events were dropped because the client read too slowly: fetch history.
     Gap,
@@ -246,6 +249,7 @@ mod tests {
             code: "bad_json",
             message: "m",
             reference: Some("r"),
+            retry_after_ms: None,
         }
         .to_outbound();
         assert_eq!(

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rill_runtime::rate_limit::Rate;
 use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
@@ -83,6 +84,17 @@ pub struct Limits {
     /// is disconnected, in seconds. Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
     pub slow_client_secs: Duration,
+    /// Sends of one live session (WebSocket): past it, an `error` event
+    /// `rate_limited` with `retry_after_ms`, and the session goes on.
+    /// Default 20 per second, 100 at once.
+    pub sends_per_session: Rate,
+    /// Sends with `POST /live/{profile}/messages` of one user on this edge
+    /// (per edge, not across the cluster): past it, 429 with
+    /// `Retry-After`. Default 20 per second, 100 at once.
+    pub sends_per_user: Rate,
+    /// Users whose POST sends this edge tracks at once (a bucket each; a
+    /// full bucket is dropped when room is needed). Default 100000.
+    pub max_rate_limited_users: usize,
     /// How long an idempotency key of a send is remembered (a retry with
     /// the key within this time gets the first send's id and is not sent
     /// again), in seconds. Default 600.
@@ -231,6 +243,15 @@ impl Default for Limits {
             max_presence_users: 200,
             slow_client_secs: Duration::from_secs(10),
             idempotency_window_secs: Duration::from_secs(600),
+            sends_per_session: Rate {
+                per_second: 20.0,
+                burst: 100,
+            },
+            sends_per_user: Rate {
+                per_second: 20.0,
+                burst: 100,
+            },
+            max_rate_limited_users: 100_000,
         }
     }
 }
@@ -300,7 +321,11 @@ impl Limits {
             ("limits.session_queue_depth", self.session_queue_depth),
             ("limits.max_inflight_sends", self.max_inflight_sends),
             ("limits.max_presence_users", self.max_presence_users),
+            ("limits.max_rate_limited_users", self.max_rate_limited_users),
         ];
+        self.sends_per_session
+            .validate("limits.sends_per_session")?;
+        self.sends_per_user.validate("limits.sends_per_user")?;
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::invalid(field, "must be above 0"));
         }

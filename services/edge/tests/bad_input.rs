@@ -270,3 +270,66 @@ async fn past_max_connections_new_sessions_get_503_with_retry_after() {
     }
     panic!("the freed place was never given to a new session");
 }
+
+/// Past `limits.sends_per_session` a WebSocket send gets `rate_limited`
+/// with `retry_after_ms` and the session goes on; past
+/// `limits.sends_per_user` a POST send gets 429 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_past_the_rate_limits_are_refused_and_the_session_goes_on() {
+    let slow = rill_runtime::rate_limit::Rate {
+        // One token per 10 s: none comes back while the test runs, even on
+        // a busy machine.
+        per_second: 0.1,
+        burst: 3,
+    };
+    let stack = Stack::start_with(1, |s| {
+        s.limits.sends_per_session = slow;
+        s.limits.sends_per_user = slow;
+    })
+    .await;
+    let (client, profile) = logged_in(&stack).await;
+    let mut ws = client.ws(profile).await;
+    ws.next_of_type("ready").await;
+    for n in 0..4 {
+        ws.send(&json!({"type": "send", "body": format!("m{n}"), "ref": format!("r{n}")}))
+            .await;
+    }
+    let mut acks = 0;
+    let refused = loop {
+        let event = ws.next_event().await;
+        match event["type"].as_str() {
+            Some("ack") => acks += 1,
+            Some("error") => break event,
+            _ => {}
+        }
+    };
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(refused["ref"], "r3", "the fourth send is the one refused");
+    let wait = refused["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait > 0 && wait <= 10_000, "{wait}");
+    while acks < 3 {
+        ws.next_of_type("ack").await;
+        acks += 1;
+    }
+    ws.send(&json!({"type": "ping"})).await;
+    ws.next_of_type("pong").await;
+
+    let path = format!("/live/{profile}/messages");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = client.post_json(&path, &json!({"body": "post"})).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after: u64 = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After");
+            assert!((1..=10).contains(&retry_after), "{retry_after}");
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert_eq!(body["error"], "rate_limited");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}

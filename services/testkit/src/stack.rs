@@ -323,6 +323,14 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
         kid: "test".into(),
         secret: Secret::new(TEST_TOKEN_SECRET),
     }];
+    // Tests send bursts from one user (to fill a slow client's queue, to
+    // write history): the send limits are the rate-limit test's to tighten.
+    let unlimited = rill_runtime::rate_limit::Rate {
+        per_second: 100_000.0,
+        burst: 100_000,
+    };
+    settings.limits.sends_per_session = unlimited;
+    settings.limits.sends_per_user = unlimited;
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = Duration::from_secs(2);
     // Tests share two cores with everything else of the suite: a busy

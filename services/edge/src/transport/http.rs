@@ -121,6 +121,10 @@ async fn send(
         return Err(EdgeError::ProfileNotAllowed);
     }
     let user = identity.user;
+    state
+        .post_sends
+        .try_take(&user)
+        .map_err(EdgeError::RateLimited)?;
     let request: SendRequest = parse_json(content_type, body)?;
     if request
         .reference

@@ -21,7 +21,8 @@ pub mod websocket;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_domain::{MessageId, ProfileId};
+use rill_domain::{MessageId, ProfileId, UserId};
+use rill_runtime::rate_limit::{KeyedLimiter, Rate};
 use tokio_util::task::TaskTracker;
 use warp::http::HeaderMap;
 
@@ -38,6 +39,8 @@ pub struct Context {
     pub auth: Authenticator,
     pub settings: TransportSettings,
     pub metrics: Arc<EdgeMetrics>,
+    /// POST sends per user (`limits.sends_per_user`).
+    pub post_sends: KeyedLimiter<UserId>,
     /// WebSocket sessions, which outlive the HTTP request that opened them.
     pub tasks: TaskTracker,
 }
@@ -59,6 +62,8 @@ pub struct TransportSettings {
     pub allowed_origins: Vec<String>,
     /// `drain.reconnect_jitter_ms`.
     pub reconnect_jitter: Duration,
+    /// `limits.sends_per_session`.
+    pub sends_per_session: Rate,
 }
 
 impl TransportSettings {
@@ -71,6 +76,7 @@ impl TransportSettings {
             heartbeat_timeout: settings.heartbeat.timeout_secs,
             allowed_origins: settings.allowed_origins.clone(),
             reconnect_jitter: settings.drain.reconnect_jitter_ms,
+            sends_per_session: settings.limits.sends_per_session,
         }
     }
 }

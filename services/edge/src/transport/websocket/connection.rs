@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use rill_runtime::rate_limit::TokenBucket;
 use tokio::time::Instant;
 
 use super::frame::Message;
@@ -79,6 +80,7 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
     let write_timeout = settings.write_timeout;
     let silence_allowed: Duration = settings.heartbeat + settings.heartbeat_timeout;
     let mut last_heard = Instant::now();
+    let mut sends = TokenBucket::new(settings.sends_per_session, std::time::Instant::now());
     let ended = loop {
         let out = tokio::select! {
             next = session.next() => match next {
@@ -101,6 +103,11 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
                 last_heard = Instant::now();
                 match message {
                     Ok(Some(Message::Text(text))) => match handle_frame(&text, session) {
+                        Ok(Request::Send { reference, .. })
+                            if let Err(wait) = sends.try_take(std::time::Instant::now()) =>
+                        {
+                            EdgeError::RateLimited(wait).event(reference.as_deref())
+                        }
                         Ok(Request::Send {
                             body,
                             reference,
