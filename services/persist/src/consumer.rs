@@ -3,12 +3,14 @@
 //! anywhere before the commit replays the batch, which the store's
 //! idempotent writes absorb: at least once, never lost, never doubled.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, DirectoryEvent};
 use rill_runtime::Topic;
 use rill_runtime::backoff::Backoff;
@@ -32,6 +34,20 @@ struct Batch {
     events: Vec<DirectoryEvent>,
     messages: Vec<ChatMessage>,
     records: usize,
+    /// The offset after the batch's last record, per partition: what is
+    /// committed once the batch is written.
+    next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    /// The batch's offsets to commit.
+    fn commit_list(&self) -> Result<TopicPartitionList, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.next_offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        Ok(list)
+    }
 }
 
 pub struct PersistConsumer {
@@ -84,12 +100,20 @@ impl PersistConsumer {
             if !self.write(&batch, &shutdown).await {
                 break; // shut down before the write succeeded: nothing committed
             }
+            // The batch's own offsets, not the consumer's position: an
+            // asynchronous commit of "the current position" is resolved when
+            // librdkafka sends it, by when the next batch may have been read
+            // (not written); a crash then lost that batch (the kill -9 test
+            // found it).
             // Asynchronous: a synchronous commit blocks this thread until
             // the broker answers, for ever if it is gone (a test's broker
             // stopped first hung the process on it). A commit that fails
             // is covered by the next one; if none comes, the batch is read
             // and written again: harmless.
-            if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            let committed = batch
+                .commit_list()
+                .and_then(|list| self.consumer.commit(&list, CommitMode::Async));
+            if let Err(err) = committed {
                 tracing::warn!(error = %err, "offset commit failed");
             }
         }
@@ -134,6 +158,10 @@ impl PersistConsumer {
     /// skipped).
     fn add(&self, batch: &mut Batch, record: &BorrowedMessage<'_>) {
         batch.records += 1;
+        batch.next_offsets.insert(
+            (record.topic().to_owned(), record.partition()),
+            record.offset() + 1,
+        );
         let payload = record.payload().unwrap_or_default();
         let decoded: Result<(), Box<dyn std::fmt::Display>> =
             match self.settings.kafka.topic(record.topic()) {
