@@ -128,18 +128,14 @@ impl ApiError {
         if self.status().is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let retry_after = match &self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            _ => None,
-        };
-        let mut response =
+        let response =
             rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", warp::http::HeaderValue::from(secs));
+        match self {
+            Self::RateLimited { retry_after_secs } => {
+                rill_runtime::ops::with_retry_after(response, retry_after_secs)
+            }
+            _ => response,
         }
-        response
     }
 }
 

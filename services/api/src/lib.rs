@@ -64,13 +64,12 @@ pub async fn run(
         settings.consistency_timeout_ms,
         metrics.clone(),
     );
-    let live = rill_sessions::LiveSessions::connect(&settings.redis).await?;
+    let redis = rill_sessions::connect(&settings.redis).await?;
+    let prefix = &settings.redis.key_prefix;
+    let live =
+        rill_sessions::LiveSessions::new(redis.clone(), prefix, settings.redis.session_ttl_secs);
     let cookies = rill_runtime::session_cookie::SessionCookies::new(&settings.session)?;
-    let logins = rill_sessions::Logins::new(
-        rill_sessions::Nodes::new(&settings.redis)?,
-        &settings.redis.key_prefix,
-        cookies.ttl(),
-    );
+    let logins = rill_sessions::Logins::new(redis, prefix, cookies.ttl());
     let api_keys = rill_auth::api_key::ApiKeys::new(&settings.api_keys)?;
     let passwords = rill_auth::password::Passwords::new(&settings.password)?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;

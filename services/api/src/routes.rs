@@ -62,6 +62,21 @@ fn finish(result: Reply) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }
 
+/// Runs `handler` once the caller of `credentials` may call a route with
+/// `rule` (`id`: the route's first path parameter); else answers why not.
+async fn guarded(
+    state: &ApiState,
+    credentials: &Credentials,
+    rule: Rule,
+    id: Option<&str>,
+    handler: impl Future<Output = Reply>,
+) -> Response {
+    finish(match access::check(state, credentials, rule, id).await {
+        Ok(_) => handler.await,
+        Err(err) => Err(err),
+    })
+}
+
 /// The test-data routes answer only where `test_data` is on.
 fn test_data_on(state: &ApiState) -> Result<(), ApiError> {
     match state.settings.test_data {
@@ -173,13 +188,14 @@ pub fn all(
         .and(body)
         .then(
             |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, None).await?;
-                        users::create(&st, ct.as_deref(), &b).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Server,
+                    None,
+                    users::create(&st, ct.as_deref(), &b),
                 )
+                .await
             },
         );
     let list_users = warp::path!("api" / "users")
@@ -188,13 +204,7 @@ pub fn all(
         .and(c.clone())
         .and(query)
         .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
-            finish(
-                async {
-                    access::check(&st, &cr, Rule::Server, None).await?;
-                    users::list(&st, q).await
-                }
-                .await,
-            )
+            guarded(&st, &cr, Rule::Server, None, users::list(&st, q)).await
         });
     let suggested = warp::path!("api" / "users" / "suggested")
         .and(warp::get())
@@ -202,13 +212,7 @@ pub fn all(
         .and(c.clone())
         .and(query)
         .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
-            finish(
-                async {
-                    access::check(&st, &cr, Rule::SignedIn, None).await?;
-                    users::suggested(&st, q).await
-                }
-                .await,
-            )
+            guarded(&st, &cr, Rule::SignedIn, None, users::suggested(&st, q)).await
         });
     let get_user = warp::path!("api" / "users" / String)
         .and(warp::get())
@@ -216,13 +220,7 @@ pub fn all(
         .and(c.clone())
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::SignedIn, Some(&id)).await?;
-                        users::get(&st, &id).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::SignedIn, Some(&id), users::get(&st, &id)).await
             },
         );
     let delete_user = warp::path!("api" / "users" / String)
@@ -231,13 +229,7 @@ pub fn all(
         .and(c.clone())
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
-                        users::delete(&st, &id).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::Server, Some(&id), users::delete(&st, &id)).await
             },
         );
     let user_profiles = warp::path!("api" / "users" / String / "profiles")
@@ -247,13 +239,14 @@ pub fn all(
         .and(query)
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Oneself, Some(&id)).await?;
-                        users::profiles(&st, &id, q).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Oneself,
+                    Some(&id),
+                    users::profiles(&st, &id, q),
                 )
+                .await
             },
         );
 
@@ -264,13 +257,14 @@ pub fn all(
         .and(body)
         .then(
             |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, None).await?;
-                        profiles::create(&st, ct.as_deref(), &b).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Server,
+                    None,
+                    profiles::create(&st, ct.as_deref(), &b),
                 )
+                .await
             },
         );
     let list_profiles = warp::path!("api" / "profiles")
@@ -279,13 +273,7 @@ pub fn all(
         .and(c.clone())
         .and(query)
         .then(|st: Arc<ApiState>, cr: Credentials, q| async move {
-            finish(
-                async {
-                    access::check(&st, &cr, Rule::Server, None).await?;
-                    profiles::list(&st, q).await
-                }
-                .await,
-            )
+            guarded(&st, &cr, Rule::Server, None, profiles::list(&st, q)).await
         });
     let get_profile = warp::path!("api" / "profiles" / String)
         .and(warp::get())
@@ -293,13 +281,7 @@ pub fn all(
         .and(c.clone())
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
-                        profiles::get(&st, &id).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::Member, Some(&id), profiles::get(&st, &id)).await
             },
         );
     let delete_profile = warp::path!("api" / "profiles" / String)
@@ -308,13 +290,14 @@ pub fn all(
         .and(c.clone())
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
-                        profiles::delete(&st, &id).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Server,
+                    Some(&id),
+                    profiles::delete(&st, &id),
                 )
+                .await
             },
         );
     let members = warp::path!("api" / "profiles" / String / "members")
@@ -324,13 +307,14 @@ pub fn all(
         .and(query)
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
-                        profiles::members(&st, &id, q).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Member,
+                    Some(&id),
+                    profiles::members(&st, &id, q),
                 )
+                .await
             },
         );
     let bind = warp::path!("api" / "profiles" / String / "members" / String)
@@ -339,13 +323,14 @@ pub fn all(
         .and(c.clone())
         .then(
             |p: String, u: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&p)).await?;
-                        profiles::bind(&st, &p, &u).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Server,
+                    Some(&p),
+                    profiles::bind(&st, &p, &u),
                 )
+                .await
             },
         );
     let unbind = warp::path!("api" / "profiles" / String / "members" / String)
@@ -354,13 +339,14 @@ pub fn all(
         .and(c.clone())
         .then(
             |p: String, u: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&p)).await?;
-                        profiles::unbind(&st, &p, &u).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Server,
+                    Some(&p),
+                    profiles::unbind(&st, &p, &u),
                 )
+                .await
             },
         );
     let messages = warp::path!("api" / "profiles" / String / "messages")
@@ -370,13 +356,14 @@ pub fn all(
         .and(query)
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials, q| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Member, Some(&id)).await?;
-                        history::messages(&st, &id, q).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Member,
+                    Some(&id),
+                    history::messages(&st, &id, q),
                 )
+                .await
             },
         );
 
@@ -386,13 +373,14 @@ pub fn all(
         .and(c.clone())
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Oneself, Some(&id)).await?;
-                        publish::launched(&st, &id).await
-                    }
-                    .await,
+                guarded(
+                    &st,
+                    &cr,
+                    Rule::Oneself,
+                    Some(&id),
+                    publish::launched(&st, &id),
                 )
+                .await
             },
         );
     let publish_user = warp::path!("api" / "users" / String / "publish")
@@ -402,13 +390,7 @@ pub fn all(
         .and(body)
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
-                        publish::to_user(&st, &id, ct.as_deref(), &b).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::Server, Some(&id), publish::to_user(&st, &id, ct.as_deref(), &b)).await
             },
         );
     let publish_profile = warp::path!("api" / "profiles" / String / "publish")
@@ -418,13 +400,7 @@ pub fn all(
         .and(body)
         .then(
             |id: String, st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, Some(&id)).await?;
-                        publish::to_profile(&st, &id, ct.as_deref(), &b).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::Server, Some(&id), publish::to_profile(&st, &id, ct.as_deref(), &b)).await
             },
         );
     let create_testdata = warp::path!("api" / "testdata")
@@ -434,14 +410,11 @@ pub fn all(
         .and(body)
         .then(
             |st: Arc<ApiState>, cr: Credentials, ct: Option<String>, b: Bytes| async move {
-                finish(
-                    async {
-                        access::check(&st, &cr, Rule::Server, None).await?;
-                        test_data_on(&st)?;
-                        testdata::create(&st, ct.as_deref(), &b).await
-                    }
-                    .await,
-                )
+                guarded(&st, &cr, Rule::Server, None, async {
+                    test_data_on(&st)?;
+                    testdata::create(&st, ct.as_deref(), &b).await
+                })
+                .await
             },
         );
     let drop_testdata = warp::path!("api" / "testdata")
@@ -449,14 +422,11 @@ pub fn all(
         .and(s)
         .and(c)
         .then(|st: Arc<ApiState>, cr: Credentials| async move {
-            finish(
-                async {
-                    access::check(&st, &cr, Rule::Server, None).await?;
-                    test_data_on(&st)?;
-                    testdata::drop_all(&st).await
-                }
-                .await,
-            )
+            guarded(&st, &cr, Rule::Server, None, async {
+                test_data_on(&st)?;
+                testdata::drop_all(&st).await
+            })
+            .await
         });
 
     let ops = rill_runtime::ops::routes(registry, ready);

@@ -69,11 +69,9 @@ impl Edge {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let cookies = SessionCookies::new(&settings.session)?;
-        let logins = rill_sessions::Logins::new(
-            rill_sessions::Nodes::new(&settings.redis)?,
-            &settings.redis.key_prefix,
-            cookies.ttl(),
-        );
+        let redis = rill_sessions::connect(&settings.redis).await?;
+        let prefix = &settings.redis.key_prefix;
+        let logins = rill_sessions::Logins::new(redis.clone(), prefix, cookies.ttl());
         let tokens = match settings.tokens.enabled() {
             true => Some(rill_auth::token::TokenVerifier::new(&settings.tokens)?),
             false => None,
@@ -85,8 +83,11 @@ impl Edge {
             metrics.clone(),
         );
         let store = rill_store::open(&settings.store).await?;
-        let (lock_manager, live) = rill_sessions::connect(&settings.redis).await?;
-        let locks = SessionLocks::new(lock_manager, live);
+        let session_ttl = settings.redis.session_ttl_secs;
+        let locks = SessionLocks::new(
+            rill_sessions::LockManager::new(redis.clone(), prefix, session_ttl),
+            rill_sessions::LiveSessions::new(redis.clone(), prefix, session_ttl),
+        );
         let membership = Arc::new(Membership::new(
             store.clone(),
             settings.membership_cache_secs,
@@ -134,7 +135,7 @@ impl Edge {
             availability: availability.clone(),
             publisher,
             send_keys: rill_sessions::SendKeys::new(
-                rill_sessions::Nodes::new(&settings.redis)?,
+                redis,
                 &settings.redis.key_prefix,
                 settings.limits.idempotency_window_secs,
             ),

@@ -214,18 +214,15 @@ impl EdgeError {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "request failed");
         }
-        let retry_after = match &self {
-            Self::RateLimited(wait) => Some(rill_runtime::rate_limit::retry_after_secs(*wait)),
-            _ => None,
-        };
-        let mut response =
+        let response =
             rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", warp::http::HeaderValue::from(secs));
+        match self {
+            Self::RateLimited(wait) => rill_runtime::ops::with_retry_after(
+                response,
+                rill_runtime::rate_limit::retry_after_secs(wait),
+            ),
+            _ => response,
         }
-        response
     }
 }
 

@@ -23,6 +23,7 @@ pub mod internal_events;
 pub mod json_body;
 pub mod kafka;
 pub mod ops;
+pub mod origin;
 pub mod rate_limit;
 pub mod session_cookie;
 pub mod settings;

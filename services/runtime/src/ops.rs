@@ -80,6 +80,14 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> warp::
     response
 }
 
+/// `response` with `Retry-After: secs` (how long a 429 says to wait).
+pub fn with_retry_after(mut response: warp::reply::Response, secs: u64) -> warp::reply::Response {
+    response
+        .headers_mut()
+        .insert("retry-after", warp::http::HeaderValue::from(secs));
+    response
+}
+
 /// How long a client should wait before retrying a 503, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 2;
 

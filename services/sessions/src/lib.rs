@@ -32,16 +32,11 @@ pub enum SessionsError {
     BadId(#[from] rill_domain::IdError),
 }
 
-/// The lock manager and the registry over the servers of `settings`,
-/// after checking that a majority of them answers.
-pub async fn connect(
-    settings: &RedisSettings,
-) -> Result<(LockManager, LiveSessions), SessionsError> {
+/// The Redis servers of `settings`, once a majority of them answers: one
+/// set of connections for the locks, the registry, the logins and the
+/// send keys of a service.
+pub async fn connect(settings: &RedisSettings) -> Result<Nodes, SessionsError> {
     let nodes = Nodes::new(settings)?;
     nodes.ping().await?;
-    let ttl = settings.session_ttl_secs;
-    Ok((
-        LockManager::new(nodes.clone(), &settings.key_prefix, ttl),
-        LiveSessions::new(nodes, &settings.key_prefix, ttl),
-    ))
+    Ok(nodes)
 }

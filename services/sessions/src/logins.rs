@@ -77,23 +77,9 @@ impl Logins {
         let mut pipe = redis::pipe();
         pipe.get(self.login_key(user, login))
             .get(self.after_key(user));
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let pipe = pipe.clone();
-                async move {
-                    pipe.query_async::<(Option<u64>, Option<u64>)>(&mut conn)
-                        .await
-                }
-            })
-            .await;
-        let up = answers.iter().filter(|answer| answer.is_ok()).count();
-        if up < self.nodes.quorum() {
-            return Err(no_quorum(up, &self.nodes));
-        }
+        let answers: Vec<(Option<u64>, Option<u64>)> = self.nodes.query_majority(&pipe).await?;
         let live = answers
             .into_iter()
-            .flatten()
             .filter(|(started, after)| {
                 started.is_some_and(|started| after.is_none_or(|after| started > after))
             })
@@ -145,20 +131,9 @@ impl Logins {
         let key = self.failures_key(what);
         let mut pipe = redis::pipe();
         pipe.get(&key).pttl(&key);
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let pipe = pipe.clone();
-                async move { pipe.query_async::<(Option<u64>, i64)>(&mut conn).await }
-            })
-            .await;
-        let up = answers.iter().filter(|answer| answer.is_ok()).count();
-        if up < self.nodes.quorum() {
-            return Err(no_quorum(up, &self.nodes));
-        }
+        let answers: Vec<(Option<u64>, i64)> = self.nodes.query_majority(&pipe).await?;
         Ok(answers
             .into_iter()
-            .flatten()
             .map(|(count, ttl_ms)| {
                 let left = Duration::from_millis(ttl_ms.max(0) as u64);
                 (count.unwrap_or(0), left)
@@ -179,23 +154,7 @@ impl Logins {
     }
 
     async fn write_to_majority(&self, pipe: &redis::Pipeline) -> Result<(), SessionsError> {
-        let answers = self
-            .nodes
-            .on_each(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await;
-        let up = answers.iter().filter(|answer| answer.is_ok()).count();
-        if up >= self.nodes.quorum() {
-            Ok(())
-        } else {
-            Err(no_quorum(up, &self.nodes))
-        }
-    }
-}
-
-fn no_quorum(up: usize, nodes: &Nodes) -> SessionsError {
-    SessionsError::NoQuorum {
-        up,
-        needed: nodes.quorum(),
+        self.nodes.query_majority::<()>(pipe).await.map(|_| ())
     }
 }
 

@@ -86,6 +86,37 @@ impl Nodes {
         join_all(which.iter().map(|&i| op(self.nodes[i].conn.clone()))).await
     }
 
+    /// Runs `pipe` on every server at once; what those that answered said.
+    pub async fn query_each<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Vec<T> {
+        self.on_each(|mut conn| async move { pipe.query_async::<T>(&mut conn).await })
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// As [`Nodes::query_each`], and an error unless a majority answered.
+    pub async fn query_majority<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<T>, SessionsError> {
+        let answers = self.query_each(pipe).await;
+        self.require_majority(answers.len())?;
+        Ok(answers)
+    }
+
+    /// An error unless `up` servers are a majority.
+    pub fn require_majority(&self, up: usize) -> Result<(), SessionsError> {
+        if up >= self.quorum() {
+            Ok(())
+        } else {
+            Err(SessionsError::NoQuorum {
+                up,
+                needed: self.quorum(),
+            })
+        }
+    }
+
     /// The name of server `index`, for logs.
     pub fn name(&self, index: usize) -> &str {
         &self.nodes[index].name
@@ -104,13 +135,6 @@ impl Nodes {
                 tracing::warn!(redis = self.name(i), error = %err, "Redis does not answer");
             }
         }
-        if up >= self.quorum() {
-            Ok(())
-        } else {
-            Err(SessionsError::NoQuorum {
-                up,
-                needed: self.quorum(),
-            })
-        }
+        self.require_majority(up)
     }
 }

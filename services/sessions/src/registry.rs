@@ -48,17 +48,6 @@ impl std::fmt::Debug for LiveSessions {
 }
 
 impl LiveSessions {
-    /// The registry on the servers of `settings`, once a majority answers.
-    pub async fn connect(settings: &crate::RedisSettings) -> Result<Self, SessionsError> {
-        let nodes = Nodes::new(settings)?;
-        nodes.ping().await?;
-        Ok(Self::new(
-            nodes,
-            &settings.key_prefix,
-            settings.session_ttl_secs,
-        ))
-    }
-
     pub fn new(nodes: Nodes, prefix: &str, ttl: Duration) -> Self {
         Self {
             nodes,

@@ -73,44 +73,19 @@ impl SendKeys {
             .arg("GET")
             .arg("PX")
             .arg(self.window.as_millis() as u64);
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let pipe = pipe.clone();
-                async move { pipe.query_async::<(Option<String>,)>(&mut conn).await }
-            })
-            .await;
-        let up = answers.iter().filter(|answer| answer.is_ok()).count();
-        if let Some(earlier) = answers
-            .iter()
-            .flatten()
-            .find_map(|(earlier,)| earlier.as_deref())
-        {
+        let answers: Vec<(Option<String>,)> = self.nodes.query_each(&pipe).await;
+        if let Some(earlier) = answers.iter().find_map(|(earlier,)| earlier.as_deref()) {
             return Ok(Claim::Sent(earlier.parse()?));
         }
-        if up < self.nodes.quorum() {
-            return Err(SessionsError::NoQuorum {
-                up,
-                needed: self.nodes.quorum(),
-            });
-        }
+        self.nodes.require_majority(answers.len())?;
         Ok(Claim::New)
     }
 
-    /// Gives `key` back after its send failed, so that a retry sends.
+    /// Gives `key` back after its send failed, so that a retry sends (an
+    /// error unless a majority of the servers took it back).
     pub async fn release(&self, user: UserId, key: &str) -> Result<(), SessionsError> {
         let mut pipe = redis::pipe();
         pipe.del(self.redis_key(user, key)).ignore();
-        let answers = self
-            .nodes
-            .on_each(|mut conn| {
-                let pipe = pipe.clone();
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await;
-        match answers.into_iter().find_map(Result::err) {
-            Some(err) => Err(err.into()),
-            None => Ok(()),
-        }
+        self.nodes.query_majority::<()>(&pipe).await.map(|_| ())
     }
 }

@@ -1,7 +1,7 @@
 //! The registry of live sessions against a real Redis server.
 
 use rill_domain::{ProfileId, UserId};
-use rill_sessions::RedisSettings;
+use rill_sessions::{LiveSessions, RedisSettings};
 use rill_testkit::redis::Redis;
 
 #[tokio::test]
@@ -11,7 +11,8 @@ async fn many_pairs_are_registered_listed_in_part_and_unregistered() {
         urls: vec![redis.url()],
         ..RedisSettings::default()
     };
-    let (_, live) = rill_sessions::connect(&settings).await.expect("redis");
+    let redis = rill_sessions::connect(&settings).await.expect("redis");
+    let live = LiveSessions::new(redis, &settings.key_prefix, settings.session_ttl_secs);
     // More pairs than one pipeline holds, over three profiles.
     let profiles = [
         ProfileId::random(),

@@ -152,14 +152,10 @@ pub fn same_site(headers: &HeaderMap, allowed: &[String], required: bool) -> Res
         .to_str()
         .map_err(|_| EdgeError::CrossOrigin("<not text>".into()))?;
     let host = headers.get("host").and_then(|h| h.to_str().ok());
-    let authority = origin.split_once("://").map(|(_, rest)| rest);
-    if authority.is_some() && authority == host {
-        return Ok(());
+    match rill_runtime::origin::is_same_site(origin, host, allowed) {
+        true => Ok(()),
+        false => Err(EdgeError::CrossOrigin(origin.to_owned())),
     }
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-        return Ok(());
-    }
-    Err(EdgeError::CrossOrigin(origin.to_owned()))
 }
 
 /// A profile id from a path and a message id from a query or header.
@@ -183,19 +179,20 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .filter(|value| !value.is_empty())
 }
 
+/// A header map of `pairs`, for the transports' tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(*k, warp::http::HeaderValue::from_static(v));
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{parse_ids, query_param, same_site};
+    use super::{parse_ids, query_param, same_site, test_headers as headers};
     use crate::error::EdgeError;
-    use warp::http::HeaderMap;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(*k, warp::http::HeaderValue::from_static(v));
-        }
-        map
-    }
 
     #[test]
     fn the_same_origin_is_allowed_and_no_origin_only_when_not_required() {

@@ -139,20 +139,10 @@ fn accept_key(headers: &HeaderMap) -> Result<String, EdgeError> {
     Ok(derive_accept_key(key.as_bytes()))
 }
 
-/// Browsers send `Origin` with every WebSocket upgrade; a page of another
-/// site must not open a session with the user's cookie. Clients that are not
-/// browsers send no `Origin` and are allowed.
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(*k, warp::http::HeaderValue::from_static(v));
-        }
-        map
-    }
+    use crate::transport::test_headers as headers;
 
     #[test]
     fn the_accept_key_follows_rfc_6455() {
