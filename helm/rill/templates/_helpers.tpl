@@ -73,6 +73,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ required "kafka.brokers is required" .Values.kafka.brokers | quote }}
 - name: RILL_KAFKA__MESSAGE_TOPIC
   value: {{ .Values.kafka.topics.messages | quote }}
+- name: RILL_KAFKA__SEQUENCED_TOPIC
+  value: {{ .Values.kafka.topics.sequenced | quote }}
 - name: RILL_KAFKA__DIRECTORY_TOPIC
   value: {{ .Values.kafka.topics.directory | quote }}
 - name: RILL_KAFKA__PUSH_TOPIC

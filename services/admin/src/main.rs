@@ -14,8 +14,8 @@
 //!   entry with its SHA-256 digest (what the api keeps).
 
 use anyhow::{Context as _, bail};
-use rill_runtime::KafkaSettings;
 use rill_runtime::settings::ServiceSettings;
+use rill_runtime::{KafkaSettings, Topic};
 use rill_store::StoreSettings;
 use rill_store::cassandra::CassandraStore;
 use serde::{Deserialize, Serialize};
@@ -47,12 +47,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
             let kafka = &settings.kafka;
+            let names: Vec<&str> = Topic::ALL.iter().map(|t| kafka.topic_name(*t)).collect();
             println!(
-                "topics ready: {}, {}, {}, {} ({} partitions)",
-                kafka.message_topic,
-                kafka.directory_topic,
-                kafka.push_topic,
-                kafka.presence_topic,
+                "topics ready: {} ({} partitions)",
+                names.join(", "),
                 kafka.partitions
             );
             Ok(())

@@ -77,7 +77,7 @@ impl PersistConsumer {
                 .create()?;
         consumer.subscribe(&[
             &settings.kafka.directory_topic,
-            &settings.kafka.message_topic,
+            &settings.kafka.sequenced_topic,
         ])?;
         Ok(Self {
             consumer,
@@ -168,12 +168,12 @@ impl PersistConsumer {
                 Some(Topic::Directory) => DirectoryEvent::decode(payload)
                     .map(|e| batch.events.push(e))
                     .map_err(|e| Box::new(e) as _),
-                Some(Topic::Messages) => {
+                Some(Topic::Sequenced) => {
                     ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
                         .map(|m| batch.messages.push(m))
                         .map_err(|e| Box::new(e) as _)
                 }
-                Some(Topic::Push | Topic::Presence) | None => {
+                Some(Topic::Messages | Topic::Push | Topic::Presence) | None => {
                     Err(Box::new("not a topic persist reads"))
                 }
             };

@@ -27,7 +27,14 @@ fn base_config(settings: &KafkaSettings) -> ClientConfig {
 /// A producer that a client's send may wait on: `acks=all`, idempotence as
 /// set, batches of at most `linger_ms`.
 pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
-    base_config(settings)
+    producer_config(settings, client_id).create()
+}
+
+/// The configuration of [`producer`], for producers of another kind (the
+/// sequencer's transactional one).
+pub fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut config = base_config(settings);
+    config
         .set("client.id", client_id)
         .set("acks", "all")
         .set("enable.idempotence", settings.idempotence.to_string())
@@ -35,8 +42,8 @@ pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProdu
         .set(
             "message.timeout.ms",
             settings.message_timeout_ms.as_millis().to_string(),
-        )
-        .create()
+        );
+    config
 }
 
 /// Configuration of a consumer that reads partitions it assigns itself,

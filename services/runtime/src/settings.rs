@@ -147,8 +147,14 @@ pub mod millis {
 pub struct KafkaSettings {
     /// Bootstrap servers, comma separated. Default `127.0.0.1:9092`.
     pub brokers: String,
-    /// Topic of chat messages, keyed by sender. Default `rill.messages`.
+    /// Topic of chat messages as the edges accept them, keyed by sender.
+    /// Default `rill.messages`.
     pub message_topic: String,
+    /// Topic of chat messages in their profile's order, keyed by profile:
+    /// the sequencer copies each message there, in the partition that
+    /// orders its profile; its offset is the message's position. Edges
+    /// deliver and persist stores from here. Default `rill.sequenced`.
+    pub sequenced_topic: String,
     /// Topic of user and profile events. Default `rill.directory`.
     pub directory_topic: String,
     /// Topic of server-side publishes, keyed by target. Default `rill.push`.
@@ -183,6 +189,7 @@ impl Default for KafkaSettings {
         Self {
             brokers: "127.0.0.1:9092".into(),
             message_topic: "rill.messages".into(),
+            sequenced_topic: "rill.sequenced".into(),
             directory_topic: "rill.directory".into(),
             push_topic: "rill.push".into(),
             presence_topic: "rill.presence".into(),
@@ -200,8 +207,10 @@ impl Default for KafkaSettings {
 /// that a topic it does not read is an error, not another topic's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
-    /// Chat messages (`kafka.message_topic`).
+    /// Chat messages as accepted, by sender (`kafka.message_topic`).
     Messages,
+    /// Chat messages in their profile's order (`kafka.sequenced_topic`).
+    Sequenced,
     /// User and profile events (`kafka.directory_topic`).
     Directory,
     /// Server-side publishes (`kafka.push_topic`).
@@ -211,7 +220,13 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [Self::Messages, Self::Directory, Self::Push, Self::Presence];
+    pub const ALL: [Topic; 5] = [
+        Self::Messages,
+        Self::Sequenced,
+        Self::Directory,
+        Self::Push,
+        Self::Presence,
+    ];
 }
 
 impl KafkaSettings {
@@ -219,6 +234,7 @@ impl KafkaSettings {
     pub fn topic_name(&self, topic: Topic) -> &str {
         match topic {
             Topic::Messages => &self.message_topic,
+            Topic::Sequenced => &self.sequenced_topic,
             Topic::Directory => &self.directory_topic,
             Topic::Push => &self.push_topic,
             Topic::Presence => &self.presence_topic,
@@ -239,11 +255,7 @@ impl KafkaSettings {
                 "must name at least one broker",
             ));
         }
-        if self.message_topic.is_empty()
-            || self.directory_topic.is_empty()
-            || self.push_topic.is_empty()
-            || self.presence_topic.is_empty()
-        {
+        if Topic::ALL.iter().any(|t| self.topic_name(*t).is_empty()) {
             return Err(SettingsError::invalid(
                 "kafka.message_topic",
                 "topic names must not be empty",

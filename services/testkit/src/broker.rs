@@ -89,6 +89,7 @@ impl Broker {
         KafkaSettings {
             brokers: self.addr.to_string(),
             message_topic: topic(&defaults.message_topic),
+            sequenced_topic: topic(&defaults.sequenced_topic),
             directory_topic: topic(&defaults.directory_topic),
             push_topic: topic(&defaults.push_topic),
             presence_topic: topic(&defaults.presence_topic),
@@ -108,6 +109,7 @@ impl Broker {
         vec![
             ("RILL_KAFKA__BROKERS", settings.brokers),
             ("RILL_KAFKA__MESSAGE_TOPIC", settings.message_topic),
+            ("RILL_KAFKA__SEQUENCED_TOPIC", settings.sequenced_topic),
             ("RILL_KAFKA__DIRECTORY_TOPIC", settings.directory_topic),
             ("RILL_KAFKA__PUSH_TOPIC", settings.push_topic),
             ("RILL_KAFKA__PRESENCE_TOPIC", settings.presence_topic),

@@ -100,6 +100,31 @@ impl Drop for EdgeHandle {
     }
 }
 
+/// Which of the consumers a [`Stack`] runs in the test process.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    persist: bool,
+    sequencer: bool,
+}
+
+impl Parts {
+    const ALL: Self = Self {
+        persist: true,
+        sequencer: true,
+    };
+}
+
+/// Settings of a sequencer for the test's own topics, with a consumer
+/// group and a transactional id of the test's own.
+pub fn sequencer_settings(broker: &Broker) -> rill_sequencer::SequencerSettings {
+    rill_sequencer::SequencerSettings {
+        kafka: broker.kafka_settings(),
+        group_id: broker.group_id("sequencer"),
+        transactional_id: broker.group_id("sequencer"),
+        ..Default::default()
+    }
+}
+
 #[derive(Debug)]
 pub struct Stack {
     pub broker: Broker,
@@ -110,6 +135,8 @@ pub struct Stack {
     pub api: SocketAddr,
     /// Where the in-process persistence consumer listens (unused without).
     pub persist: SocketAddr,
+    /// Where the in-process sequencer listens (unused without).
+    pub sequencer: SocketAddr,
     pub traefik: Traefik,
     services: CancellationToken,
 }
@@ -123,24 +150,39 @@ impl Stack {
 
     /// As [`Stack::start`], with each edge's settings changed by `tweak`.
     pub async fn start_with(edges: usize, tweak: impl Fn(&mut EdgeSettings)) -> Self {
-        Self::start_full(edges, true, TestStore::sqlite(), tweak).await
+        Self::start_full(edges, Parts::ALL, TestStore::sqlite(), tweak).await
     }
 
     /// As [`Stack::start`], but without a persistence consumer: the test
     /// runs its own (as a process it can kill, say).
     pub async fn start_without_persist(edges: usize) -> Self {
-        Self::start_full(edges, false, TestStore::sqlite(), |_| {}).await
+        let parts = Parts {
+            persist: false,
+            ..Parts::ALL
+        };
+        Self::start_full(edges, parts, TestStore::sqlite(), |_| {}).await
+    }
+
+    /// As [`Stack::start`], but without a sequencer: the test runs its own
+    /// (as a process it can kill, say). Until one runs, sent messages are
+    /// neither delivered nor stored.
+    pub async fn start_without_sequencer(edges: usize) -> Self {
+        let parts = Parts {
+            sequencer: false,
+            ..Parts::ALL
+        };
+        Self::start_full(edges, parts, TestStore::sqlite(), |_| {}).await
     }
 
     /// As [`Stack::start`], with the services on `store` (say, a keyspace
     /// on the test run's Cassandra).
     pub async fn start_on(edges: usize, store: TestStore) -> Self {
-        Self::start_full(edges, true, store, |_| {}).await
+        Self::start_full(edges, Parts::ALL, store, |_| {}).await
     }
 
     async fn start_full(
         edges: usize,
-        with_persist: bool,
+        parts: Parts,
         store: TestStore,
         tweak: impl Fn(&mut EdgeSettings),
     ) -> Self {
@@ -153,7 +195,7 @@ impl Stack {
             .await
             .expect("bind persist");
         let persist = persist_listener.local_addr().expect("persist addr");
-        if with_persist {
+        if parts.persist {
             let persist_settings = rill_persist::PersistSettings {
                 kafka: broker.kafka_settings(),
                 group_id: broker.group_id("persist"),
@@ -166,6 +208,20 @@ impl Stack {
                     rill_persist::run(persist_settings, persist_listener, persist_token).await
                 {
                     panic!("persist failed: {err}");
+                }
+            });
+        }
+
+        let sequencer_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sequencer");
+        let sequencer = sequencer_listener.local_addr().expect("sequencer addr");
+        if parts.sequencer {
+            let settings = sequencer_settings(&broker);
+            let token = services.clone();
+            tokio::spawn(async move {
+                if let Err(err) = rill_sequencer::run(settings, sequencer_listener, token).await {
+                    panic!("sequencer failed: {err}");
                 }
             });
         }
@@ -209,6 +265,7 @@ impl Stack {
             edges: handles,
             api,
             persist,
+            sequencer,
             traefik,
             services,
         }
