@@ -90,7 +90,9 @@ export const getUser = (userId) => request(`/api/users/${enc(userId)}`);
 export const getProfile = (profileId) => request(`/api/profiles/${enc(profileId)}`);
 export const userProfiles = (userId) => request(`/api/users/${enc(userId)}/profiles?limit=200`);
 
-/** One page of a profile's history, newest first, older than `before`. */
+/** One page of a profile's history in its order, newest first: the
+ *  newest, or the one before position `before` (a page's `next_before`,
+ *  null at the beginning). Each item carries its `position`. */
 export function history(profileId, { before, limit = 50 } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (before) query.set("before", before);

@@ -1,9 +1,9 @@
-// The open-profile view: the message list (history and live messages,
-// ordered and de-duplicated by id), the send box, the presence list and
-// the connection status.
+// The open-profile view: the message list (history and live messages in
+// the profile's one order, by position; each shown once, by id), the send
+// box, the presence list and the connection status.
 
 import * as api from "./api.js";
-import { LiveConnection } from "./live.js";
+import { LiveConnection, comparePositions } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,9 +42,9 @@ export class ChatView {
     this.onLoggedOut = onLoggedOut;
     this.alert = alert;
     this.items = new Map(); // id -> {el, provisional}: messages and pushes shown
-    this.newestMessageId = undefined; // for recovery after a reconnect
-    this.nextBefore = undefined; // history cursor; null: nothing older
+    this.nextBefore = undefined; // history cursor (a position); null: nothing older
     this.loadingOlder = false;
+    this.historyEpoch = 0; // bumped when the list is cut (see loadNewest)
     this.presence = new Set();
     this.countdown = null;
     this.list = $("messages");
@@ -52,7 +52,6 @@ export class ChatView {
     this.live = new LiveConnection({
       profileId,
       transport,
-      lastId: () => this.newestMessageId,
       onEvent: (event) => this.onEvent(event),
       onState: (state) => this.onState(state),
       checkSession: () => api.me({ signal: AbortSignal.timeout(SESSION_CHECK_TIMEOUT_MS) }),
@@ -88,10 +87,10 @@ export class ChatView {
       },
       () => ($("chat-title").textContent = "Unknown profile"),
     );
-    // History first, so the stream can start from its newest message and
-    // the edge fills in anything sent in between.
+    // History first, so the stream can start after its newest position and
+    // the edge sends exactly what was sent in between.
     try {
-      await this.loadPage();
+      await this.loadNewest();
     } catch (err) {
       // 401: the page is on its way to the login screen.
       if (err.status !== 401) this.alert(`Cannot load the history: ${err.message}`);
@@ -129,10 +128,6 @@ export class ChatView {
   onEvent(event) {
     switch (event.type) {
       case "message":
-        // Recovery replays from a little before the last id seen, which can
-        // reach below the oldest history page shown: leave those to "load
-        // older", so that the list has no hole.
-        if (this.nextBefore && event.id < this.nextBefore) break;
         this.addMessage(event);
         break;
       case "push":
@@ -153,9 +148,12 @@ export class ChatView {
         this.renderPresence();
         break;
       case "gap":
-        // The edge dropped events for us (we read too slowly): the newest
-        // page of history has them.
-        this.loadPage().catch(
+        // The edge could not send everything after the newest position
+        // shown (too old to replay, too many, a position it does not know)
+        // or dropped events because we read too slowly: the messages that
+        // follow are the newest, and the hole is before them. The newest
+        // page of history fills it.
+        this.loadNewest(this.live.lastPosition).catch(
           (err) => err.status !== 401 && this.alert(`Cannot reload the history: ${err.message}`),
         );
         break;
@@ -200,31 +198,30 @@ export class ChatView {
 
   // --- the message list -------------------------------------------------------
 
-  /** Shows a message unless it is shown already (recovery and history
-   *  overlap by design); returns whether it was new. */
+  /** Shows a message at its position unless it is shown already (a page
+   *  of history overlapping what the stream sent); returns whether it was
+   *  new. */
   addMessage(message) {
-    if (!this.newestMessageId || message.id > this.newestMessageId) {
-      this.newestMessageId = message.id;
-    }
     const known = this.items.get(message.id);
     if (known && !known.provisional) return false;
     const el = this.renderMessage(message);
-    if (known) {
-      known.el.replaceWith(el); // our own send, shown since its ack
-    } else {
-      this.insert(el, message.id);
-    }
+    // Our own send, shown since its ack below the rest: now at its place.
+    if (known) known.el.remove();
+    this.insert(el);
     this.items.set(message.id, { el, provisional: false });
     return true;
   }
 
+  /** A server push has no position: it stays where it arrived, after the
+   *  newest message shown then (`data-after`; empty: before them all). */
   addPush(push) {
     if (this.items.has(push.id)) return;
     const el = document.createElement("li");
     el.className = "notice";
     el.dataset.id = push.id;
+    el.dataset.after = this.live.lastPosition ?? "";
     el.textContent = `${push.event}: ${JSON.stringify(push.data)}`;
-    this.insert(el, push.id);
+    this.insert(el);
     this.items.set(push.id, { el, provisional: false });
   }
 
@@ -232,6 +229,7 @@ export class ChatView {
     const el = document.createElement("li");
     el.className = message.sender_id === this.me.id ? "msg mine" : "msg";
     el.dataset.id = message.id;
+    el.dataset.position = message.position;
     el.dataset.sender = message.sender_id;
     const meta = document.createElement("div");
     meta.className = "meta";
@@ -252,22 +250,34 @@ export class ChatView {
     return el;
   }
 
-  /** Inserts `el` in id order (UUIDv7 ids sort by time as strings), before
-   *  the sends still waiting for their ack, keeping the reader's place. */
-  insert(el, id) {
+  /** Inserts `el` (a message or a push) at its place in the order, above
+   *  our sends that have no position yet, keeping the reader's place. */
+  insert(el) {
     const stick = this.nearBottom();
+    const position = el.dataset.position;
     const first = this.list.firstElementChild;
-    if (first?.dataset.id && id < first.dataset.id) {
-      this.list.prepend(el);
+    if (position && first && placed(first) && !comesBefore(first, position)) {
+      this.list.prepend(el); // a page of older history
     } else {
       let before = null;
       for (let node = this.list.lastElementChild; node; node = node.previousElementSibling) {
-        if (node.dataset.id && node.dataset.id < id) break;
+        if (position ? comesBefore(node, position) : placed(node)) break;
         before = node;
       }
       this.list.insertBefore(el, before);
     }
     if (stick) this.scrollToBottom();
+  }
+
+  /** Removes what comes before `position` (messages, pushes): the list
+   *  then starts there, with no hole. */
+  forgetBefore(position) {
+    for (const [id, { el }] of this.items) {
+      if (placed(el) && comesBefore(el, position)) {
+        el.remove();
+        this.items.delete(id);
+      }
+    }
   }
 
   nearBottom() {
@@ -279,13 +289,28 @@ export class ChatView {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
-  /** The newest page of history (on open, and after a `gap`). */
-  async loadPage() {
+  /**
+   * The newest page of history: on open, and after a `gap`, when what is
+   * shown ends at `shownUpTo` and the stream goes on from the newest
+   * messages. If the page does not reach back to `shownUpTo`, more is
+   * missing than a page: the list restarts from the page (older pages
+   * load on demand, as after opening) rather than keep a hole.
+   */
+  async loadNewest(shownUpTo) {
     this.list.setAttribute("aria-busy", "true");
     try {
       const page = await api.history(this.profileId);
-      page.items.forEach((m) => this.addMessage(m));
-      if (this.nextBefore === undefined) this.nextBefore = page.next_before;
+      const oldest = page.items.at(-1)?.position;
+      if (!page.next_before) {
+        this.nextBefore = null; // the page starts at the beginning
+      } else if (!shownUpTo || comparePositions(oldest, shownUpTo) > 0) {
+        this.forgetBefore(oldest);
+        this.nextBefore = page.next_before;
+        this.historyEpoch += 1; // a page of older ones on its way is not wanted
+      }
+      // Oldest first: each goes below the ones before it, at once.
+      for (let i = page.items.length - 1; i >= 0; i--) this.addMessage(page.items[i]);
+      this.live.advance(page.items[0]?.position);
     } finally {
       this.list.removeAttribute("aria-busy");
       this.updateOlderButton();
@@ -299,10 +324,13 @@ export class ChatView {
     this.updateOlderButton();
     this.list.setAttribute("aria-busy", "true");
     const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
+    const epoch = this.historyEpoch;
     try {
       const page = await api.history(this.profileId, { before: this.nextBefore });
+      if (epoch !== this.historyEpoch) return; // the list restarted meanwhile
+      // Newest first: each goes above the ones before it, at once.
       page.items.forEach((m) => this.addMessage(m));
-      this.nextBefore = page.next_before;
+      this.nextBefore = page.next_before ?? null;
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom;
     } catch (err) {
       if (err.status !== 401) this.alert(`Cannot load older messages: ${err.message}`);
@@ -338,8 +366,9 @@ export class ChatView {
     this.sendBody(body);
   }
 
-  /** Shows `body` as "sending" at the end of the list, then as sent (at
-   *  its place by id) or as failed, with a button to try again: with the
+  /** Shows `body` as "sending" at the end of the list, then as sent (still
+   *  at the end: its position comes with the message itself, which then
+   *  takes its place) or as failed, with a button to try again: with the
    *  same idempotency key, so that a send whose ack was lost is not sent
    *  twice. */
   sendBody(body, idempotencyKey = newKey()) {
@@ -360,11 +389,9 @@ export class ChatView {
           el.remove(); // the message itself came first
           return;
         }
-        el.remove();
         el.classList.remove("pending");
         el.dataset.id = id;
         meta.textContent = `${this.me.name} · sent`;
-        this.insert(el, id);
         this.items.set(id, { el, provisional: true });
       },
       (err) => {
@@ -403,6 +430,21 @@ export class ChatView {
       list.append(more);
     }
   }
+}
+
+/** Whether `node` has its place in the order: a message (`data-position`)
+ *  or a push (`data-after`), not a send without its position yet. */
+function placed(node) {
+  return node.dataset.position !== undefined || node.dataset.after !== undefined;
+}
+
+/** Whether `node` comes before the message at `position`: a message
+ *  before it, or a push that arrived after an earlier message (or before
+ *  any). A send without a position comes after everything. */
+function comesBefore(node, position) {
+  const key = node.dataset.position ?? node.dataset.after;
+  if (key === undefined) return false;
+  return key === "" || comparePositions(key, position) < 0;
 }
 
 /** A new idempotency key: 128 random bits as hex (crypto.randomUUID needs

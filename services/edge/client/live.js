@@ -1,6 +1,13 @@
 // One live session on a profile, kept open: WebSocket, or SSE plus POST
 // when WebSocket does not get through; reconnects with backoff and asks the
-// edge for what it missed (the last message id it has seen).
+// edge for what it missed: the messages after the newest position seen.
+//
+// Positions. Every profile has one order; each message carries its place
+// in it, `position`, written "<offset>-<check>" (e.g. "1234-9f3a2c1d"):
+// offsets grow with the order but are not consecutive, and only they
+// compare (comparePositions). A stream reopened after a position gets
+// exactly the messages after it, in order, none twice, or a `gap` event
+// first when the edge cannot (see chat.js).
 //
 // States reported to `onState`:
 //   connecting    opening a stream
@@ -44,22 +51,39 @@ const PING_AFTER_MS = 20_000;
  *  login ended: trying again is of no use until someone logs in. */
 const SESSION_ENDED = new Set(["unauthenticated", "session_ended", "session_expired", "invalid_session"]);
 
+/**
+ * Compares two positions by their offsets (the decimal number before the
+ * "-"): negative when `a` comes first, 0 for the same place, positive when
+ * `a` comes after. Offsets are u64 and may pass 2^53, so they are compared
+ * as digit strings (no leading zeros: the longer is the greater), exactly.
+ */
+export function comparePositions(a, b) {
+  const x = offsetOf(a);
+  const y = offsetOf(b);
+  if (x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function offsetOf(position) {
+  const dash = position.indexOf("-");
+  return dash < 0 ? position : position.slice(0, dash);
+}
+
 export class LiveConnection {
   /**
    * @param {object} options
    * @param {string} options.profileId
    * @param {"auto"|"ws"|"sse"} options.transport  "ws"/"sse" force one
-   * @param {() => string|undefined} options.lastId  newest message id seen
    * @param {(event: object) => void} options.onEvent  every server event
    * @param {(state: object) => void} options.onState
    * @param {() => Promise<unknown>} options.checkSession  rejects with a 401
    *   HttpError when the login has ended (`GET /api/me`)
    */
-  constructor({ profileId, transport = "auto", lastId, onEvent, onState, checkSession = async () => {} }) {
+  constructor({ profileId, transport = "auto", onEvent, onState, checkSession = async () => {} }) {
     this.profileId = profileId;
     this.forced = transport === "auto" ? null : transport;
     this.transport = this.forced || (window.WebSocket ? "ws" : "sse");
-    this.lastId = lastId;
+    this.lastPosition = undefined; // the newest position shown: see advance()
     this.onEvent = onEvent;
     this.onState = onState;
     this.checkSession = checkSession;
@@ -78,6 +102,15 @@ export class LiveConnection {
   start() {
     this.stopped = false;
     this.connect();
+  }
+
+  /** Notes that the messages up to `position` are shown (a message from a
+   *  stream, or the newest page of history): the next stream asks for
+   *  what comes after the newest such position. */
+  advance(position) {
+    if (position && (!this.lastPosition || comparePositions(position, this.lastPosition) > 0)) {
+      this.lastPosition = position;
+    }
   }
 
   /** Closes the stream for good (leaving the page or the profile). */
@@ -125,8 +158,7 @@ export class LiveConnection {
   connectWebSocket() {
     const url = new URL(`/live/${encodeURIComponent(this.profileId)}/ws`, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    const last = this.lastId();
-    if (last) url.searchParams.set("last_id", last);
+    if (this.lastPosition) url.searchParams.set("last_position", this.lastPosition);
     const socket = new WebSocket(url);
     const stream = { socket, ready: false, refusal: null };
     this.stream = stream;
@@ -188,8 +220,9 @@ export class LiveConnection {
     const stream = { controller, ready: false, refusal: null };
     this.stream = stream;
     const headers = { accept: "text/event-stream" };
-    const last = this.lastId();
-    if (last) headers["last-event-id"] = last;
+    // What EventSource would send by itself: the last event's `id:`, which
+    // the edge sets to the message's position.
+    if (this.lastPosition) headers["last-event-id"] = this.lastPosition;
     let response;
     try {
       const url = `/live/${encodeURIComponent(this.profileId)}/sse`;
@@ -254,7 +287,9 @@ export class LiveConnection {
   // --- events -------------------------------------------------------------
 
   received(event) {
-    if (event.type === "ready") {
+    if (event.type === "message") {
+      this.advance(event.position);
+    } else if (event.type === "ready") {
       this.stream.ready = true;
       this.failures = 0;
       if (this.transport === "ws") {

@@ -1,8 +1,9 @@
 // Server-Sent Events read with fetch() instead of EventSource: EventSource
 // hides the HTTP status, and the client must tell 401 (log in again), 403
 // (not a member), 409 (already open elsewhere) and 503 (retry after) apart.
-// The price is setting Last-Event-ID ourselves, which is also what lets the
-// edge replay what we missed.
+// The price is setting Last-Event-ID ourselves (live.js: the newest
+// position seen, which the edge writes as each message event's `id:`),
+// which is also what lets the edge replay what we missed.
 
 /**
  * Reads the SSE stream `body` (a ReadableStream of bytes) and calls
