@@ -4,9 +4,11 @@
 //! idempotent, so a replay after a crash changes nothing.
 //!
 //! - [`consumer`]: the read-write-commit loop.
+//! - [`lag`]: how far the group is behind, per topic.
 //! - [`settings`], [`metrics`].
 
 pub mod consumer;
+pub mod lag;
 pub mod metrics;
 pub mod settings;
 
@@ -21,6 +23,7 @@ use warp::Filter;
 pub use settings::PersistSettings;
 
 use crate::consumer::PersistConsumer;
+use crate::lag::LagProbe;
 use crate::metrics::PersistMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,8 @@ pub async fn run(
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let store = rill_store::open(&settings.store).await?;
+    let probe = LagProbe::new(&settings, lag::topics(&settings), metrics.clone())?;
+    tokio::spawn(probe.run(shutdown.clone()));
     let consumer = PersistConsumer::new(settings, store, metrics)?;
     let running = Arc::new(AtomicBool::new(true));
     let consuming = {

@@ -1,8 +1,16 @@
 //! The persistence consumer's Prometheus metrics.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
 
 #[derive(Debug)]
 pub struct PersistMetrics {
@@ -12,6 +20,8 @@ pub struct PersistMetrics {
     pub write_failures: Counter,
     pub batch_records: Histogram,
     pub batch_write_seconds: Histogram,
+    /// Records of each topic past the group's committed offsets (`lag.rs`).
+    consumer_lag: Family<TopicLabels, Gauge>,
 }
 
 impl Default for PersistMetrics {
@@ -23,11 +33,18 @@ impl Default for PersistMetrics {
             write_failures: Counter::default(),
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             batch_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            consumer_lag: Family::default(),
         }
     }
 }
 
 impl PersistMetrics {
+    pub fn consumer_lag(&self, topic: String) -> Gauge {
+        self.consumer_lag
+            .get_or_create(&TopicLabels { topic })
+            .clone()
+    }
+
     /// Registers every metric under `rill_persist_`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("rill_persist");
@@ -61,6 +78,11 @@ impl PersistMetrics {
             "Time of one store write",
             Unit::Seconds,
             self.batch_write_seconds.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Records not yet stored and committed by the consumer group, per topic (the whole group's: the same from every pod)",
+            self.consumer_lag.clone(),
         );
     }
 }

@@ -18,6 +18,10 @@ pub struct PersistSettings {
     /// Kafka consumer group. Default `rill-persist`.
     pub group_id: String,
     pub batch: BatchSettings,
+    /// How often the group's lag is measured (`rill_persist_consumer_lag`),
+    /// in ms. Default 15000 (a usual scrape interval).
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub consumer_lag_interval_ms: Duration,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub telemetry: TelemetrySettings,
@@ -53,6 +57,7 @@ impl Default for PersistSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
             group_id: "rill-persist".into(),
             batch: BatchSettings::default(),
+            consumer_lag_interval_ms: Duration::from_secs(15),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
             telemetry: TelemetrySettings::default(),
@@ -75,6 +80,12 @@ impl ServiceSettings for PersistSettings {
             return Err(SettingsError::invalid(
                 "batch.max_message_bytes",
                 "must be above 0",
+            ));
+        }
+        if self.consumer_lag_interval_ms < Duration::from_millis(100) {
+            return Err(SettingsError::invalid(
+                "consumer_lag_interval_ms",
+                "must be at least 100",
             ));
         }
         self.kafka.validate()?;
