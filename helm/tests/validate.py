@@ -11,11 +11,15 @@ Docker engine and no network are needed:
 2. Every rendered object is validated against the Kubernetes JSON schemas of
    kubernetes-validate, strict (unknown fields are errors), for each
    Kubernetes version in KUBE_VERSIONS. Kinds that are CRDs (Traefik's
-   IngressRoute and Middleware, prometheus-operator's ServiceMonitor) are
+   IngressRoute and Middleware, prometheus-operator's ServiceMonitor and
+   PrometheusRule) are
    validated against the subset schemas in helm/tests/crd-schemas/; any
    other kind fails.
 3. checks.py: what schemas cannot see (probes, grace period vs drain
-   window, selectors, references between objects, secrets, settings names).
+   window, selectors, references between objects, secrets, settings names);
+   monitoring.py: the Grafana dashboard and the PrometheusRule (each PromQL
+   expression parses and names only metrics the services register, runbook
+   sections exist, thresholds come from the values).
 4. dockerfiles.py: what can be checked of a Dockerfile without building it.
 5. Values that must be refused are refused (NEGATIVE), and the validators
    themselves reject known-bad objects (a guard against a check that
@@ -38,6 +42,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checks  # noqa: E402
 import dockerfiles  # noqa: E402
+import monitoring  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "rill"
@@ -58,6 +63,14 @@ NEGATIVE = {
     ),
     "misspelt value": ({"edge": {"drainWindowSecs": 30}}, "additional properties 'drainWindowSecs' not allowed"),
     "bad sticky cookie name": ({"ingress": {"stickyCookie": "a b"}}, "/ingress/stickyCookie"),
+    "alert duration not a Prometheus duration": (
+        {"metrics": {"alerts": {"enabled": True, "edgeWarning": {"for": "10 minutes"}}}},
+        "/metrics/alerts/edgeWarning/for",
+    ),
+    "misspelt alert threshold": (
+        {"metrics": {"alerts": {"persistBehind": {"record": 5}}}},
+        "additional properties 'record' not allowed",
+    ),
 }
 
 
@@ -146,6 +159,8 @@ def check_scenario(name: str, values: dict | None, failures: Failures) -> None:
     merged = helm_merged_values(values)
     for message in checks.check(objects, merged, REPO):
         failures.add(name, message)
+    for message in monitoring.check(objects, merged, REPO, NAMESPACE):
+        failures.add(name, message)
     kinds = sorted({f"{o['kind']}" for _, o in objects})
     status = "ok" if len(failures.items) == before else "FAILED"
     print(
@@ -189,7 +204,28 @@ def check_validators(failures: Failures) -> None:
         "metadata": {"name": "x"},
         "spec": {"routes": [{"match": "PathPrefix(`/`)", "services": [{"name": "edge", "stickey": {}}]}]},
     }
-    for what, obj in [("Deployment with `replica`", bad_deployment), ("IngressRoute with `stickey`", bad_route)]:
+    bad_rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "x"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "for": "5 min",
+                                                     "labels": {"severity": "warning"}, "annotations": {}}]}]},
+    }
+    known = monitoring.known_series(REPO)
+    bad_dashboard = {"uid": "x", "title": "x", "schemaVersion": 39, "templating": {"list": []}, "panels": [
+        {"id": 1, "type": "timeseries", "title": "x", "description": "x", "datasource": {"uid": "${datasource}"},
+         "gridPos": {"h": 8, "w": 8, "x": 0, "y": 0},
+         "targets": [{"refId": "A", "expr": 'sum(rate(rill_edge_no_such_metric_total{namespace="$namespace"}[5m]))'},
+                     {"refId": "B", "expr": "sum(rate(rill_edge_sends_accepted_total[5m])"},
+                     {"refId": "C", "expr": "sum(rate(rill_edge_sends_accepted_total[5m]))"}]}]}
+    dashboard_problems = monitoring.check_dashboard_json(bad_dashboard, "self-check", known)
+    for what in ("no_such_metric", "does not parse", "not limited to namespace", "`datasource` variable"):
+        if any(what in p for p in dashboard_problems):
+            print(f"  ok: dashboard check finds {what!r}")
+        else:
+            failures.add("validator self-check", f"the dashboard check missed {what!r}: {dashboard_problems}")
+    for what, obj in [("Deployment with `replica`", bad_deployment), ("IngressRoute with `stickey`", bad_route),
+                      ("PrometheusRule with `for: 5 min` and no annotations", bad_rule)]:
         probe = Failures(quiet=True)
         validate_object(obj, what, probe)
         if probe.items:

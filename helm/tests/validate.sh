@@ -23,7 +23,7 @@ req="$repo/helm/tests/requirements.txt"
 _chart_check_ok() {
   local venv="$1"
   [[ -x "$venv/bin/python" ]] && cmp -s "$venv/requirements.txt" "$req" &&
-    "$venv/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1
+    "$venv/bin/python" -c 'import helm_python, kubernetes_validate, jsonschema, yaml, promql_parser' >/dev/null 2>&1
 }
 
 _chart_check_install() {
