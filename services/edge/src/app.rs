@@ -16,11 +16,10 @@ use crate::auth::Authenticator;
 use crate::availability::Availability;
 use crate::capacity::{self, Capacity};
 use crate::disconnect::{Disconnect, ReconnectReason};
-use crate::from_kafka::Delivery;
+use crate::from_kafka::{Delivery, DeliveryParts};
 use crate::hub::Hub;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
-use crate::recovery::RecentMessages;
 use crate::routes;
 use crate::session::{SessionLocks, SessionSettings, Sessions};
 use crate::settings::EdgeSettings;
@@ -77,11 +76,7 @@ impl Edge {
             false => None,
         };
         let auth = Authenticator::new(cookies, logins, tokens);
-        let hub = Hub::new(
-            RecentMessages::new(&settings.recovery),
-            settings.limits.slow_client_secs,
-            metrics.clone(),
-        );
+        let hub = Hub::new(settings.limits.slow_client_secs, metrics.clone());
         let store = rill_store::open(&settings.store).await?;
         let session_ttl = settings.redis.session_ttl_secs;
         let locks = SessionLocks::new(
@@ -102,14 +97,17 @@ impl Edge {
             settings.kafka.message_timeout_ms,
             metrics.clone(),
         ));
-        let delivery = Delivery::start(
+        let (delivery, recent) = Delivery::start(
             &settings.kafka,
             &edge_id,
-            hub.clone(),
-            membership.clone(),
-            settings.limits.max_message_bytes,
-            settings.limits.max_presence_users,
-            metrics.clone(),
+            &settings.recovery,
+            DeliveryParts {
+                hub: hub.clone(),
+                membership: membership.clone(),
+                max_body_bytes: settings.limits.max_message_bytes,
+                max_presence_users: settings.limits.max_presence_users,
+                metrics: metrics.clone(),
+            },
         )
         .await?;
         let capacity = Capacity::new(settings.limits.max_connections, metrics.clone());
@@ -139,7 +137,7 @@ impl Edge {
                 &settings.redis.key_prefix,
                 settings.limits.idempotency_window_secs,
             ),
-            store,
+            recent,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),

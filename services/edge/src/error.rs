@@ -65,6 +65,10 @@ pub enum EdgeError {
     LocksUnavailable(rill_sessions::LockError),
     #[error("this edge is at capacity: retry in a moment")]
     AtCapacity,
+    #[error("this edge is still reading its recovery window: retry in a moment")]
+    Starting,
+    #[error("bad position: {0}")]
+    BadPosition(#[from] rill_domain::PositionError),
     #[error("this edge is shutting down: reconnect")]
     ShuttingDown,
     #[error("the message could not be written to Kafka: {0}")]
@@ -115,6 +119,7 @@ impl From<OpenError> for EdgeError {
         match err {
             OpenError::ShuttingDown => Self::ShuttingDown,
             OpenError::AtCapacity => Self::AtCapacity,
+            OpenError::Starting => Self::Starting,
             OpenError::Membership(err) => err.into(),
             OpenError::Lock(err) => err.into(),
         }
@@ -138,6 +143,7 @@ impl EdgeError {
             Self::ProfileNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadId(_)
+            | Self::BadPosition(_)
             | Self::BadJson(_)
             | Self::RefTooLong { .. }
             | Self::BadIdempotencyKey
@@ -151,6 +157,7 @@ impl EdgeError {
             Self::UnknownProfile => StatusCode::NOT_FOUND,
             Self::AlreadyLive => StatusCode::CONFLICT,
             Self::AtCapacity
+            | Self::Starting
             | Self::ShuttingDown
             | Self::Kafka(_)
             | Self::Store(_)
@@ -171,6 +178,7 @@ impl EdgeError {
             Self::ProfileNotAllowed => "token_profile_not_allowed",
             Self::Logins(_) => "sessions_unavailable",
             Self::BadId(_) => "bad_id",
+            Self::BadPosition(_) => "bad_position",
             Self::BadJson(_) | Self::JsonBody(JsonBodyError::BadJson(_)) => "bad_json",
             Self::Body(BodyError::TooLarge { .. }) => "message_too_large",
             Self::Body(_) => "invalid_body",
@@ -187,6 +195,7 @@ impl EdgeError {
             Self::AlreadyLive => "already_live",
             Self::LocksUnavailable(_) => "locks_unavailable",
             Self::AtCapacity => "at_capacity",
+            Self::Starting => "starting",
             Self::ShuttingDown => "shutting_down",
             Self::Kafka(_) => "unavailable",
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rill_domain::{ChatMessage, MessageId, ProfileId, UserId};
+use rill_domain::{MessageId, Position, ProfileId, Sequenced, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The longest `ref` a client may attach to a send.
@@ -62,9 +62,11 @@ pub enum ServerEvent<'a> {
         profile_id: ProfileId,
         user_id: UserId,
     },
-    /// A chat message on the session's profile.
+    /// A chat message on the session's profile, at `position` in its
+    /// order (what a client resumes from).
     Message {
         id: MessageId,
+        position: Position,
         profile_id: ProfileId,
         sender_id: UserId,
         body: &'a str,
@@ -86,8 +88,11 @@ pub enum ServerEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
-    /// Events were dropped because the client read too slowly: fetch history.
-    Gap,
+    /// Messages were missed: dropped because the client read too slowly
+    /// (`slow_client`), or not replayable on reconnect (`too_old`,
+    /// `unknown_position`, `too_many`, `not_ready`). Fetch history for
+    /// what came before the next message.
+    Gap { reason: &'a str },
     /// The answer to a `ping`.
     Pong,
     /// Who is live on the profile right now (you included): the second
@@ -128,7 +133,7 @@ impl ServerEvent<'_> {
             Self::Message { .. } => "message",
             Self::Ack { .. } => "ack",
             Self::Error { .. } => "error",
-            Self::Gap => "gap",
+            Self::Gap { .. } => "gap",
             Self::Pong => "pong",
             Self::Presence { .. } => "presence",
             Self::Join { .. } => "join",
@@ -138,9 +143,11 @@ impl ServerEvent<'_> {
         }
     }
 
-    pub fn from_message(message: &ChatMessage) -> ServerEvent<'_> {
+    pub fn from_message(sequenced: &Sequenced) -> ServerEvent<'_> {
+        let message = &sequenced.message;
         ServerEvent::Message {
             id: message.id,
+            position: sequenced.position(),
             profile_id: message.profile_id,
             sender_id: message.sender_id,
             body: message.body.as_str(),
@@ -150,15 +157,15 @@ impl ServerEvent<'_> {
 
     /// Serialized once, to be written to any number of sessions.
     pub fn to_outbound(&self) -> Arc<Outbound> {
-        let id = match self {
-            Self::Message { id, .. } => Some(*id),
+        let position = match self {
+            Self::Message { position, .. } => Some(*position),
             _ => None,
         };
         // Serializing these plain structs cannot fail.
         let json = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
         Arc::new(Outbound {
             name: self.name(),
-            id,
+            position,
             json,
         })
     }
@@ -168,9 +175,9 @@ impl ServerEvent<'_> {
 #[derive(Debug)]
 pub struct Outbound {
     pub name: &'static str,
-    /// The message id (message events only): the SSE `id:`, which the
-    /// browser sends back as `Last-Event-ID` when it reconnects.
-    pub id: Option<MessageId>,
+    /// The message's position (message events only): the SSE `id:`,
+    /// which the browser sends back as `Last-Event-ID` when it reconnects.
+    pub position: Option<Position>,
     pub json: String,
 }
 
@@ -225,10 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn message_events_carry_their_id_for_sse() {
+    fn message_events_carry_their_position_for_sse() {
         let id = MessageId::now();
+        let position = Position::new(42, id);
         let event = ServerEvent::Message {
             id,
+            position,
             profile_id: ProfileId::random(),
             sender_id: UserId::random(),
             body: "hi",
@@ -236,11 +245,12 @@ mod tests {
         };
         let out = event.to_outbound();
         assert_eq!(out.name, "message");
-        assert_eq!(out.id, Some(id));
+        assert_eq!(out.position, Some(position));
         let json: serde_json::Value = serde_json::from_str(out.json.as_str()).expect("json");
         assert_eq!(json["type"], "message");
         assert_eq!(json["body"], "hi");
         assert_eq!(json["id"], id.to_string());
+        assert_eq!(json["position"], position.to_string());
     }
 
     #[test]

@@ -29,14 +29,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use rill_domain::{LoginId, MessageId, ProfileId, UserId};
+use rill_domain::{LoginId, ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::time::Instant;
 
 use crate::disconnect::Disconnect;
 use crate::events::{Outbound, ServerEvent};
 use crate::metrics::EdgeMetrics;
-use crate::recovery::RecentMessages;
 
 /// Heartbeats go out in this many turns per interval, so that not every
 /// socket is pinged in the same instant.
@@ -60,7 +59,6 @@ pub struct Hub {
     by_profile: Index<ProfileId>,
     by_user: Index<UserId>,
     next_slot: AtomicU64,
-    recent: RecentMessages,
     slow_after: Duration,
     /// The hub's clock starts here; slots keep times as ms since.
     epoch: Instant,
@@ -179,17 +177,12 @@ impl Slot {
 }
 
 impl Hub {
-    pub fn new(
-        recent: RecentMessages,
-        slow_after: Duration,
-        metrics: Arc<EdgeMetrics>,
-    ) -> Arc<Self> {
+    pub fn new(slow_after: Duration, metrics: Arc<EdgeMetrics>) -> Arc<Self> {
         Arc::new(Self {
             by_turn: (0..SHARDS).map(|_| RwLock::default()).collect(),
             by_profile: Index::new(),
             by_user: Index::new(),
             next_slot: AtomicU64::new(0),
-            recent,
             slow_after,
             epoch: Instant::now(),
             metrics,
@@ -226,35 +219,6 @@ impl Hub {
             hub: self.clone(),
             slot,
         }
-    }
-
-    /// Like [`Hub::subscribe`], and also the window's messages of `profile`
-    /// from `since` on. Every message delivered from now on is in the
-    /// window's answer or in the queue (or both): the window is read after
-    /// the session joined, and a message enters the window before it is
-    /// queued.
-    pub fn subscribe_since(
-        self: &Arc<Self>,
-        profile: ProfileId,
-        user: UserId,
-        depth: usize,
-        since: MessageId,
-    ) -> (Subscription, Vec<(MessageId, Arc<Outbound>)>) {
-        let subscription = self.subscribe(profile, user, depth);
-        let recent = self.recent.since(profile, since);
-        (subscription, recent)
-    }
-
-    /// Remembers chat message `id` for recovery, then queues it for every
-    /// session on `profile`; returns how many sessions it was queued for.
-    pub fn deliver_message(
-        &self,
-        profile: ProfileId,
-        id: MessageId,
-        event: &Arc<Outbound>,
-    ) -> usize {
-        self.recent.push(profile, id, event);
-        self.deliver(profile, event)
     }
 
     /// Queues `event` for every session on `profile`; returns how many
@@ -484,7 +448,12 @@ impl Subscription {
             return Some(Next::Heartbeat);
         }
         if self.slot.gap.swap(false, Ordering::AcqRel) {
-            return Some(Next::Event(ServerEvent::Gap.to_outbound()));
+            return Some(Next::Event(
+                ServerEvent::Gap {
+                    reason: "slow_client",
+                }
+                .to_outbound(),
+            ));
         }
         self.try_next().map(Next::Event)
     }
@@ -549,14 +518,9 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
     use crate::events::ServerEvent;
-    use crate::settings::Recovery;
 
     fn hub_with(metrics: Arc<EdgeMetrics>) -> Arc<Hub> {
-        Hub::new(
-            RecentMessages::new(&Recovery::default()),
-            Duration::from_secs(10),
-            metrics,
-        )
+        Hub::new(Duration::from_secs(10), metrics)
     }
 
     fn hub() -> Arc<Hub> {
@@ -754,19 +718,6 @@ mod tests {
         let mut expected = vec![(ada, p), (ada, q), (bob, p)];
         expected.sort();
         assert_eq!(pairs, expected);
-    }
-
-    #[tokio::test]
-    async fn messages_delivered_after_subscribing_are_in_the_window_or_the_queue() {
-        let hub = hub();
-        let p = ProfileId::random();
-        let before = MessageId::now();
-        hub.deliver_message(p, before, &event());
-        let (mut sub, recent) = hub.subscribe_since(p, UserId::random(), 4, before);
-        assert_eq!(recent.len(), 1, "the earlier message is in the window");
-        let after = MessageId::now();
-        hub.deliver_message(p, after, &event());
-        assert_eq!(name(sub.next().await), "pong", "the later one is queued");
     }
 
     #[tokio::test]

@@ -62,10 +62,9 @@ pub mod bench {
     pub use crate::events::Outbound;
     pub use crate::hub::{Hub, Subscription};
 
-    /// A hub with default recovery settings.
+    /// A hub as an edge makes it.
     pub fn hub() -> Arc<Hub> {
         Hub::new(
-            crate::recovery::RecentMessages::new(&crate::settings::Recovery::default()),
             Duration::from_secs(10),
             Arc::new(crate::metrics::EdgeMetrics::default()),
         )

@@ -46,6 +46,8 @@ pub struct EdgeSettings {
     pub recovery: Recovery,
     pub drain: Drain,
     pub availability: Availability,
+    /// This edge's heartbeat in Redis, by which the others find it dead.
+    pub edges: Liveness,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub redis: RedisSettings,
@@ -142,34 +144,42 @@ pub struct Lifetime {
     pub dither_secs: Duration,
 }
 
-/// What a reconnecting client gets back.
+/// What a reconnecting client gets back: the messages after its last seen
+/// position, from the edge's window of the sequenced topic's recent
+/// records (see `recovery.rs`). Memory: at most `window_bytes` (plus the
+/// events' share of the sessions' queues, which they share).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recovery {
-    /// Recent messages the edge keeps per profile (every profile it saw a
-    /// message on), for clients that come back before persist stored them.
-    /// Default 256.
-    pub window_messages: usize,
-    /// How long a message stays in that window, in seconds. Default 60.
+    /// Bytes of recent messages the edge keeps, over all partitions of the
+    /// sequenced topic (each gets an equal share; the oldest go first).
+    /// A client whose position fell out of the window gets a `gap`.
+    /// Default 67108864 (64 MiB).
+    pub window_bytes: usize,
+    /// How long a message stays in the window, in seconds; at start-up the
+    /// edge reads this far back. Default 300.
     #[serde(with = "rill_runtime::settings::secs")]
     pub window_secs: Duration,
-    /// Most messages replayed to one reconnecting client; past it the client
-    /// gets the newest ones and a `gap`. Default 5000.
+    /// Most messages replayed to one reconnecting client; past it (or past
+    /// `max_replay_bytes`) the client gets a `gap` and the newest
+    /// `gap_page` messages instead. Default 1000.
     pub max_replay: usize,
-    /// Replay starts this many ms before the client's last seen message, so
-    /// that a message with a smaller id that arrived later is not lost
-    /// (clients drop what they already have, by id). Default 2000.
-    #[serde(with = "rill_runtime::settings::millis")]
-    pub slack_ms: Duration,
+    /// Most bytes of messages replayed to one client. Default 1048576.
+    pub max_replay_bytes: usize,
+    /// Messages a client gets after a `gap` (the newest of its profile in
+    /// the window), to show what is current while it reads history for
+    /// the rest. Default 50.
+    pub gap_page: usize,
 }
 
 impl Default for Recovery {
     fn default() -> Self {
         Self {
-            window_messages: 256,
-            window_secs: Duration::from_secs(60),
-            max_replay: 5000,
-            slack_ms: Duration::from_millis(2000),
+            window_bytes: 64 * 1024 * 1024,
+            window_secs: Duration::from_secs(300),
+            max_replay: 1000,
+            max_replay_bytes: 1024 * 1024,
+            gap_page: 50,
         }
     }
 }
@@ -232,6 +242,57 @@ impl Default for Availability {
     }
 }
 
+/// How an edge tells the others it is alive, and how soon they end the
+/// sessions of one that stopped (`session::peers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Liveness {
+    /// How often this edge writes its heartbeat to Redis and looks at the
+    /// other edges' heartbeats, in ms. Default 1000.
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub heartbeat_interval_ms: Duration,
+    /// An edge whose heartbeat is this old is declared dead by one of the
+    /// others, which publishes a `leave` for each of its sessions and frees
+    /// their locks and registry entries: a killed edge's sessions end
+    /// within `dead_after_ms + heartbeat_interval_ms` (plus the time to end
+    /// them), not after `redis.session_ttl_secs`. An edge paused or cut off
+    /// from Redis for this long may be declared dead: it then ends its
+    /// sessions with `reconnect` when it comes back. At least twice
+    /// `heartbeat_interval_ms`. Default 3000.
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub dead_after_ms: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: Duration::from_millis(1000),
+            dead_after_ms: Duration::from_millis(3000),
+        }
+    }
+}
+
+impl Liveness {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(Duration::from_millis(50)..=Duration::from_secs(60))
+            .contains(&self.heartbeat_interval_ms)
+        {
+            return Err(SettingsError::invalid(
+                "edges.heartbeat_interval_ms",
+                "must be between 50 and 60000",
+            ));
+        }
+        // One late beat must not make an edge dead.
+        if self.dead_after_ms < self.heartbeat_interval_ms * 2 {
+            return Err(SettingsError::invalid(
+                "edges.dead_after_ms",
+                "must be at least twice edges.heartbeat_interval_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -273,6 +334,7 @@ impl Default for EdgeSettings {
             recovery: Recovery::default(),
             drain: Drain::default(),
             availability: Availability::default(),
+            edges: Liveness::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
             redis: RedisSettings::default(),
@@ -289,6 +351,7 @@ impl ServiceSettings for EdgeSettings {
         self.store.validate()?;
         self.redis.validate()?;
         self.limits.validate()?;
+        self.edges.validate()?;
         self.validate_sessions()?;
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
@@ -363,8 +426,9 @@ impl EdgeSettings {
             return Err(SettingsError::invalid(field, "must be above 0"));
         }
         let counts = [
-            ("recovery.window_messages", self.recovery.window_messages),
+            ("recovery.window_bytes", self.recovery.window_bytes),
             ("recovery.max_replay", self.recovery.max_replay),
+            ("recovery.max_replay_bytes", self.recovery.max_replay_bytes),
         ];
         if let Some((field, _)) = counts.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::invalid(field, "must be above 0"));
@@ -442,6 +506,21 @@ mod tests {
         s.lifetime.dither_secs = Duration::from_secs(5);
         let err = s.validate().expect_err("dither without lifetime");
         assert!(err.to_string().contains("lifetime.dither_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_dead_edge_needs_more_than_one_missed_beat() {
+        let mut s = valid();
+        s.edges.dead_after_ms = s.edges.heartbeat_interval_ms;
+        let err = s.validate().expect_err("one beat");
+        assert!(err.to_string().contains("edges.dead_after_ms"), "{err}");
+        let mut s = valid();
+        s.edges.heartbeat_interval_ms = Duration::ZERO;
+        let err = s.validate().expect_err("no interval");
+        assert!(
+            err.to_string().contains("edges.heartbeat_interval_ms"),
+            "{err}"
+        );
     }
 
     #[test]

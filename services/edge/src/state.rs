@@ -32,8 +32,11 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    /// Ready for new sessions: not draining, and available.
+    /// Ready for new sessions: not draining, available, and the recovery
+    /// window read back since start-up.
     pub fn is_ready(&self) -> bool {
-        !self.shutdown.is_cancelled() && self.availability.level() == Level::Available
+        !self.shutdown.is_cancelled()
+            && self.availability.level() == Level::Available
+            && self.sessions.recent.is_caught_up()
     }
 }

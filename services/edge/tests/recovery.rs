@@ -1,12 +1,13 @@
-//! Recovery: a client that comes back with its last seen message id gets
-//! everything it missed, once, whether it left by itself, its edge was
-//! killed (kill -9), or its edge drained on SIGTERM.
+//! Recovery: a plain client (one that drops nothing itself) that comes
+//! back with its last seen position gets exactly what it missed, each
+//! message once and in the profile's order, whether it left by itself,
+//! its edge was killed (kill -9), or its edge drained on SIGTERM.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rill_domain::MessageId;
+use rill_domain::Position;
 use rill_testkit::auth_env;
 use rill_testkit::service::ServiceProcess;
 use rill_testkit::traefik::Traefik;
@@ -43,7 +44,9 @@ impl Live {
     ) -> Result<Live, (u16, String)> {
         match transport {
             Transport::Ws => {
-                let query = last.map(|id| format!("?last_id={id}")).unwrap_or_default();
+                let query = last
+                    .map(|position| format!("?last_position={position}"))
+                    .unwrap_or_default();
                 let path = format!("/live/{profile}/ws{query}");
                 let mut ws = client.try_ws(&path, &[]).await?;
                 // A second session is refused after the upgrade (4409).
@@ -75,10 +78,12 @@ impl Live {
     }
 }
 
-/// Every message id a client received, and how often.
+/// Every message a client received, in the order received.
 #[derive(Debug, Default)]
 struct Tally {
-    seen: BTreeMap<String, usize>,
+    /// (position, id) of each message event.
+    received: Vec<(Position, String)>,
+    seen: BTreeSet<String>,
     edges: Vec<String>,
 }
 
@@ -89,23 +94,32 @@ impl Tally {
         match kind.as_str() {
             "message" => {
                 let id = event["id"].as_str().expect("message id").to_owned();
-                *self.seen.entry(id).or_default() += 1;
+                let position = event["position"]
+                    .as_str()
+                    .expect("a position")
+                    .parse()
+                    .expect("a valid position");
+                self.seen.insert(id.clone());
+                self.received.push((position, id));
             }
             "ready" => self
                 .edges
                 .push(event["edge_id"].as_str().unwrap_or_default().into()),
+            "gap" => panic!("a gap, though everything missed was in the window: {event}"),
             _ => {}
         }
         kind
     }
 
-    /// The largest id seen: the one to recover from.
+    /// The last position seen: the one to recover from.
     fn last(&self) -> Option<String> {
-        self.seen.keys().next_back().cloned()
+        self.received
+            .last()
+            .map(|(position, _)| position.to_string())
     }
 
     fn has_all(&self, sent: &BTreeSet<String>) -> bool {
-        sent.iter().all(|id| self.seen.contains_key(id))
+        sent.iter().all(|id| self.seen.contains(id))
     }
 
     /// Reads `live` until every id of `sent` arrived; false if the session
@@ -129,26 +143,26 @@ impl Tally {
     }
 
     fn missing(&self, sent: &BTreeSet<String>) -> usize {
-        sent.iter()
-            .filter(|id| !self.seen.contains_key(*id))
-            .count()
+        sent.iter().filter(|id| !self.seen.contains(*id)).count()
     }
 
-    /// Exactly what was sent, and a message twice only if the client had it
-    /// already within the replay slack (2 s) before the id it came back
-    /// with.
-    fn assert_exactly(&self, sent: &BTreeSet<String>, recovered_from: &[String]) {
-        let got: BTreeSet<&String> = self.seen.keys().collect();
-        assert_eq!(got, sent.iter().collect(), "received exactly what was sent");
-        for (id, times) in self.seen.iter().filter(|(_, n)| **n > 1) {
-            let ms = |id: &str| id.parse::<MessageId>().ok().and_then(|m| m.timestamp_ms());
-            let near = recovered_from.iter().any(|last| {
-                let (id_ms, last_ms) = (ms(id).expect("v7"), ms(last).expect("v7"));
-                *id <= *last && id_ms + 2000 >= last_ms
-            });
+    /// Exactly what was sent, each message once, in increasing positions
+    /// across every reconnect.
+    fn assert_exactly(&self, sent: &BTreeSet<String>) {
+        assert_eq!(&self.seen, sent, "received exactly what was sent");
+        assert_eq!(
+            self.received.len(),
+            sent.len(),
+            "no message twice ({} events for {} messages)",
+            self.received.len(),
+            sent.len()
+        );
+        for pair in self.received.windows(2) {
             assert!(
-                near,
-                "{id} arrived {times} times and is not in the slack before a reconnect"
+                pair[0].0.offset < pair[1].0.offset,
+                "out of order: {} then {}",
+                pair[0].0,
+                pair[1].0
             );
         }
     }
@@ -204,7 +218,7 @@ async fn recovers_after_leaving(transport: Transport) {
         .expect("reopens");
     sent.extend(more.await.expect("sender"));
     assert!(tally.read_until(&mut live, &sent).await);
-    tally.assert_exactly(&sent, &[last]);
+    tally.assert_exactly(&sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +310,7 @@ async fn a_client_whose_edge_is_killed_recovers_on_the_other_edge() {
     let waited = killed.elapsed();
     sent.extend(away.await.expect("sender"));
     assert!(tally.read_until(&mut live, &sent).await);
-    tally.assert_exactly(&sent, &[last]);
+    tally.assert_exactly(&sent);
     assert_ne!(
         tally.edges.last(),
         Some(&first_edge),
@@ -333,11 +347,10 @@ async fn clients_of_a_draining_edge_move_to_the_other_edge_without_loss() {
             .expect("opens");
         receivers.spawn(async move {
             let mut tally = Tally::default();
-            let mut recovered_from = Vec::new();
             loop {
                 let sent = all_sent.borrow_and_update().clone();
                 if !sent.is_empty() && tally.has_all(&sent) {
-                    tally.assert_exactly(&sent, &recovered_from);
+                    tally.assert_exactly(&sent);
                     return tally.edges;
                 }
                 let event = tokio::select! {
@@ -353,7 +366,6 @@ async fn clients_of_a_draining_edge_move_to_the_other_edge_without_loss() {
                 };
                 tokio::time::sleep(Duration::from_millis(reconnect)).await;
                 let last = tally.last();
-                recovered_from.extend(last.clone());
                 let timeout = Duration::from_secs(15);
                 (live, _) = reopen(&client, Transport::Ws, room, last.as_deref(), timeout).await;
             }

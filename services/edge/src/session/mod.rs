@@ -6,19 +6,21 @@
 //! hub, publishes the `leave`, then releases its lock.
 //!
 //! - [`locks`]: the one-session-per-pair lock, kept while the session lives.
+//! - [`peers`]: this edge's heartbeat in Redis; the sessions of a dead edge,
+//!   ended by a survivor.
 
 pub mod locks;
+pub mod peers;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_domain::{MessageId, PresenceChange, ProfileId, UserId};
+use rill_domain::{MessageId, Position, PresenceChange, ProfileId, UserId};
 use rill_runtime::clock::now_ms;
 use rill_runtime::shutdown::CancellationToken;
 use rill_sessions::{Claim, SendKeys};
-use rill_store::Store;
 use tokio::time::Sleep;
 use tokio_util::task::TaskTracker;
 
@@ -29,11 +31,15 @@ use crate::events::{Outbound, ServerEvent};
 use crate::hub::{Hub, Next, Subscription};
 use crate::membership::{Membership, MembershipError};
 use crate::metrics::{EdgeMetrics, Transport};
-use crate::recovery;
+use crate::recovery::RecentMessages;
 use crate::settings::{Lifetime, Recovery};
 use crate::to_kafka::{PublishError, Publisher};
 
 pub use locks::{AcquireError, Lease, SessionLocks};
+
+/// How long a session waits for a just-started edge to read its recovery
+/// window back (a few seconds at most) before it is refused with 503.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a session could not open.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,8 @@ pub enum OpenError {
     ShuttingDown,
     #[error("this edge is at capacity: retry in a moment")]
     AtCapacity,
+    #[error("this edge is still reading its recovery window: retry in a moment")]
+    Starting,
     #[error(transparent)]
     Membership(#[from] MembershipError),
     #[error(transparent)]
@@ -87,8 +95,8 @@ pub struct Sessions {
     pub publisher: Arc<Publisher>,
     /// Idempotency keys of sends (Redis).
     pub send_keys: SendKeys,
-    /// History, for what a reconnecting client missed.
-    pub store: Arc<dyn Store>,
+    /// Recent messages, for what a reconnecting client missed.
+    pub recent: Arc<RecentMessages>,
     pub metrics: Arc<EdgeMetrics>,
     /// Cancelled when the edge starts draining: no session opens after.
     pub shutdown: CancellationToken,
@@ -105,14 +113,10 @@ pub struct LiveSession {
     /// Sent before any live event: ready, presence, replayed messages.
     /// Freed once sent (every idle session would keep its buffer).
     opening: VecDeque<Arc<Outbound>>,
-    /// Ids of the replayed messages, not to be sent again when they also
-    /// arrive live; `None` when there are none (boxed: most sessions have
-    /// none, and the session is part of every idle session's memory).
-    #[expect(
-        clippy::box_collection,
-        reason = "8 bytes in every session instead of an empty set's 48"
-    )]
-    replayed: Option<Box<HashSet<MessageId>>>,
+    /// The replay (or the newest page after a gap) went up to this
+    /// position: messages at or before it that also arrive live (queued
+    /// while the replay was read) are not sent again.
+    replayed_up_to: Option<u64>,
     /// When the session reaches `lifetime.max_secs` (if set).
     lifetime: Option<Pin<Box<Sleep>>>,
     /// Taken when the session closes, to be released after its `leave`.
@@ -137,9 +141,9 @@ impl Sessions {
         user: UserId,
         profile: ProfileId,
         transport: Transport,
-        last_id: Option<MessageId>,
+        last_position: Option<Position>,
     ) -> Result<LiveSession, OpenError> {
-        let opened = self.try_open(user, profile, transport, last_id).await;
+        let opened = self.try_open(user, profile, transport, last_position).await;
         if let Err(err) = &opened {
             self.metrics.session_refused(refusal(err));
         }
@@ -199,10 +203,15 @@ impl Sessions {
         user: UserId,
         profile: ProfileId,
         transport: Transport,
-        last_id: Option<MessageId>,
+        last_position: Option<Position>,
     ) -> Result<LiveSession, OpenError> {
         if self.shutdown.is_cancelled() {
             return Err(OpenError::ShuttingDown);
+        }
+        // Before the start-up read of the window has caught up, a session
+        // could get old messages as live ones, and a replay could miss.
+        if !self.recent.wait_caught_up(CATCH_UP_WAIT).await {
+            return Err(OpenError::Starting);
         }
         if self.availability.level() == Level::Critical {
             return Err(OpenError::AtCapacity);
@@ -217,16 +226,9 @@ impl Sessions {
             .acquire(user, profile, self.settings.lock_wait)
             .await?;
 
-        let depth = self.settings.queue_depth;
-        let recovery = &self.settings.recovery;
-        let (subscription, recent) = match last_id {
-            Some(last) => {
-                let since = recovery::replay_from(last, recovery);
-                let (sub, recent) = self.hub.subscribe_since(profile, user, depth, since);
-                (sub, Some((since, recent)))
-            }
-            None => (self.hub.subscribe(profile, user, depth), None),
-        };
+        // Subscribed before the replay is read: a message is in the replay,
+        // or queued, or both (sent once, see `replayed_up_to`).
+        let subscription = self.hub.subscribe(profile, user, self.settings.queue_depth);
         lease.hold(subscription.id(), subscription.handle());
 
         let registry = self.locks.registry();
@@ -273,40 +275,32 @@ impl Sessions {
             }
             .to_outbound(),
         );
-        let mut replayed = HashSet::new();
-        if let Some((since, recent)) = recent {
-            match recovery::replay(
-                self.store.as_ref(),
-                profile,
-                since,
-                recent,
-                recovery.max_replay,
-            )
-            .await
-            {
-                Ok(replay) => {
-                    if replay.gap {
-                        opening.push_back(ServerEvent::Gap.to_outbound());
+        let mut replayed_up_to = None;
+        if let Some(position) = last_position {
+            let replay = self
+                .recent
+                .replay(profile, position, &self.settings.recovery);
+            if let Some(reason) = replay.gap {
+                opening.push_back(
+                    ServerEvent::Gap {
+                        reason: reason.code(),
                     }
-                    self.metrics
-                        .replayed_messages
-                        .inc_by(replay.events.len() as u64);
-                    opening.extend(replay.events);
-                    replayed = replay.ids;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read history to replay: telling the client of a gap");
-                    opening.push_back(ServerEvent::Gap.to_outbound());
-                }
+                    .to_outbound(),
+                );
             }
+            self.metrics
+                .replayed_messages
+                .inc_by(replay.events.len() as u64);
+            opening.extend(replay.events);
+            replayed_up_to = replay.up_to;
         }
-        tracing::info!(user_id = %user, profile_id = %profile, ?transport, fence = lease.fence(), replayed = replayed.len(), "session opened");
+        tracing::info!(user_id = %user, profile_id = %profile, ?transport, fence = lease.fence(), position = ?last_position, "session opened");
         Ok(LiveSession {
             user,
             profile,
             subscription,
             opening,
-            replayed: (!replayed.is_empty()).then(|| Box::new(replayed)),
+            replayed_up_to,
             lifetime: lifetime(&self.settings.lifetime),
             lease: Some(lease),
             publisher: self.publisher.clone(),
@@ -320,6 +314,7 @@ fn refusal(err: &OpenError) -> &'static str {
     match err {
         OpenError::ShuttingDown => "shutting_down",
         OpenError::AtCapacity => "at_capacity",
+        OpenError::Starting => "starting",
         OpenError::Membership(err) => err.code(),
         OpenError::Lock(err) => err.code(),
     }
@@ -395,17 +390,17 @@ impl LiveSession {
         Some(event)
     }
 
-    /// Whether `event` was sent already in the replay (it is forgotten
-    /// then: a message arrives live once).
+    /// Whether `event` was sent already in the replay. The first message
+    /// past the replay ends the check: the rest come in order after it.
     fn replayed_before(&mut self, event: &Outbound) -> bool {
-        let (Some(id), Some(ids)) = (event.id, self.replayed.as_mut()) else {
+        let (Some(position), Some(up_to)) = (event.position, self.replayed_up_to) else {
             return false;
         };
-        let replayed = ids.remove(&id);
-        if ids.is_empty() {
-            self.replayed = None;
+        if position.offset <= up_to {
+            return true;
         }
-        replayed
+        self.replayed_up_to = None;
+        false
     }
 }
 
@@ -419,6 +414,9 @@ impl Drop for LiveSession {
         let Some(lease) = self.lease.take() else {
             return;
         };
+        if lease.fenced() {
+            return; // declared dead: the survivor publishes the leave (`peers`)
+        }
         let leave = self.publisher.presence(PresenceChange {
             user: self.user,
             profile: self.profile,

@@ -21,7 +21,7 @@ pub mod websocket;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_domain::{MessageId, ProfileId, UserId};
+use rill_domain::{Position, ProfileId, UserId};
 use rill_runtime::rate_limit::{KeyedLimiter, Rate};
 use tokio_util::task::TaskTracker;
 use warp::http::HeaderMap;
@@ -88,17 +88,19 @@ impl Context {
     }
 
     /// Opens a live session of the caller on `profile` (an id from the
-    /// path), from `last_id` (from the query or `Last-Event-ID`).
+    /// path), after `last_position` (from the query or `Last-Event-ID`).
     pub async fn open(
         &self,
         credentials: Credentials<'_>,
         profile: &str,
-        last_id: Option<&str>,
+        last_position: Option<&str>,
         transport: Transport,
     ) -> Result<LiveSession, EdgeError> {
         let identity = self.identify(credentials).await?;
-        let (profile, last_id) = parse_ids(profile, last_id)?;
-        let session = self.open_as(&identity, profile, transport, last_id).await?;
+        let (profile, last_position) = parse_ids(profile, last_position)?;
+        let session = self
+            .open_as(&identity, profile, transport, last_position)
+            .await?;
         Ok(session)
     }
 
@@ -109,14 +111,14 @@ impl Context {
         identity: &Identity,
         profile: ProfileId,
         transport: Transport,
-        last_id: Option<MessageId>,
+        last_position: Option<Position>,
     ) -> Result<LiveSession, EdgeError> {
         if !identity.may_use(profile) {
             return Err(EdgeError::ProfileNotAllowed);
         }
         let session = self
             .sessions
-            .open(identity.user, profile, transport, last_id)
+            .open(identity.user, profile, transport, last_position)
             .await?;
         if let Some(login) = identity.login {
             session.belongs_to(login);
@@ -161,11 +163,11 @@ pub fn same_site(headers: &HeaderMap, allowed: &[String], required: bool) -> Res
 /// A profile id from a path and a message id from a query or header.
 pub fn parse_ids(
     profile: &str,
-    last_id: Option<&str>,
-) -> Result<(ProfileId, Option<MessageId>), EdgeError> {
+    last_position: Option<&str>,
+) -> Result<(ProfileId, Option<Position>), EdgeError> {
     let profile: ProfileId = profile.parse()?;
-    let last_id = last_id.map(str::parse).transpose()?;
-    Ok((profile, last_id))
+    let last_position = last_position.map(str::parse).transpose()?;
+    Ok((profile, last_position))
 }
 
 /// The value of `name` in a raw query string (`a=1&b=2`), if present and
@@ -218,11 +220,12 @@ mod tests {
 
     #[test]
     fn query_params_are_found_by_name() {
-        assert_eq!(query_param("last_id=abc&x=1", "last_id"), Some("abc"));
-        assert_eq!(query_param("x=1&last_id=abc", "last_id"), Some("abc"));
-        assert_eq!(query_param("last_id=", "last_id"), None);
-        assert_eq!(query_param("", "last_id"), None);
-        assert_eq!(query_param("last_idx=1", "last_id"), None);
+        let name = "last_position";
+        assert_eq!(query_param("last_position=abc&x=1", name), Some("abc"));
+        assert_eq!(query_param("x=1&last_position=abc", name), Some("abc"));
+        assert_eq!(query_param("last_position=", name), None);
+        assert_eq!(query_param("", name), None);
+        assert_eq!(query_param("last_positions=1", name), None);
     }
 
     #[test]
@@ -230,6 +233,11 @@ mod tests {
         let profile = uuid::Uuid::new_v4().to_string();
         assert!(parse_ids(&profile, None).is_ok());
         assert!(parse_ids("not-an-id", None).is_err());
-        assert!(parse_ids(&profile, Some("nope")).is_err());
+        assert!(matches!(
+            parse_ids(&profile, Some("nope")),
+            Err(EdgeError::BadPosition(_))
+        ));
+        let (_, position) = parse_ids(&profile, Some("12-0000abcd")).expect("a position");
+        assert_eq!(position.map(|p| p.offset), Some(12));
     }
 }

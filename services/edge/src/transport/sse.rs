@@ -1,8 +1,8 @@
 //! Server-Sent Events: `GET /live/{profile}/sse`. The stream opens with
-//! `ready` and `presence`; each message event carries its id as the SSE
-//! `id:`, so a browser's EventSource sends it back as `Last-Event-ID` when
-//! it reconnects, and gets what it missed (`?last_id=` does the same for
-//! clients that reconnect by hand). A comment every
+//! `ready` and `presence`; each message event carries its position as the
+//! SSE `id:`, so a browser's EventSource sends it back as `Last-Event-ID`
+//! when it reconnects, and gets exactly what it missed (`?last_position=`
+//! does the same for clients that reconnect by hand). A comment every
 //! `heartbeat.interval_secs` keeps idle streams open through proxies.
 
 use std::convert::Infallible;
@@ -29,16 +29,16 @@ pub fn routes(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
             |profile: String, context: Arc<Context>, headers: HeaderMap, query: String| async move {
-                let last_id = headers
+                let last_position = headers
                     .get("last-event-id")
                     .and_then(|id| id.to_str().ok())
                     .filter(|id| !id.is_empty())
-                    .or_else(|| query_param(&query, "last_id"));
+                    .or_else(|| query_param(&query, "last_position"));
                 context
                     .open(
                         credentials(&headers, &query),
                         &profile,
-                        last_id,
+                        last_position,
                         Transport::Sse,
                     )
                     .await
@@ -82,8 +82,8 @@ fn to_sse(out: &Outbound) -> warp::sse::Event {
     let event = warp::sse::Event::default()
         .event(out.name)
         .data(out.json.as_str());
-    match &out.id {
-        Some(id) => event.id(id.to_string()),
+    match &out.position {
+        Some(position) => event.id(position.to_string()),
         None => event,
     }
 }

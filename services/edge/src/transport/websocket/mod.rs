@@ -61,11 +61,11 @@ async fn upgrade(
     let accept = accept_key(headers)?;
     super::same_site(headers, &state.settings.allowed_origins, false)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
-    let (profile, last_id) = parse_ids(profile, query_param(query, "last_id"))?;
+    let (profile, last_position) = parse_ids(profile, query_param(query, "last_position"))?;
     // A second session of the pair is refused after the upgrade, with a
     // close code a browser can read (it cannot read an HTTP status).
     let opened = state
-        .open_as(&identity, profile, Transport::Websocket, last_id)
+        .open_as(&identity, profile, Transport::Websocket, last_position)
         .await;
     let opened = match opened {
         Err(EdgeError::AlreadyLive) => None,
