@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use rill_domain::Position;
 use rill_store::PageRequest;
 
 use crate::error::ApiError;
@@ -62,6 +63,20 @@ impl Query {
             .transpose()
     }
 
+    /// An optional position parameter (`before`, `after` of history):
+    /// `{offset}-{check}`, as in `1234-9f3a2c1d`.
+    pub fn position(&self, name: &'static str) -> Result<Option<Position>, ApiError> {
+        self.0
+            .get(name)
+            .map(|raw| {
+                raw.parse().map_err(|e| ApiError::BadQuery {
+                    name,
+                    reason: format!("{raw:?}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
     /// Refuses parameters the endpoint does not know, so a typo is not
     /// silently ignored.
     pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
@@ -107,5 +122,20 @@ mod tests {
         ));
         assert!(query(&[("limt", "5")]).only(&["limit"]).is_err());
         assert!(query(&[("limit", "5")]).only(&["limit"]).is_ok());
+    }
+
+    #[test]
+    fn positions_parse_or_are_bad_queries() {
+        let q = query(&[("before", "1234-9f3a2c1d"), ("after", "1234")]);
+        let before = q.position("before").ok().flatten();
+        assert_eq!(
+            before.map(|p| (p.offset, p.check)),
+            Some((1234, 0x9f3a_2c1d))
+        );
+        assert!(matches!(
+            q.position("after"),
+            Err(ApiError::BadQuery { name: "after", .. })
+        ));
+        assert!(matches!(q.position("limit"), Ok(None)));
     }
 }

@@ -156,8 +156,16 @@ async fn profiles_members_and_a_users_profiles() {
     );
 }
 
+/// The offset of a position (`1234-9f3a2c1d`).
+fn offset_of(position: &Value) -> u64 {
+    let text = position.as_str().expect("a position");
+    let (offset, check) = text.split_once('-').expect("offset-check");
+    assert_eq!(check.len(), 8, "{text}");
+    offset.parse().expect("an offset")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_is_newest_first_and_pages_with_before() {
+async fn history_is_in_position_order_and_pages_both_ways() {
     let stack = Stack::start(1).await;
     let profile = stack.create_profile("Room").await;
     let user = stack.member_of(&[profile]).await;
@@ -199,6 +207,7 @@ async fn history_is_newest_first_and_pages_with_before() {
     assert_eq!(bodies(&page), vec!["m6", "m5", "m4", "m3"]);
     assert_eq!(page["items"][0]["sender_id"], user.to_string());
     let before = page["next_before"].as_str().expect("more pages");
+    assert_eq!(before, page["items"][3]["position"], "the last item's position");
     let older = body(
         client
             .get(&format!(
@@ -209,6 +218,41 @@ async fn history_is_newest_first_and_pages_with_before() {
     .await;
     assert_eq!(bodies(&older), vec!["m2", "m1", "m0"]);
     assert!(older["next_before"].is_null());
+    let newest_first: Vec<u64> = [&page, &older]
+        .iter()
+        .flat_map(|p| p["items"].as_array().expect("items"))
+        .map(|m| offset_of(&m["position"]))
+        .collect();
+    assert!(
+        newest_first.windows(2).all(|w| w[0] > w[1]),
+        "positions decrease: {newest_first:?}"
+    );
+
+    // Oldest first from a position on (a client catching up after a gap).
+    let m0 = older["items"][2]["position"].as_str().expect("position");
+    let newer = body(
+        client
+            .get(&format!(
+                "/api/profiles/{profile}/messages?limit=4&after={m0}"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(bodies(&newer), vec!["m1", "m2", "m3", "m4"]);
+    assert!(newer.get("next_before").is_none(), "{newer}");
+    let after = newer["next_after"].as_str().expect("more pages");
+    assert_eq!(after, newer["items"][3]["position"]);
+    let newest = body(
+        client
+            .get(&format!(
+                "/api/profiles/{profile}/messages?limit=4&after={after}"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(bodies(&newest), vec!["m5", "m6"]);
+    assert!(newest["next_after"].is_null());
+    assert_eq!(newest["items"][1], page["items"][0], "the same item both ways");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +400,23 @@ async fn bad_input_gets_clear_4xx_errors() {
             api.get(&format!("/api/profiles/{profile}/messages?before=nope"))
                 .await,
             400,
-            "bad_id",
+            "bad_query",
+        ),
+        (
+            api.get(&format!(
+                "/api/profiles/{profile}/messages?after=018f3a2c-1d2e-7000-8000-000000000000"
+            ))
+            .await,
+            400,
+            "bad_query",
+        ),
+        (
+            api.get(&format!(
+                "/api/profiles/{profile}/messages?before=9-00000000&after=1-00000000"
+            ))
+            .await,
+            400,
+            "bad_query",
         ),
         (
             api.get(&format!("/api/profiles/{ghost}/messages")).await,

@@ -11,7 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use rill_domain::{ChatMessage, DirectoryEvent};
+use rill_domain::{ChatMessage, DirectoryEvent, Sequenced};
 use rill_runtime::Topic;
 use rill_runtime::backoff::Backoff;
 use rill_runtime::internal_events::{InternalEvent as _, RecordSkipped};
@@ -32,7 +32,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 struct Batch {
     events: Vec<DirectoryEvent>,
-    messages: Vec<ChatMessage>,
+    /// Each message with its record's offset: its position.
+    messages: Vec<Sequenced>,
     records: usize,
     /// The offset after the batch's last record, per partition: what is
     /// committed once the batch is written.
@@ -168,11 +169,14 @@ impl PersistConsumer {
                 Some(Topic::Directory) => DirectoryEvent::decode(payload)
                     .map(|e| batch.events.push(e))
                     .map_err(|e| Box::new(e) as _),
-                Some(Topic::Sequenced) => {
-                    ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
-                        .map(|m| batch.messages.push(m))
-                        .map_err(|e| Box::new(e) as _)
-                }
+                Some(Topic::Sequenced) => match u64::try_from(record.offset()) {
+                    Ok(offset) => {
+                        ChatMessage::decode(payload, self.settings.batch.max_message_bytes)
+                            .map(|message| batch.messages.push(Sequenced { message, offset }))
+                            .map_err(|e| Box::new(e) as _)
+                    }
+                    Err(_) => Err(Box::new("a negative offset: no position")),
+                },
                 Some(Topic::Messages | Topic::Push | Topic::Presence) | None => {
                     Err(Box::new("not a topic persist reads"))
                 }

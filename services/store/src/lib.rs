@@ -25,7 +25,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rill_domain::{ChatMessage, DirectoryEvent, MessageId, Profile, ProfileId, User, UserId};
+use rill_domain::{DirectoryEvent, Profile, ProfileId, Sequenced, User, UserId};
 
 pub use account::{Account, login_key};
 pub use settings::{CassandraSettings, StoreSettings};
@@ -45,6 +45,16 @@ pub enum StoreError {
     /// [`login_key`]. The api checks names before; this is its bug.
     #[error("an account's login name must not be empty")]
     EmptyLogin,
+    /// A message's offset is past what the backends hold (a signed 64-bit
+    /// integer, as Kafka offsets are): not a record of the sequenced topic.
+    #[error("position {0} is past the largest a store holds ({max})", max = i64::MAX)]
+    PositionOutOfRange(u64),
+}
+
+/// A message's offset as the backends store it (a signed 64-bit integer,
+/// which every Kafka offset fits).
+pub(crate) fn stored_offset(offset: u64) -> Result<i64, StoreError> {
+    i64::try_from(offset).map_err(|_| StoreError::PositionOutOfRange(offset))
 }
 
 /// A page request: up to `limit` items after the item with id `after`.
@@ -73,9 +83,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// account, which frees the login name.
     async fn apply(&self, events: &[DirectoryEvent]) -> Result<(), StoreError>;
 
-    /// Stores chat messages in their profile's history. Idempotent by
-    /// message id.
-    async fn append_messages(&self, messages: &[ChatMessage]) -> Result<(), StoreError>;
+    /// Stores chat messages in their profile's history, each at its
+    /// position (its offset in the sequenced topic). Idempotent: a message
+    /// stored again at the same position (persist replaying a batch after
+    /// a crash) changes nothing. A message id is not checked across
+    /// positions: the one message at two offsets (a record the sequencer
+    /// copied twice) is kept at both. [`StoreError::PositionOutOfRange`]
+    /// for an offset past `i64::MAX`, which no Kafka record has.
+    async fn append_messages(&self, messages: &[Sequenced]) -> Result<(), StoreError>;
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
 
@@ -103,14 +118,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Users bound to two or more profiles, at most `limit`.
     async fn suggested_users(&self, limit: usize) -> Result<Vec<User>, StoreError>;
 
-    /// A profile's messages, newest first, with ids below `before` (all
-    /// when `None`), at most `limit`.
+    /// A profile's messages, newest first (by position), with positions
+    /// strictly below `before` (all when `None`), at most `limit`.
+    ///
+    /// History is in position order, the profile's one order, not by
+    /// message id (the accepting edge's clock). Positions are offsets of
+    /// the sequenced topic: when that topic is recreated they start again
+    /// from 0, and a store that kept the old messages interleaves the two
+    /// orders by offset. Operators recreate the topic only with a fresh
+    /// store.
     async fn history(
         &self,
         profile: ProfileId,
-        before: Option<MessageId>,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError>;
+    ) -> Result<Vec<Sequenced>, StoreError>;
+
+    /// A profile's messages, oldest first (by position), with positions
+    /// strictly above `after`, at most `limit`: what a client that missed
+    /// messages (a `gap`) reads to catch up. The same order as
+    /// [`Store::history`], the other way.
+    async fn history_after(
+        &self,
+        profile: ProfileId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Sequenced>, StoreError>;
 
     /// The ids of every user and profile marked as test data.
     async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError>;

@@ -5,9 +5,11 @@
 //! rusqlite is synchronous: every call runs on tokio's blocking pool with
 //! the one connection of this store.
 //!
-//! `accounts`: the accounts table and its statements.
+//! `accounts`: the accounts table and its statements; `messages`: message
+//! history, by profile and position.
 
 mod accounts;
+mod messages;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,8 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rill_domain::{
-    ChatMessage, DirectoryChange, DirectoryEvent, MessageBody, MessageId, Name, Profile, ProfileId,
-    User, UserId,
+    DirectoryChange, DirectoryEvent, Name, Profile, ProfileId, Sequenced, User, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -37,11 +38,6 @@ CREATE TABLE IF NOT EXISTS memberships (
     user_id BLOB NOT NULL, profile_id BLOB NOT NULL, PRIMARY KEY (user_id, profile_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS memberships_by_profile ON memberships (profile_id, user_id);
-CREATE TABLE IF NOT EXISTS messages (
-    profile_id BLOB NOT NULL, id BLOB NOT NULL, sender_id BLOB NOT NULL, body TEXT NOT NULL,
-    sent_at_ms INTEGER NOT NULL, edge_id TEXT NOT NULL, PRIMARY KEY (profile_id, id)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (id);
 ";
 
 #[derive(Debug, Clone)]
@@ -99,6 +95,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.execute_batch(SCHEMA)?;
     connection.execute_batch(accounts::SCHEMA)?;
+    connection.execute_batch(messages::SCHEMA)?;
     Ok(connection)
 }
 
@@ -131,10 +128,7 @@ fn apply_one(tx: &Transaction<'_>, change: &DirectoryChange) -> rusqlite::Result
                 "DELETE FROM memberships WHERE profile_id = ?1",
                 [id.to_bytes()],
             )?;
-            tx.execute(
-                "DELETE FROM messages WHERE profile_id = ?1",
-                [id.to_bytes()],
-            )?;
+            messages::delete_of_profile(tx, *id)?;
             tx.execute("DELETE FROM profiles WHERE id = ?1", [id.to_bytes()])?;
         }
         DirectoryChange::Bound { user, profile } => {
@@ -187,18 +181,6 @@ fn profile_row(row: &Row<'_>) -> Result<Profile, StoreError> {
     })
 }
 
-fn message_row(row: &Row<'_>) -> Result<ChatMessage, StoreError> {
-    let body: String = row.get(3)?;
-    Ok(ChatMessage {
-        profile_id: ProfileId::from_uuid(uuid_col(row, 0)?),
-        id: MessageId::from_uuid(uuid_col(row, 1)?),
-        sender_id: UserId::from_uuid(uuid_col(row, 2)?),
-        body: MessageBody::parse(body, usize::MAX).map_err(|e| corrupt("message body", e))?,
-        sent_at_ms: row.get(4)?,
-        edge_id: row.get(5)?,
-    })
-}
-
 /// Runs `sql` with `params` and maps every row with `map`.
 fn collect<T>(
     connection: &Connection,
@@ -243,30 +225,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_messages(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
+    async fn append_messages(&self, messages: &[Sequenced]) -> Result<(), StoreError> {
         let messages = messages.to_vec();
-        self.with(move |connection| {
-            let tx = connection.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO messages (profile_id, id, sender_id, body, sent_at_ms, edge_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for m in &messages {
-                    insert.execute(params![
-                        m.profile_id.to_bytes(),
-                        m.id.to_bytes(),
-                        m.sender_id.to_bytes(),
-                        m.body.as_str(),
-                        m.sent_at_ms,
-                        m.edge_id
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.with(move |c| messages::append(c, &messages)).await
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -381,23 +342,21 @@ impl Store for SqliteStore {
     async fn history(
         &self,
         profile: ProfileId,
-        before: Option<MessageId>,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        // Past the largest possible id when no `before` is given.
-        let before = before
-            .map(|id| id.to_bytes())
-            .unwrap_or_else(|| vec![0xff; 17]);
-        self.with(move |c| {
-            collect(
-                c,
-                "SELECT profile_id, id, sender_id, body, sent_at_ms, edge_id FROM messages
-                 WHERE profile_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                params![profile.to_bytes(), before, limit as i64],
-                message_row,
-            )
-        })
-        .await
+    ) -> Result<Vec<Sequenced>, StoreError> {
+        self.with(move |c| messages::before(c, profile, before, limit))
+            .await
+    }
+
+    async fn history_after(
+        &self,
+        profile: ProfileId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Sequenced>, StoreError> {
+        self.with(move |c| messages::after(c, profile, after, limit))
+            .await
     }
 
     async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError> {

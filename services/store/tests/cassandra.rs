@@ -11,7 +11,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rill_domain::{DirectoryChange, DirectoryEvent, Name, User, UserId};
+use rill_domain::{
+    ChatMessage, DirectoryChange, DirectoryEvent, MessageBody, MessageId, Name, ProfileId,
+    Sequenced, User, UserId,
+};
 use rill_store::cassandra::CassandraStore;
 use rill_store::{Account, Store};
 use rill_testkit::cassandra::{CassandraNode, NODE_START};
@@ -106,10 +109,40 @@ async fn two_stores_creating_the_schema_at_once_share_it() {
     keyspace.remove().await;
 }
 
-/// A keyspace made by the build before accounts (only migration 1) gains
-/// the accounts tables at the next connect, and keeps its data.
+/// The history tables of migration 1, which migration 3 drops.
+fn day_bucketed_history(ks: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE \"{ks}\".messages_by_profile (profile_id uuid, bucket bigint, id blob, \
+             sender_id uuid, body text, sent_at_ms bigint, edge_id text, \
+             PRIMARY KEY ((profile_id, bucket), id)) WITH CLUSTERING ORDER BY (id DESC)"
+        ),
+        format!(
+            "CREATE TABLE \"{ks}\".message_buckets (profile_id uuid, bucket bigint, \
+             PRIMARY KEY (profile_id, bucket)) WITH CLUSTERING ORDER BY (bucket DESC)"
+        ),
+    ]
+}
+
+/// The tables of `keyspace`, by name.
+async fn tables(session: &Session, keyspace: &str) -> Vec<String> {
+    let cql = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?";
+    let result = session.query_unpaged(cql, (keyspace,)).await.expect("read");
+    let rows = result.into_rows_result().expect("rows");
+    let mut names: Vec<String> = rows
+        .rows::<(String,)>()
+        .expect("types")
+        .map(|row| row.expect("decode").0)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// A keyspace made by the build before accounts (only migration 1: history
+/// by day) gains the accounts tables and history by position at the next
+/// connect, loses the day-bucketed history, and keeps its directory.
 #[tokio::test]
-async fn a_keyspace_from_before_accounts_gains_them() {
+async fn a_keyspace_from_before_accounts_and_positions_gains_them() {
     let keyspace = TestKeyspace::new();
     let ks = &keyspace.settings.keyspace;
     let old = CassandraStore::connect(&keyspace.settings)
@@ -120,11 +153,15 @@ async fn a_keyspace_from_before_accounts_gains_them() {
     drop(old);
     // Back to what the build before accounts left.
     let session = keyspace.session().await;
-    for cql in [
+    let mut downgrade = vec![
         format!("DROP TABLE \"{ks}\".accounts"),
         format!("DROP TABLE \"{ks}\".account_by_user"),
-        format!("DELETE FROM \"{ks}\".schema_migrations WHERE version = 2"),
-    ] {
+        format!("DROP TABLE \"{ks}\".messages_by_position"),
+        format!("DROP TABLE \"{ks}\".position_buckets"),
+        format!("DELETE FROM \"{ks}\".schema_migrations WHERE version IN (2, 3)"),
+    ];
+    downgrade.extend(day_bucketed_history(ks));
+    for cql in downgrade {
         session.query_unpaged(cql, &[]).await.expect("downgrade");
     }
     let versions: Vec<i32> = recorded_migrations(&session, ks)
@@ -133,6 +170,11 @@ async fn a_keyspace_from_before_accounts_gains_them() {
         .map(|(v, _)| *v)
         .collect();
     assert_eq!(versions, [1]);
+    assert!(
+        tables(&session, ks)
+            .await
+            .contains(&"message_buckets".to_owned())
+    );
 
     let upgraded = CassandraStore::connect(&keyspace.settings)
         .await
@@ -142,7 +184,11 @@ async fn a_keyspace_from_before_accounts_gains_them() {
         .iter()
         .map(|(v, _)| *v)
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
+    let tables = tables(&session, ks).await;
+    for gone in ["messages_by_profile", "message_buckets"] {
+        assert!(!tables.contains(&gone.to_owned()), "{gone} in {tables:?}");
+    }
     assert_eq!(
         upgraded.user(ada.id).await.expect("read"),
         Some(ada.clone())
@@ -157,6 +203,26 @@ async fn a_keyspace_from_before_accounts_gains_them() {
     assert_eq!(
         upgraded.account_of_user(ada.id).await.expect("read"),
         Some(account)
+    );
+    let message = Sequenced {
+        message: ChatMessage {
+            id: MessageId::now(),
+            profile_id: ProfileId::random(),
+            sender_id: ada.id,
+            body: MessageBody::parse("hello", 100).expect("body"),
+            sent_at_ms: 1,
+            edge_id: "edge".into(),
+        },
+        offset: 7 << 16,
+    };
+    upgraded
+        .append_messages(std::slice::from_ref(&message))
+        .await
+        .expect("append");
+    let profile = message.message.profile_id;
+    assert_eq!(
+        upgraded.history(profile, None, 10).await.expect("history"),
+        vec![message]
     );
     drop((upgraded, session));
     keyspace.remove().await;

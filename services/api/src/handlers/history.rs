@@ -1,6 +1,12 @@
-//! `/api/profiles/{id}/messages`: a profile's history, newest first.
+//! `/api/profiles/{id}/messages`: a profile's history in its one order
+//! (by position): newest first, or oldest first from a position on.
+//!
+//! `before` and `after` are positions (`{offset}-{check}`, as the `message`
+//! event and each item carry). Only the offset bounds the page: the check
+//! names the message a client saw, which matters to a replay, not to where
+//! a page of history starts.
 
-use rill_domain::{ChatMessage, MessageId, ProfileId, UserId};
+use rill_domain::{MessageId, Position, ProfileId, Sequenced, UserId};
 use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -16,37 +22,74 @@ use crate::state::ApiState;
 #[derive(Debug, Serialize)]
 pub struct MessageView<'a> {
     pub id: MessageId,
+    pub position: Position,
     pub profile_id: ProfileId,
     pub sender_id: UserId,
     pub body: &'a str,
     pub sent_at: i64,
 }
 
+/// Newest first, without `after`.
 #[derive(Debug, Serialize)]
-struct HistoryPage<'a> {
+struct OlderPage<'a> {
     items: Vec<MessageView<'a>>,
     /// Pass as `before` for the next (older) page; absent at the end.
-    next_before: Option<MessageId>,
+    next_before: Option<Position>,
+}
+
+/// Oldest first, from `after` on.
+#[derive(Debug, Serialize)]
+struct NewerPage<'a> {
+    items: Vec<MessageView<'a>>,
+    /// Pass as `after` for the next (newer) page; absent when there was no
+    /// more yet.
+    next_after: Option<Position>,
 }
 
 pub async fn messages(state: &ApiState, id: &str, query: Query) -> Result<Response, ApiError> {
-    query.only(&["before", "limit"])?;
+    query.only(&["before", "after", "limit"])?;
     let limit = query.limit(&state.settings.limits)?;
-    let before: Option<MessageId> = query.id("before")?;
+    let before = query.position("before")?;
+    let after = query.position("after")?;
+    if before.is_some() && after.is_some() {
+        return Err(ApiError::BadQuery {
+            name: "after",
+            reason: "give before or after, not both".into(),
+        });
+    }
     let profile = profiles::existing(state, id.parse()?).await?.id;
-    let messages = state.store().history(profile, before, limit).await?;
-    let next_before = if messages.len() == limit {
-        messages.last().map(|m| m.id)
-    } else {
-        None
-    };
-    let items = messages.iter().map(view).collect();
-    Ok(json(StatusCode::OK, &HistoryPage { items, next_before }))
+    let store = state.store();
+    match after {
+        Some(after) => {
+            let messages = store.history_after(profile, after.offset, limit).await?;
+            let next_after = next(&messages, limit);
+            let items = messages.iter().map(view).collect();
+            Ok(json(StatusCode::OK, &NewerPage { items, next_after }))
+        }
+        None => {
+            let before = before.map(|p| p.offset);
+            let messages = store.history(profile, before, limit).await?;
+            let next_before = next(&messages, limit);
+            let items = messages.iter().map(view).collect();
+            Ok(json(StatusCode::OK, &OlderPage { items, next_before }))
+        }
+    }
 }
 
-fn view(m: &ChatMessage) -> MessageView<'_> {
+/// The cursor of the page after a full one: its last message's position.
+fn next(messages: &[Sequenced], limit: usize) -> Option<Position> {
+    if messages.len() == limit {
+        messages.last().map(Sequenced::position)
+    } else {
+        None
+    }
+}
+
+fn view(s: &Sequenced) -> MessageView<'_> {
+    let m = &s.message;
     MessageView {
         id: m.id,
+        position: s.position(),
         profile_id: m.profile_id,
         sender_id: m.sender_id,
         body: m.body.as_str(),

@@ -1,115 +1,150 @@
-//! Time buckets of message history, and the walk over them that serves a
-//! history read.
+//! Buckets of positions, and the walk over them that serves a history read
+//! either way (newest first below a position, oldest first above one).
 //!
-//! A profile's messages are split into one partition per UTC day
-//! (`messages_by_profile`, keyed by profile and bucket) so that no
-//! partition grows with the age of the profile. A bucket is named by the
-//! first Unix millisecond of its day rather than by a day number: the walk
-//! never computes bucket names, it reads them from `message_buckets`, so a
-//! later change of [`BUCKET_MS`] only affects new messages and old buckets
-//! stay readable without a migration.
+//! A profile's messages are split into one partition per bucket of
+//! positions (`messages_by_position`, keyed by profile and bucket) so that
+//! no partition grows with the age of the profile. A position's bucket is
+//! its offset shifted right by [`BUCKET_BITS`].
 //!
-//! Reading the list of a profile's buckets, instead of stepping back one
-//! day at a time from today, means quiet profiles cost no empty reads,
-//! messages from before the profile's `created_at_ms` or from an edge whose
-//! clock runs ahead are still found, and history works for a profile whose
-//! row is missing.
+//! The walk reads the list of a profile's buckets (`position_buckets`)
+//! instead of stepping from one bucket number to the next: a profile
+//! shares its partition of the sequenced topic with many others, so most
+//! bucket numbers hold none of its messages, and a quiet profile costs no
+//! empty reads.
 
-use rill_domain::{ChatMessage, MessageId, ProfileId};
+use rill_domain::{ProfileId, Sequenced};
 
 use crate::StoreError;
 
-/// The width of a bucket: one UTC day. A busy profile writes one partition
-/// a day; a day of even a few messages a second stays well under the
-/// ~100 MB a Cassandra partition should not outgrow.
-pub(super) const BUCKET_MS: i64 = 24 * 60 * 60 * 1000;
+/// A bucket spans `1 << BUCKET_BITS` offsets of the sequenced topic's
+/// partition (16,384), so it holds at most that many messages of one
+/// profile, and only when the profile alone writes to its partition: at the
+/// edges' default body limit (4 KiB) under 70 MB, the size a Cassandra
+/// partition should stay below (~100 MB); at a few hundred bytes a message,
+/// a few MB. Changing it moves new messages to other bucket numbers than
+/// the old ones of the same positions: a change needs a new table.
+pub(super) const BUCKET_BITS: u32 = 14;
 
-/// How many bucket names one query of `message_buckets` returns.
+/// How many bucket names one query of `position_buckets` returns.
 pub(super) const BUCKETS_PER_QUERY: usize = 16;
 
 /// The walk gives up after this many buckets in a row yielded nothing.
 ///
-/// Every listed bucket holds at least one message, and every bucket older
-/// than `before`'s holds only ids below `before`, so a healthy walk finds
-/// something in every bucket but the first and visits at most `limit + 1`.
-/// Empty buckets mean the listing and the messages disagree (a write that
-/// failed between the two, ids that are not UUIDv7): this bound keeps such a
-/// read from walking a profile's whole past to return nothing.
+/// Every listed bucket holds at least one message, and every bucket past
+/// the first lies wholly beyond the bound, so a healthy walk finds
+/// something in every bucket but the first. Empty buckets mean the listing
+/// and the messages disagree (a write that failed between the two): this
+/// bound keeps such a read from walking a profile's whole past to return
+/// nothing.
 pub(super) const MAX_EMPTY_BUCKETS: usize = 32;
 
-/// The bucket holding the Unix millisecond `ms`: the first millisecond of
-/// its UTC day.
-pub(super) fn bucket_of_ms(ms: i64) -> i64 {
-    ms.saturating_sub(ms.rem_euclid(BUCKET_MS))
+/// The bucket of a stored position.
+pub(super) fn bucket_of(position: i64) -> i64 {
+    position >> BUCKET_BITS
 }
 
-/// The Unix milliseconds of a UUIDv7 id; `None` for other UUID versions,
-/// whose bits do not order by time.
-pub(super) fn id_ms(id: MessageId) -> Option<i64> {
-    if id.as_uuid().get_version_num() != 7 {
-        return None;
+/// Which way a history read goes from its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    /// Positions below the bound, newest first (`Store::history`).
+    Older,
+    /// Positions above the bound, oldest first (`Store::history_after`).
+    Newer,
+}
+
+/// Where a read starts: the direction and the stored position it goes
+/// from, exclusive. The constructors give `None` when nothing can lie that
+/// way (below 0, above the largest storable position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cursor {
+    pub direction: Direction,
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Below `before`, or everything when `None`. A `before` past every
+    /// storable position bounds nothing; one at 0 has nothing below it.
+    pub fn before(before: Option<u64>) -> Option<Self> {
+        let position = match before.map(i64::try_from) {
+            None | Some(Err(_)) => i64::MAX,
+            Some(Ok(0)) => return None,
+            Some(Ok(b)) => b,
+        };
+        Some(Self {
+            direction: Direction::Older,
+            position,
+        })
     }
-    id.timestamp_ms().and_then(|ms| i64::try_from(ms).ok())
-}
 
-/// The bucket a message is stored in: from its id's time, or from
-/// `sent_at_ms` for an id that is not a UUIDv7.
-pub(super) fn bucket_of_message(message: &ChatMessage) -> i64 {
-    bucket_of_ms(id_ms(message.id).unwrap_or(message.sent_at_ms))
-}
+    /// Above `after`; nothing lies above the largest storable position.
+    pub fn after(after: u64) -> Option<Self> {
+        let position = i64::try_from(after).ok().filter(|&a| a < i64::MAX)?;
+        Some(Self {
+            direction: Direction::Newer,
+            position,
+        })
+    }
 
-/// The exclusive upper bound of the buckets a read `before` an id starts
-/// from: just past `before`'s bucket, or past every bucket when there is no
-/// `before` (or it carries no time).
-pub(super) fn first_bucket_bound(before: Option<MessageId>) -> i64 {
-    match before.and_then(id_ms) {
-        Some(ms) => bucket_of_ms(ms).saturating_add(1),
-        None => i64::MAX,
+    /// The exclusive bound of the first bucket listing: one bucket past the
+    /// bucket of the nearest position that may be read, so that it is
+    /// listed.
+    pub fn first_bucket_bound(&self) -> i64 {
+        match self.direction {
+            // `position` is at least 1 here: the nearest is `position - 1`.
+            Direction::Older => bucket_of(self.position - 1) + 1,
+            // `position` is below i64::MAX here.
+            Direction::Newer => bucket_of(self.position + 1) - 1,
+        }
     }
 }
 
 /// Where a history walk reads from.
 pub(super) trait HistorySource {
-    /// Up to `max` of `profile`'s buckets below `bound`, newest first.
-    async fn buckets_below(
+    /// Up to `max` of `profile`'s buckets beyond `bound` (exclusive) in
+    /// `direction`, nearest first.
+    async fn buckets(
         &self,
         profile: ProfileId,
+        direction: Direction,
         bound: i64,
         max: usize,
     ) -> Result<Vec<i64>, StoreError>;
 
-    /// Up to `limit` messages of one bucket with ids below `before` (all
-    /// when `None`), newest first.
+    /// Up to `limit` messages of one bucket beyond `cursor`, nearest first.
     async fn bucket_messages(
         &self,
         profile: ProfileId,
         bucket: i64,
-        before: Option<MessageId>,
+        cursor: Cursor,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError>;
+    ) -> Result<Vec<Sequenced>, StoreError>;
 }
 
-/// A profile's messages with ids below `before`, newest first, at most
-/// `limit`: bucket after bucket, newest bucket first, until `limit` is
-/// filled, the buckets run out, or [`MAX_EMPTY_BUCKETS`] in a row were empty.
+/// A profile's messages beyond `cursor`, nearest first, at most `limit`:
+/// bucket after bucket, nearest bucket first, until `limit` is filled, the
+/// buckets run out, or [`MAX_EMPTY_BUCKETS`] in a row were empty.
 pub(super) async fn walk_history(
     source: &impl HistorySource,
     profile: ProfileId,
-    before: Option<MessageId>,
+    cursor: Option<Cursor>,
     limit: usize,
-) -> Result<Vec<ChatMessage>, StoreError> {
+) -> Result<Vec<Sequenced>, StoreError> {
     let mut found = Vec::new();
-    let mut bound = first_bucket_bound(before);
+    let Some(cursor) = cursor else {
+        return Ok(found);
+    };
+    let mut bound = cursor.first_bucket_bound();
     let mut empty_in_a_row = 0;
     while found.len() < limit {
         let buckets = source
-            .buckets_below(profile, bound, BUCKETS_PER_QUERY)
+            .buckets(profile, cursor.direction, bound, BUCKETS_PER_QUERY)
             .await?;
         for &bucket in &buckets {
-            // Bucket names only decrease, so the walk can never revisit one.
-            bound = bound.min(bucket);
+            // The listing goes one way only, so the walk never revisits a
+            // bucket.
+            bound = bucket;
             let batch = source
-                .bucket_messages(profile, bucket, before, limit - found.len())
+                .bucket_messages(profile, bucket, cursor, limit - found.len())
                 .await?;
             if batch.is_empty() {
                 empty_in_a_row += 1;
@@ -138,238 +173,194 @@ mod tests {
     use std::cell::Cell;
     use std::collections::BTreeMap;
 
-    use rill_domain::{MessageBody, UserId};
-    use uuid::{NoContext, Timestamp, Uuid};
+    use rill_domain::{ChatMessage, MessageBody, MessageId, UserId};
 
     use super::*;
 
-    const DAY: i64 = BUCKET_MS;
-    /// 2024-01-01T00:00:00Z.
-    const JAN_1: i64 = 1_704_067_200_000;
+    const SPAN: i64 = 1 << BUCKET_BITS;
 
-    fn id_at(ms: i64) -> MessageId {
-        let ms = u64::try_from(ms).expect("positive");
-        MessageId::from_uuid(Uuid::new_v7(Timestamp::from_unix(
-            NoContext,
-            ms / 1000,
-            (ms % 1000) as u32 * 1_000_000,
-        )))
-    }
-
-    fn message(profile: ProfileId, ms: i64) -> ChatMessage {
-        ChatMessage {
-            id: id_at(ms),
-            profile_id: profile,
-            sender_id: UserId::random(),
-            body: MessageBody::parse(format!("at {ms}"), 100).expect("body"),
-            sent_at_ms: ms,
-            edge_id: "e".into(),
+    fn at(profile: ProfileId, position: i64) -> Sequenced {
+        Sequenced {
+            message: ChatMessage {
+                id: MessageId::now(),
+                profile_id: profile,
+                sender_id: UserId::random(),
+                body: MessageBody::parse(format!("at {position}"), 100).expect("body"),
+                sent_at_ms: 0,
+                edge_id: "e".into(),
+            },
+            offset: u64::try_from(position).expect("positive"),
         }
-    }
-
-    #[test]
-    fn buckets_start_at_utc_midnight() {
-        assert_eq!(bucket_of_ms(JAN_1), JAN_1);
-        assert_eq!(bucket_of_ms(JAN_1 + DAY - 1), JAN_1);
-        assert_eq!(bucket_of_ms(JAN_1 + DAY), JAN_1 + DAY);
-        assert_eq!(bucket_of_ms(0), 0);
-        assert_eq!(
-            bucket_of_ms(-1),
-            -DAY,
-            "times before 1970 round down, not toward zero"
-        );
-    }
-
-    #[test]
-    fn bucket_math_never_overflows() {
-        assert!(
-            bucket_of_ms(i64::MAX) < i64::MAX,
-            "the no-before bound stays above every bucket"
-        );
-        assert_eq!(bucket_of_ms(i64::MIN), i64::MIN);
-    }
-
-    #[test]
-    fn a_message_is_bucketed_by_its_id_time_not_its_sent_time() {
-        let mut m = message(ProfileId::random(), JAN_1 + 5);
-        m.sent_at_ms = JAN_1 + 3 * DAY;
-        assert_eq!(bucket_of_message(&m), JAN_1);
-    }
-
-    #[test]
-    fn an_id_that_is_not_v7_falls_back_to_the_sent_time() {
-        let mut m = message(ProfileId::random(), JAN_1 + 2 * DAY + 7);
-        m.id = MessageId::from_uuid(Uuid::new_v4());
-        assert_eq!(id_ms(m.id), None);
-        assert_eq!(bucket_of_message(&m), JAN_1 + 2 * DAY);
-        assert_eq!(
-            first_bucket_bound(Some(m.id)),
-            i64::MAX,
-            "an untimed before bounds nothing"
-        );
-    }
-
-    #[test]
-    fn the_first_bound_includes_befores_own_bucket() {
-        assert_eq!(first_bucket_bound(Some(id_at(JAN_1 + 10))), JAN_1 + 1);
-        assert_eq!(first_bucket_bound(None), i64::MAX);
     }
 
     /// Messages by bucket, newest first within each, like the real tables.
     #[derive(Default)]
     struct Fake {
-        buckets: BTreeMap<i64, Vec<ChatMessage>>,
+        buckets: BTreeMap<i64, Vec<Sequenced>>,
         bucket_reads: Cell<usize>,
     }
 
     impl Fake {
-        fn with(messages: &[ChatMessage]) -> Self {
+        fn with(messages: &[Sequenced]) -> Self {
             let mut fake = Self::default();
             for m in messages {
-                fake.buckets
-                    .entry(bucket_of_message(m))
-                    .or_default()
-                    .push(m.clone());
+                let bucket = bucket_of(i64::try_from(m.offset).expect("stored"));
+                fake.buckets.entry(bucket).or_default().push(m.clone());
             }
             for list in fake.buckets.values_mut() {
-                list.sort_by_key(|m| std::cmp::Reverse(m.id));
+                list.sort_by_key(|m| std::cmp::Reverse(m.offset));
             }
             fake
         }
     }
 
     impl HistorySource for Fake {
-        async fn buckets_below(
+        async fn buckets(
             &self,
             _: ProfileId,
+            direction: Direction,
             bound: i64,
             max: usize,
         ) -> Result<Vec<i64>, StoreError> {
-            Ok(self
-                .buckets
-                .range(..bound)
-                .rev()
-                .take(max)
-                .map(|(b, _)| *b)
-                .collect())
+            let names = self.buckets.keys().copied();
+            Ok(match direction {
+                Direction::Older => names.filter(|&b| b < bound).rev().take(max).collect(),
+                Direction::Newer => names.filter(|&b| b > bound).take(max).collect(),
+            })
         }
 
         async fn bucket_messages(
             &self,
             _: ProfileId,
             bucket: i64,
-            before: Option<MessageId>,
+            cursor: Cursor,
             limit: usize,
-        ) -> Result<Vec<ChatMessage>, StoreError> {
+        ) -> Result<Vec<Sequenced>, StoreError> {
             self.bucket_reads.set(self.bucket_reads.get() + 1);
-            let all = self.buckets.get(&bucket).cloned().unwrap_or_default();
-            Ok(all
-                .into_iter()
-                .filter(|m| before.is_none_or(|b| m.id < b))
-                .take(limit)
-                .collect())
+            let mut all = self.buckets.get(&bucket).cloned().unwrap_or_default();
+            if cursor.direction == Direction::Newer {
+                all.reverse();
+            }
+            let beyond = |m: &Sequenced| {
+                let p = i64::try_from(m.offset).expect("stored");
+                match cursor.direction {
+                    Direction::Older => p < cursor.position,
+                    Direction::Newer => p > cursor.position,
+                }
+            };
+            Ok(all.into_iter().filter(beyond).take(limit).collect())
         }
     }
 
-    fn times(messages: &[ChatMessage]) -> Vec<i64> {
-        messages.iter().map(|m| m.sent_at_ms).collect()
+    fn positions(messages: &[Sequenced]) -> Vec<i64> {
+        messages.iter().map(|m| m.offset as i64).collect()
+    }
+
+    #[test]
+    fn buckets_split_positions_by_their_high_bits() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(SPAN - 1), 0);
+        assert_eq!(bucket_of(SPAN), 1);
+        assert_eq!(bucket_of(i64::MAX), i64::MAX >> BUCKET_BITS);
+    }
+
+    #[test]
+    fn cursors_start_in_the_bucket_of_the_nearest_position() {
+        let before = Cursor::before(Some(SPAN as u64)).expect("below");
+        assert_eq!(before.first_bucket_bound(), 1, "bucket 0 is listed");
+        let before = Cursor::before(Some(SPAN as u64 + 1)).expect("below");
+        assert_eq!(before.first_bucket_bound(), 2, "bucket 1 is listed");
+        let all = Cursor::before(None).expect("everything");
+        assert_eq!(all.position, i64::MAX);
+        assert_eq!(all.first_bucket_bound(), bucket_of(i64::MAX - 1) + 1);
+        assert_eq!(Cursor::before(Some(u64::MAX)), Some(all));
+        assert_eq!(Cursor::before(Some(0)), None, "nothing below 0");
+
+        let after = Cursor::after(SPAN as u64 - 1).expect("above");
+        assert_eq!(after.first_bucket_bound(), 0, "bucket 1 is listed");
+        let after = Cursor::after(SPAN as u64 - 2).expect("above");
+        assert_eq!(after.first_bucket_bound(), -1, "bucket 0 is listed");
+        assert_eq!(Cursor::after(i64::MAX as u64), None);
+        assert_eq!(Cursor::after(u64::MAX), None);
     }
 
     #[tokio::test]
-    async fn the_walk_goes_newest_first_across_buckets() {
+    async fn the_walk_goes_both_ways_across_buckets() {
         let p = ProfileId::random();
-        let at = [
-            JAN_1 + 1,
-            JAN_1 + 2,
-            JAN_1 + 2 * DAY,
-            JAN_1 + 9 * DAY,
-            JAN_1 + 9 * DAY + 5,
-        ];
-        let fake = Fake::with(&at.map(|ms| message(p, ms)));
-        let all = walk_history(&fake, p, None, 100).await.expect("walk");
-        assert_eq!(times(&all), at.iter().rev().copied().collect::<Vec<_>>());
+        let at_positions = [1, 2, SPAN + 3, 9 * SPAN, 9 * SPAN + 5];
+        let fake = Fake::with(&at_positions.map(|o| at(p, o)));
+        let newest = walk_history(&fake, p, Cursor::before(None), 100).await;
+        let oldest = walk_history(&fake, p, Cursor::after(0), 100).await;
+        let mut expected = at_positions.to_vec();
+        assert_eq!(positions(&oldest.expect("walk")), expected);
+        expected.reverse();
+        assert_eq!(positions(&newest.expect("walk")), expected);
+    }
+
+    #[tokio::test]
+    async fn bounds_page_within_and_across_buckets() {
+        let p = ProfileId::random();
+        let fake = Fake::with(&[1, 2, SPAN + 1, SPAN + 2].map(|o| at(p, o)));
+        let older = walk_history(&fake, p, Cursor::before(Some(SPAN as u64 + 2)), 2).await;
+        assert_eq!(positions(&older.expect("walk")), vec![SPAN + 1, 2]);
+        let newer = walk_history(&fake, p, Cursor::after(1), 2).await;
+        assert_eq!(positions(&newer.expect("walk")), vec![2, SPAN + 1]);
+        let none = walk_history(&fake, p, Cursor::after(SPAN as u64 + 2), 2).await;
+        assert!(none.expect("walk").is_empty());
     }
 
     #[tokio::test]
     async fn the_walk_stops_when_the_limit_is_filled() {
         let p = ProfileId::random();
-        let fake = Fake::with(
-            &(0..10)
-                .map(|d| message(p, JAN_1 + d * DAY))
-                .collect::<Vec<_>>(),
-        );
-        let page = walk_history(&fake, p, None, 3).await.expect("walk");
+        let fake = Fake::with(&(0..10).map(|b| at(p, b * SPAN)).collect::<Vec<_>>());
+        let page = walk_history(&fake, p, Cursor::before(None), 3).await;
         assert_eq!(
-            times(&page),
-            vec![JAN_1 + 9 * DAY, JAN_1 + 8 * DAY, JAN_1 + 7 * DAY]
+            positions(&page.expect("walk")),
+            vec![9 * SPAN, 8 * SPAN, 7 * SPAN]
         );
         assert_eq!(fake.bucket_reads.get(), 3, "no bucket read past the limit");
     }
 
     #[tokio::test]
-    async fn before_pages_within_and_across_buckets() {
-        let p = ProfileId::random();
-        let sent: Vec<ChatMessage> = [JAN_1 + 1, JAN_1 + 2, JAN_1 + DAY + 1, JAN_1 + DAY + 2]
-            .iter()
-            .map(|&ms| message(p, ms))
-            .collect();
-        let fake = Fake::with(&sent);
-        let page = walk_history(&fake, p, Some(sent[3].id), 2)
-            .await
-            .expect("walk");
-        assert_eq!(times(&page), vec![JAN_1 + DAY + 1, JAN_1 + 2]);
-        let rest = walk_history(&fake, p, Some(page[1].id), 10)
-            .await
-            .expect("walk");
-        assert_eq!(times(&rest), vec![JAN_1 + 1]);
-    }
-
-    #[tokio::test]
     async fn more_buckets_than_one_listing_query_are_walked() {
         let p = ProfileId::random();
-        let days = BUCKETS_PER_QUERY as i64 * 2 + 3;
-        let fake = Fake::with(
-            &(0..days)
-                .map(|d| message(p, JAN_1 + d * DAY))
-                .collect::<Vec<_>>(),
-        );
-        let all = walk_history(&fake, p, None, 1000).await.expect("walk");
-        assert_eq!(all.len(), days as usize);
-        assert_eq!(all.last().map(|m| m.sent_at_ms), Some(JAN_1));
+        let count = BUCKETS_PER_QUERY as i64 * 2 + 3;
+        let fake = Fake::with(&(0..count).map(|b| at(p, b * SPAN)).collect::<Vec<_>>());
+        let all = walk_history(&fake, p, Cursor::before(None), 1000)
+            .await
+            .expect("walk");
+        assert_eq!(all.len(), count as usize);
+        let all = walk_history(&fake, p, Cursor::after(0), 1000)
+            .await
+            .expect("walk");
+        assert_eq!(all.len(), count as usize - 1, "all but position 0");
     }
 
     #[tokio::test]
     async fn a_run_of_empty_buckets_ends_the_walk() {
         let p = ProfileId::random();
-        let mut fake = Fake::with(&[message(p, JAN_1)]);
-        for d in 1..=(MAX_EMPTY_BUCKETS as i64 + 5) {
-            fake.buckets.insert(JAN_1 + d * DAY, Vec::new());
+        let mut fake = Fake::with(&[at(p, 0)]);
+        for b in 1..=(MAX_EMPTY_BUCKETS as i64 + 5) {
+            fake.buckets.insert(b, Vec::new());
         }
-        let found = walk_history(&fake, p, None, 10).await.expect("walk");
+        let found = walk_history(&fake, p, Cursor::before(None), 10).await;
         assert!(
-            found.is_empty(),
+            found.expect("walk").is_empty(),
             "the old message sits behind too many empty buckets"
         );
         assert_eq!(fake.bucket_reads.get(), MAX_EMPTY_BUCKETS);
     }
 
     #[tokio::test]
-    async fn no_buckets_and_a_zero_limit_read_nothing() {
+    async fn no_buckets_a_zero_limit_or_no_cursor_read_nothing() {
         let p = ProfileId::random();
-        let fake = Fake::default();
-        assert!(
-            walk_history(&fake, p, None, 10)
-                .await
-                .expect("walk")
-                .is_empty()
-        );
-        let fake = Fake::with(&[message(p, JAN_1)]);
-        assert!(
-            walk_history(&fake, p, None, 0)
-                .await
-                .expect("walk")
-                .is_empty()
-        );
+        let walk = walk_history(&Fake::default(), p, Cursor::before(None), 10).await;
+        assert!(walk.expect("walk").is_empty());
+        let fake = Fake::with(&[at(p, 0)]);
+        let walk = walk_history(&fake, p, Cursor::before(None), 0).await;
+        assert!(walk.expect("walk").is_empty());
+        let walk = walk_history(&fake, p, None, 10).await;
+        assert!(walk.expect("walk").is_empty());
         assert_eq!(fake.bucket_reads.get(), 0);
     }
 }

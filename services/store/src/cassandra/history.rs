@@ -1,5 +1,6 @@
-//! Message history: appending messages to their day buckets, reading one
-//! bucket (for the walk in `buckets`), and dropping a profile's history.
+//! Message history: appending messages to their buckets of positions,
+//! reading one bucket (for the walk in `buckets`), and dropping a profile's
+//! history.
 //!
 //! Messages of one partition (profile and bucket) are written together in
 //! unlogged batches: a single-partition batch is applied as one mutation,
@@ -7,16 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use rill_domain::{ChatMessage, MessageId, ProfileId};
+use rill_domain::{ProfileId, Sequenced};
 use scylla::statement::batch::{Batch, BatchType};
 use uuid::Uuid;
 
 use super::CassandraStore;
-use super::buckets::{HistorySource, bucket_of_message};
+use super::buckets::{Cursor, Direction, HistorySource, bucket_of};
 use super::errors::driver;
 use super::rows::{self, MessageRow};
 use super::statements::cql_limit;
-use crate::StoreError;
+use crate::{StoreError, stored_offset};
 
 /// The most bytes of messages in one batch. Well under the smallest
 /// batch size at which a cluster refuses a batch (Cassandra's default
@@ -25,36 +26,45 @@ use crate::StoreError;
 const BATCH_BYTES: usize = 32 * 1024;
 
 /// What a message costs in a batch besides its text: ids, bucket,
-/// timestamps and framing, rounded up.
-const MESSAGE_OVERHEAD_BYTES: usize = 96;
+/// position, timestamps and framing, rounded up.
+const MESSAGE_OVERHEAD_BYTES: usize = 104;
+
+/// A message as stored: with its position as a CQL `bigint`.
+pub(super) struct Stored<'m> {
+    position: i64,
+    sequenced: &'m Sequenced,
+}
 
 /// The values of `message_insert`.
-type MessageValues<'a> = (Uuid, i64, [u8; 16], Uuid, &'a str, i64, &'a str);
+type MessageValues<'a> = (Uuid, i64, i64, [u8; 16], Uuid, &'a str, i64, &'a str);
 
-fn estimated_bytes(message: &ChatMessage) -> usize {
+fn estimated_bytes(stored: &Stored<'_>) -> usize {
+    let message = &stored.sequenced.message;
     MESSAGE_OVERHEAD_BYTES + message.body.as_str().len() + message.edge_id.len()
 }
 
 /// Messages grouped by the partition they go to: (profile, bucket).
+/// [`StoreError::PositionOutOfRange`] for an offset no Kafka record has.
 pub(super) fn by_partition(
-    messages: &[ChatMessage],
-) -> BTreeMap<(ProfileId, i64), Vec<&ChatMessage>> {
-    let mut groups: BTreeMap<(ProfileId, i64), Vec<&ChatMessage>> = BTreeMap::new();
-    for message in messages {
+    messages: &[Sequenced],
+) -> Result<BTreeMap<(ProfileId, i64), Vec<Stored<'_>>>, StoreError> {
+    let mut groups: BTreeMap<(ProfileId, i64), Vec<Stored<'_>>> = BTreeMap::new();
+    for sequenced in messages {
+        let position = stored_offset(sequenced.offset)?;
         groups
-            .entry((message.profile_id, bucket_of_message(message)))
+            .entry((sequenced.message.profile_id, bucket_of(position)))
             .or_default()
-            .push(message);
+            .push(Stored {
+                position,
+                sequenced,
+            });
     }
-    groups
+    Ok(groups)
 }
 
 /// `messages` cut into runs of at most `budget` estimated bytes; a message
 /// larger than the budget goes alone.
-pub(super) fn batches<'a, 'm>(
-    messages: &'a [&'m ChatMessage],
-    budget: usize,
-) -> Vec<&'a [&'m ChatMessage]> {
+pub(super) fn batches<'a, 'm>(messages: &'a [Stored<'m>], budget: usize) -> Vec<&'a [Stored<'m>]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, message) in messages.iter().enumerate() {
@@ -71,10 +81,12 @@ pub(super) fn batches<'a, 'm>(
     out
 }
 
-fn values(message: &ChatMessage, bucket: i64) -> MessageValues<'_> {
+fn values<'m>(stored: &Stored<'m>, bucket: i64) -> MessageValues<'m> {
+    let message = &stored.sequenced.message;
     (
         message.profile_id.as_uuid(),
         bucket,
+        stored.position,
         message.id.as_uuid().into_bytes(),
         message.sender_id.as_uuid(),
         message.body.as_str(),
@@ -84,10 +96,11 @@ fn values(message: &ChatMessage, bucket: i64) -> MessageValues<'_> {
 }
 
 impl CassandraStore {
-    /// Stores messages; writing one again overwrites it with itself.
-    pub(super) async fn append(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
+    /// Stores messages at their positions; writing one again overwrites it
+    /// with itself.
+    pub(super) async fn append(&self, messages: &[Sequenced]) -> Result<(), StoreError> {
         let s = &self.statements;
-        for ((profile, bucket), group) in by_partition(messages) {
+        for ((profile, bucket), group) in by_partition(messages)? {
             // List the bucket before writing into it, so that a reader who
             // can see a message can also find its bucket.
             self.run(
@@ -141,20 +154,20 @@ impl CassandraStore {
 }
 
 impl HistorySource for CassandraStore {
-    async fn buckets_below(
+    async fn buckets(
         &self,
         profile: ProfileId,
+        direction: Direction,
         bound: i64,
         max: usize,
     ) -> Result<Vec<i64>, StoreError> {
+        let s = &self.statements;
+        let statement = match direction {
+            Direction::Older => &s.buckets_below,
+            Direction::Newer => &s.buckets_above,
+        };
         let values = (profile.as_uuid(), bound, cql_limit(max));
-        let result = self
-            .run(
-                &self.statements.buckets_below,
-                values,
-                "read history buckets",
-            )
-            .await?;
+        let result = self.run(statement, values, "read history buckets").await?;
         rows::collect(result, |(bucket,): (i64,)| Ok(bucket))
     }
 
@@ -162,119 +175,127 @@ impl HistorySource for CassandraStore {
         &self,
         profile: ProfileId,
         bucket: i64,
-        before: Option<MessageId>,
+        cursor: Cursor,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    ) -> Result<Vec<Sequenced>, StoreError> {
         let s = &self.statements;
-        let (p, limit) = (profile.as_uuid(), cql_limit(limit));
-        let result = match before {
-            None => {
-                self.run(&s.messages_in_bucket, (p, bucket, limit), "read history")
-                    .await?
-            }
-            Some(before) => {
-                let values = (p, bucket, before.as_uuid().into_bytes(), limit);
-                self.run(&s.messages_in_bucket_before, values, "read history")
-                    .await?
-            }
+        let statement = match cursor.direction {
+            Direction::Older => &s.messages_below,
+            Direction::Newer => &s.messages_above,
         };
+        let values = (profile.as_uuid(), bucket, cursor.position, cql_limit(limit));
+        let result = self.run(statement, values, "read history").await?;
         rows::collect(result, |row: MessageRow| rows::message(profile, row))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use rill_domain::{MessageBody, UserId};
+    use rill_domain::{ChatMessage, MessageBody, MessageId, UserId};
 
     use super::*;
-    use crate::cassandra::buckets::BUCKET_MS;
+    use crate::cassandra::buckets::BUCKET_BITS;
 
-    /// 2024-01-01T12:00:00Z.
-    const NOON: u64 = 1_704_110_400_000;
+    const SPAN: u64 = 1 << BUCKET_BITS;
 
-    fn message_at(profile: ProfileId, ms: u64, body_bytes: usize) -> ChatMessage {
-        let ts =
-            uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
-        ChatMessage {
-            id: MessageId::from_uuid(Uuid::new_v7(ts)),
-            profile_id: profile,
-            sender_id: UserId::random(),
-            body: MessageBody::parse("x".repeat(body_bytes), usize::MAX).expect("body"),
-            sent_at_ms: 0,
-            edge_id: "edge".into(),
+    fn at(profile: ProfileId, offset: u64, body_bytes: usize) -> Sequenced {
+        Sequenced {
+            message: ChatMessage {
+                id: MessageId::now(),
+                profile_id: profile,
+                sender_id: UserId::random(),
+                body: MessageBody::parse("x".repeat(body_bytes), usize::MAX).expect("body"),
+                sent_at_ms: 0,
+                edge_id: "edge".into(),
+            },
+            offset,
         }
     }
 
-    fn message(profile: ProfileId, body_bytes: usize) -> ChatMessage {
-        message_at(profile, NOON, body_bytes)
+    /// The messages of one partition, as `append` hands them to `batches`.
+    fn one_partition(messages: &[Sequenced]) -> Vec<Stored<'_>> {
+        let mut groups = by_partition(messages).expect("positions fit");
+        assert_eq!(groups.len(), 1);
+        groups.pop_first().expect("one group").1
     }
 
     #[test]
-    fn messages_are_grouped_by_profile_and_day() {
+    fn messages_are_grouped_by_profile_and_bucket_of_positions() {
         let (a, b) = (ProfileId::random(), ProfileId::random());
-        let yesterday = NOON - BUCKET_MS as u64;
         let messages = vec![
-            message_at(a, NOON, 1),
-            message_at(b, NOON + 1, 1),
-            message_at(a, yesterday, 1),
-            message_at(a, NOON + 2, 1),
+            at(a, 5, 1),
+            at(b, 6, 1),
+            at(a, SPAN + 7, 1),
+            at(a, SPAN - 1, 1),
         ];
-        let groups = by_partition(&messages);
+        let groups = by_partition(&messages).expect("positions fit");
         let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
         assert_eq!(groups.len(), 3, "{sizes:?}");
         assert_eq!(sizes.iter().sum::<usize>(), 4);
-        assert_eq!(
-            groups.get(&(a, NOON as i64 - 12 * 3_600_000)).map(Vec::len),
-            Some(2)
-        );
+        assert_eq!(groups.get(&(a, 0)).map(Vec::len), Some(2));
+        assert_eq!(groups.get(&(a, 1)).map(Vec::len), Some(1));
         assert!(groups.iter().all(|((p, bucket), group)| {
             group
                 .iter()
-                .all(|m| m.profile_id == *p && bucket_of_message(m) == *bucket)
+                .all(|m| m.sequenced.message.profile_id == *p && bucket_of(m.position) == *bucket)
         }));
+    }
+
+    #[test]
+    fn an_offset_past_a_bigint_is_refused() {
+        let messages = [at(ProfileId::random(), u64::MAX, 1)];
+        assert!(matches!(
+            by_partition(&messages),
+            Err(StoreError::PositionOutOfRange(u64::MAX))
+        ));
     }
 
     #[test]
     fn batches_stay_within_the_budget_and_keep_every_message_in_order() {
         let p = ProfileId::random();
-        let owned: Vec<ChatMessage> = (0..50).map(|i| message(p, 100 + i * 40)).collect();
-        let refs: Vec<&ChatMessage> = owned.iter().collect();
-        let cut = batches(&refs, 4096);
+        let owned: Vec<Sequenced> = (0..50).map(|i| at(p, i, 100 + i as usize * 40)).collect();
+        let stored = one_partition(&owned);
+        let cut = batches(&stored, 4096);
         assert!(cut.len() > 1);
         for batch in &cut {
-            let bytes: usize = batch.iter().map(|m| estimated_bytes(m)).sum();
+            let bytes: usize = batch.iter().map(estimated_bytes).sum();
             assert!(
                 bytes <= 4096 || batch.len() == 1,
                 "{bytes} bytes in {} messages",
                 batch.len()
             );
         }
-        let flat: Vec<MessageId> = cut.iter().flat_map(|b| b.iter().map(|m| m.id)).collect();
-        assert_eq!(flat, owned.iter().map(|m| m.id).collect::<Vec<_>>());
+        let flat: Vec<MessageId> = cut
+            .iter()
+            .flat_map(|b| b.iter().map(|m| m.sequenced.message.id))
+            .collect();
+        assert_eq!(flat, owned.iter().map(|m| m.message.id).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_message_over_the_budget_goes_alone() {
         let p = ProfileId::random();
-        let owned = [message(p, 10), message(p, 10_000), message(p, 10)];
-        let refs: Vec<&ChatMessage> = owned.iter().collect();
-        let sizes: Vec<usize> = batches(&refs, 1024).iter().map(|b| b.len()).collect();
+        let owned = [at(p, 1, 10), at(p, 2, 10_000), at(p, 3, 10)];
+        let stored = one_partition(&owned);
+        let sizes: Vec<usize> = batches(&stored, 1024).iter().map(|b| b.len()).collect();
         assert_eq!(sizes, vec![1, 1, 1]);
         assert!(batches(&[], 1024).is_empty());
     }
 
     #[test]
-    fn values_carry_the_id_as_big_endian_bytes() {
-        let m = message(ProfileId::random(), 5);
-        let v = values(&m, 7);
+    fn values_carry_the_position_and_the_id_as_big_endian_bytes() {
+        let owned = [at(ProfileId::random(), SPAN + 9, 5)];
+        let stored = one_partition(&owned);
+        let v = values(&stored[0], 1);
+        let m = &owned[0].message;
         assert_eq!(v.0, m.profile_id.as_uuid());
-        assert_eq!(v.1, 7);
-        assert_eq!(v.2.to_vec(), m.id.to_bytes());
+        assert_eq!((v.1, v.2), (1, SPAN as i64 + 9));
+        assert_eq!(v.3.to_vec(), m.id.to_bytes());
         assert_eq!(
-            rows::message_id(&v.2).expect("id"),
+            rows::message_id(&v.3).expect("id"),
             m.id,
             "what is written reads back"
         );
-        assert_eq!((v.4, v.5, v.6), ("xxxxx", 0, "edge"));
+        assert_eq!((v.5, v.6, v.7), ("xxxxx", 0, "edge"));
     }
 }

@@ -9,7 +9,8 @@
 //!   tables derived from them.
 //! - `reads`: reading the directory.
 //! - `history`: appending messages and reading them back.
-//! - `buckets`: the day buckets of history and the walk over them.
+//! - `buckets`: the buckets of positions of history and the walk over
+//!   them.
 //! - `accounts`: accounts, the one table written by lightweight
 //!   transactions.
 //! - `rows`: decoding rows; `errors`: driver errors as [`StoreError`]s.
@@ -34,7 +35,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use async_trait::async_trait;
-use rill_domain::{ChatMessage, DirectoryEvent, MessageId, Profile, ProfileId, User, UserId};
+use rill_domain::{DirectoryEvent, Profile, ProfileId, Sequenced, User, UserId};
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::PagingState;
@@ -134,7 +135,7 @@ impl Store for CassandraStore {
         Ok(())
     }
 
-    async fn append_messages(&self, messages: &[ChatMessage]) -> Result<(), StoreError> {
+    async fn append_messages(&self, messages: &[Sequenced]) -> Result<(), StoreError> {
         self.append(messages).await
     }
 
@@ -180,10 +181,21 @@ impl Store for CassandraStore {
     async fn history(
         &self,
         profile: ProfileId,
-        before: Option<MessageId>,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        buckets::walk_history(self, profile, before, limit).await
+    ) -> Result<Vec<Sequenced>, StoreError> {
+        let cursor = buckets::Cursor::before(before);
+        buckets::walk_history(self, profile, cursor, limit).await
+    }
+
+    async fn history_after(
+        &self,
+        profile: ProfileId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Sequenced>, StoreError> {
+        let cursor = buckets::Cursor::after(after);
+        buckets::walk_history(self, profile, cursor, limit).await
     }
 
     async fn test_data(&self) -> Result<(Vec<UserId>, Vec<ProfileId>), StoreError> {

@@ -4,7 +4,9 @@
 //! a null (a half-written or hand-edited row) then becomes a
 //! [`StoreError::Corrupt`] that names the row, not a driver error.
 
-use rill_domain::{ChatMessage, MessageBody, MessageId, Name, Profile, ProfileId, User, UserId};
+use rill_domain::{
+    ChatMessage, MessageBody, MessageId, Name, Profile, ProfileId, Sequenced, User, UserId,
+};
 use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlValue, Row};
@@ -16,8 +18,10 @@ use crate::{Account, StoreError};
 /// `id, name, created_at_ms, test_data` of `users` or `profiles`.
 pub(super) type EntityRow = (Uuid, Option<String>, Option<i64>, Option<bool>);
 
-/// `id, sender_id, body, sent_at_ms, edge_id` of `messages_by_profile`.
+/// `position, id, sender_id, body, sent_at_ms, edge_id` of
+/// `messages_by_position`.
 pub(super) type MessageRow = (
+    i64,
     Vec<u8>,
     Option<Uuid>,
     Option<String>,
@@ -152,20 +156,24 @@ pub(super) fn account(key: &str, row: AccountRow) -> Result<Account, StoreError>
     })
 }
 
+const MESSAGES: &str = "messages_by_position";
+
 /// A message id as stored: its 16 bytes, big-endian.
 pub(super) fn message_id(bytes: &[u8]) -> Result<MessageId, StoreError> {
-    MessageId::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("messages_by_profile: {e}")))
+    MessageId::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{MESSAGES}: {e}")))
 }
 
-/// A message of `profile`'s history. The body was checked when it was
-/// accepted; here only that it is a body at all, whatever its size.
-pub(super) fn message(profile: ProfileId, row: MessageRow) -> Result<ChatMessage, StoreError> {
-    let (id, sender_id, body, sent_at_ms, edge_id) = row;
+/// A message of `profile`'s history, at its position. The body was checked
+/// when it was accepted; here only that it is a body at all, whatever its
+/// size.
+pub(super) fn message(profile: ProfileId, row: MessageRow) -> Result<Sequenced, StoreError> {
+    let (position, id, sender_id, body, sent_at_ms, edge_id) = row;
     let id = message_id(&id)?;
-    let table = "messages_by_profile";
+    let table = MESSAGES;
+    let offset = u64::try_from(position)
+        .map_err(|_| StoreError::Corrupt(format!("{table} row {id}: position {position}")))?;
     let body = body.ok_or_else(|| missing(table, id, "body"))?;
-    Ok(ChatMessage {
+    let message = ChatMessage {
         id,
         profile_id: profile,
         sender_id: UserId::from_uuid(sender_id.ok_or_else(|| missing(table, id, "sender_id"))?),
@@ -173,7 +181,8 @@ pub(super) fn message(profile: ProfileId, row: MessageRow) -> Result<ChatMessage
             .map_err(|e| StoreError::Corrupt(format!("{table} row {id}: invalid body: {e}")))?,
         sent_at_ms: sent_at_ms.ok_or_else(|| missing(table, id, "sent_at_ms"))?,
         edge_id: edge_id.ok_or_else(|| missing(table, id, "edge_id"))?,
-    })
+    };
+    Ok(Sequenced { message, offset })
 }
 
 #[cfg(test)]
@@ -187,6 +196,7 @@ mod tests {
     fn message_row() -> MessageRow {
         let id = MessageId::now();
         (
+            1234,
             id.to_bytes(),
             Some(Uuid::new_v4()),
             Some("hello".into()),
@@ -296,10 +306,12 @@ mod tests {
     fn a_message_row_decodes_whole() {
         let row = message_row();
         let p = ProfileId::random();
-        let m = message(p, row.clone()).expect("message");
-        assert_eq!(m.id.to_bytes(), row.0);
+        let s = message(p, row.clone()).expect("message");
+        assert_eq!(s.offset, 1234);
+        let m = s.message;
+        assert_eq!(m.id.to_bytes(), row.1);
         assert_eq!(m.profile_id, p);
-        assert_eq!(m.sender_id.as_uuid(), row.1.expect("sender"));
+        assert_eq!(m.sender_id.as_uuid(), row.2.expect("sender"));
         assert_eq!(
             (m.body.as_str(), m.sent_at_ms, m.edge_id.as_str()),
             ("hello", 7, "edge-1")
@@ -309,29 +321,32 @@ mod tests {
     #[test]
     fn a_large_stored_body_is_still_read() {
         let mut row = message_row();
-        row.2 = Some("x".repeat(1 << 20));
+        row.3 = Some("x".repeat(1 << 20));
         assert!(message(ProfileId::random(), row).is_ok());
     }
 
     #[test]
     fn bad_message_rows_are_corrupt() {
         let mut row = message_row();
-        row.0 = vec![1, 2, 3];
+        row.0 = -1;
+        assert!(is_corrupt(message(ProfileId::random(), row), "position -1"));
+        let mut row = message_row();
+        row.1 = vec![1, 2, 3];
         assert!(is_corrupt(message(ProfileId::random(), row), "16 bytes"));
         let mut row = message_row();
-        row.1 = None;
+        row.2 = None;
         assert!(is_corrupt(
             message(ProfileId::random(), row),
             "sender_id is null"
         ));
         let mut row = message_row();
-        row.2 = Some("\u{7}".into());
+        row.3 = Some("\u{7}".into());
         assert!(is_corrupt(
             message(ProfileId::random(), row),
             "invalid body"
         ));
         let mut row = message_row();
-        row.4 = None;
+        row.5 = None;
         assert!(is_corrupt(
             message(ProfileId::random(), row),
             "edge_id is null"

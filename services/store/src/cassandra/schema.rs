@@ -14,10 +14,13 @@
 //!   every bind and unbind, so that suggestions need no scan.
 //! - `test_data_items`: ids of users and profiles marked as test data,
 //!   partitioned by kind, kept on upsert and delete.
-//! - `messages_by_profile`: a profile's history, one partition per profile
-//!   and day bucket (see `buckets`), newest message first.
-//! - `message_buckets`: the buckets of each profile that hold messages,
-//!   newest first: what a history read walks.
+//! - `messages_by_position` (migration 3): a profile's history, one
+//!   partition per profile and bucket of positions (see `buckets`), newest
+//!   position first.
+//! - `position_buckets` (migration 3): the buckets of each profile that
+//!   hold messages, newest first: what a history read walks.
+//! - `messages_by_profile` and `message_buckets`, history by day and
+//!   message id, were made by migration 1 and dropped by migration 3.
 //! - `accounts` (partition: the login key, see [`crate::login_key`]): one
 //!   row per account, written only by lightweight transactions, which is
 //!   what makes a login name unique (see `accounts`).
@@ -42,7 +45,7 @@ pub(super) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(super) const MIGRATIONS: &[Migration] = &[DIRECTORY_AND_HISTORY, ACCOUNTS];
+pub(super) const MIGRATIONS: &[Migration] = &[DIRECTORY_AND_HISTORY, ACCOUNTS, HISTORY_BY_POSITION];
 
 const DIRECTORY_AND_HISTORY: Migration = Migration {
     version: 1,
@@ -118,6 +121,38 @@ const ACCOUNTS: Migration = Migration {
             user_id uuid PRIMARY KEY,
             login_key text
         )",
+    ],
+};
+
+/// History in position order (issue 17): by profile and bucket of
+/// positions (`buckets::BUCKET_BITS`), clustered by position, newest first.
+/// The id (a blob, as in migration 1) is part of the key so that two
+/// messages at one offset (a sequenced topic recreated under this store)
+/// are both kept; a message stored again at its position overwrites
+/// itself. The day-bucketed tables of migration 1 are dropped: their rows
+/// have no position, and no deployment has history in them.
+const HISTORY_BY_POSITION: Migration = Migration {
+    version: 3,
+    description: "history by position; history by day dropped",
+    statements: &[
+        "DROP TABLE IF EXISTS {ks}.messages_by_profile",
+        "DROP TABLE IF EXISTS {ks}.message_buckets",
+        "CREATE TABLE IF NOT EXISTS {ks}.messages_by_position (
+            profile_id uuid,
+            bucket bigint,
+            position bigint,
+            id blob,
+            sender_id uuid,
+            body text,
+            sent_at_ms bigint,
+            edge_id text,
+            PRIMARY KEY ((profile_id, bucket), position, id)
+        ) WITH CLUSTERING ORDER BY (position DESC, id DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.position_buckets (
+            profile_id uuid,
+            bucket bigint,
+            PRIMARY KEY (profile_id, bucket)
+        ) WITH CLUSTERING ORDER BY (bucket DESC)",
     ],
 };
 
@@ -231,17 +266,25 @@ pub(super) async fn migrate(
     Ok(migrated)
 }
 
-/// The tables the migrations create, in order.
+/// The table a statement of the migrations creates (or drops) after
+/// `verb` (`CREATE TABLE IF NOT EXISTS`, `DROP TABLE IF EXISTS`).
+#[cfg(test)]
+fn table_after<'a>(cql: &'a str, verb: &str) -> Option<&'a str> {
+    let rest = cql.split(&format!("{verb} {{ks}}.")).nth(1)?;
+    rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+}
+
+/// The tables the migrations leave, in the order they were created.
 #[cfg(test)]
 pub(super) fn created_tables() -> Vec<&'static str> {
-    let created = |cql: &'static str| {
-        let rest = cql.split("CREATE TABLE IF NOT EXISTS {ks}.").nth(1)?;
-        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .next()
-    };
-    MIGRATIONS
-        .iter()
-        .flat_map(|m| m.statements.iter().filter_map(|s| created(s)))
+    let statements = || MIGRATIONS.iter().flat_map(|m| m.statements.iter());
+    let dropped: Vec<&str> = statements()
+        .filter_map(|s| table_after(s, "DROP TABLE IF EXISTS"))
+        .collect();
+    statements()
+        .filter_map(|s| table_after(s, "CREATE TABLE IF NOT EXISTS"))
+        .filter(|table| !dropped.contains(table))
         .collect()
 }
 
@@ -264,7 +307,11 @@ mod tests {
             .flat_map(|m| m.statements.iter())
             .chain(&[CREATE_MIGRATIONS_TABLE])
         {
-            assert!(statement.contains("IF NOT EXISTS {ks}."), "{statement}");
+            assert!(
+                statement.contains("IF NOT EXISTS {ks}.")
+                    || statement.starts_with("DROP TABLE IF EXISTS {ks}."),
+                "{statement}"
+            );
             assert!(
                 !statement.contains("INDEX"),
                 "no secondary indexes: {statement}"
@@ -282,7 +329,8 @@ mod tests {
         for key in [
             "PRIMARY KEY (user_id, profile_id)",
             "PRIMARY KEY (profile_id, user_id)",
-            "PRIMARY KEY ((profile_id, bucket), id) ) WITH CLUSTERING ORDER BY (id DESC)",
+            "PRIMARY KEY ((profile_id, bucket), position, id) ) \
+             WITH CLUSTERING ORDER BY (position DESC, id DESC)",
             "PRIMARY KEY (profile_id, bucket) ) WITH CLUSTERING ORDER BY (bucket DESC)",
             "id blob,",
             "login_key text PRIMARY KEY,",
@@ -299,10 +347,10 @@ mod tests {
                 "members_by_profile",
                 "multi_profile_users",
                 "test_data_items",
-                "messages_by_profile",
-                "message_buckets",
                 "accounts",
-                "account_by_user"
+                "account_by_user",
+                "messages_by_position",
+                "position_buckets"
             ]
         );
     }

@@ -85,17 +85,19 @@ statements! {
     test_data_delete => "DELETE FROM {ks}.test_data_items WHERE kind = ? AND id = ?",
     test_data_list => "SELECT id FROM {ks}.test_data_items WHERE kind = ?",
 
-    // history
-    message_insert => "INSERT INTO {ks}.messages_by_profile \
-        (profile_id, bucket, id, sender_id, body, sent_at_ms, edge_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    messages_in_bucket => "SELECT id, sender_id, body, sent_at_ms, edge_id FROM {ks}.messages_by_profile \
-        WHERE profile_id = ? AND bucket = ? LIMIT ?",
-    messages_in_bucket_before => "SELECT id, sender_id, body, sent_at_ms, edge_id FROM {ks}.messages_by_profile \
-        WHERE profile_id = ? AND bucket = ? AND id < ? LIMIT ?",
-    bucket_messages_delete => "DELETE FROM {ks}.messages_by_profile WHERE profile_id = ? AND bucket = ?",
-    bucket_insert => "INSERT INTO {ks}.message_buckets (profile_id, bucket) VALUES (?, ?)",
-    buckets_below => "SELECT bucket FROM {ks}.message_buckets WHERE profile_id = ? AND bucket < ? LIMIT ?",
-    buckets_delete_all => "DELETE FROM {ks}.message_buckets WHERE profile_id = ?",
+    // history, by position (see `buckets`)
+    message_insert => "INSERT INTO {ks}.messages_by_position \
+        (profile_id, bucket, position, id, sender_id, body, sent_at_ms, edge_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    messages_below => "SELECT position, id, sender_id, body, sent_at_ms, edge_id FROM {ks}.messages_by_position \
+        WHERE profile_id = ? AND bucket = ? AND position < ? LIMIT ?",
+    messages_above => "SELECT position, id, sender_id, body, sent_at_ms, edge_id FROM {ks}.messages_by_position \
+        WHERE profile_id = ? AND bucket = ? AND position > ? ORDER BY position ASC, id ASC LIMIT ?",
+    bucket_messages_delete => "DELETE FROM {ks}.messages_by_position WHERE profile_id = ? AND bucket = ?",
+    bucket_insert => "INSERT INTO {ks}.position_buckets (profile_id, bucket) VALUES (?, ?)",
+    buckets_below => "SELECT bucket FROM {ks}.position_buckets WHERE profile_id = ? AND bucket < ? LIMIT ?",
+    buckets_above => "SELECT bucket FROM {ks}.position_buckets \
+        WHERE profile_id = ? AND bucket > ? ORDER BY bucket ASC LIMIT ?",
+    buckets_delete_all => "DELETE FROM {ks}.position_buckets WHERE profile_id = ?",
 
     // accounts: conditional writes only (see above)
     account_insert => "INSERT INTO {ks}.accounts (login_key, login, user_id, password_hash, created_at_ms) \

@@ -1,16 +1,15 @@
 //! The scenarios of the store contract, written once for every backend.
-//! Accounts in `accounts`.
+//! Accounts in `accounts`, message history in `history`.
 
 mod accounts;
+mod history;
 
 pub use accounts::*;
+pub use history::*;
 
 use std::collections::HashSet;
 
-use rill_domain::{
-    ChatMessage, DirectoryChange, DirectoryEvent, MessageBody, MessageId, Name, Profile, ProfileId,
-    User, UserId,
-};
+use rill_domain::{DirectoryChange, DirectoryEvent, Name, Profile, ProfileId, User, UserId};
 use rill_store::{PageRequest, Store};
 
 fn user(name: &str) -> User {
@@ -37,41 +36,6 @@ async fn apply(store: &dyn Store, changes: Vec<DirectoryChange>) {
         .map(|c| DirectoryEvent::new(c, 0))
         .collect();
     store.apply(&events).await.expect("apply");
-}
-
-fn message_at(profile: ProfileId, unix_ms: u64, body: &str) -> ChatMessage {
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        unix_ms / 1000,
-        ((unix_ms % 1000) * 1_000_000) as u32,
-    );
-    ChatMessage {
-        id: MessageId::from_uuid(uuid::Uuid::new_v7(ts)),
-        profile_id: profile,
-        sender_id: UserId::random(),
-        body: MessageBody::parse(body, 100).expect("body"),
-        sent_at_ms: unix_ms as i64,
-        edge_id: "edge-test".into(),
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
-
-/// `n` messages on `profile`, one millisecond apart, oldest first.
-fn messages(profile: ProfileId, n: usize) -> Vec<ChatMessage> {
-    let start = now_ms() - 60_000;
-    (0..n)
-        .map(|i| message_at(profile, start + i as u64, &format!("m{i}")))
-        .collect()
-}
-
-fn bodies(messages: &[ChatMessage]) -> Vec<&str> {
-    messages.iter().map(|m| m.body.as_str()).collect()
 }
 
 pub async fn users_are_upserted_read_and_deleted_idempotently(store: &dyn Store) {
@@ -423,95 +387,6 @@ pub async fn suggested_users_are_bound_to_two_or_more_profiles(store: &dyn Store
     assert!(store.suggested_users(10).await.expect("read").is_empty());
 }
 
-pub async fn history_is_newest_first_and_pages_with_before(store: &dyn Store) {
-    let room = ProfileId::random();
-    let other = ProfileId::random();
-    let sent = messages(room, 25);
-    store.append_messages(&sent).await.expect("append");
-    store
-        .append_messages(&messages(other, 3))
-        .await
-        .expect("append");
-
-    let newest = store.history(room, None, 10).await.expect("history");
-    assert_eq!(
-        bodies(&newest),
-        (15..25).rev().map(|i| format!("m{i}")).collect::<Vec<_>>()
-    );
-    assert_eq!(newest[0], sent[24], "messages come back whole");
-    let older = store
-        .history(room, newest.last().map(|m| m.id), 10)
-        .await
-        .expect("history");
-    assert_eq!(
-        bodies(&older),
-        (5..15).rev().map(|i| format!("m{i}")).collect::<Vec<_>>()
-    );
-    let oldest = store
-        .history(room, older.last().map(|m| m.id), 10)
-        .await
-        .expect("history");
-    assert_eq!(
-        bodies(&oldest),
-        (0..5).rev().map(|i| format!("m{i}")).collect::<Vec<_>>()
-    );
-    assert!(
-        store
-            .history(ProfileId::random(), None, 10)
-            .await
-            .expect("history")
-            .is_empty()
-    );
-}
-
-pub async fn appending_the_same_messages_again_changes_nothing(store: &dyn Store) {
-    let room = ProfileId::random();
-    let sent = messages(room, 5);
-    store.append_messages(&sent).await.expect("append");
-    store.append_messages(&sent).await.expect("append again");
-    store
-        .append_messages(&sent[1..3])
-        .await
-        .expect("append a part again");
-    assert_eq!(
-        store.history(room, None, 100).await.expect("history").len(),
-        5
-    );
-}
-
-pub async fn history_keeps_messages_that_arrive_out_of_order(store: &dyn Store) {
-    let room = ProfileId::random();
-    let sent = messages(room, 6);
-    let shuffled: Vec<ChatMessage> = [4, 1, 5, 0, 3, 2]
-        .iter()
-        .map(|&i| sent[i].clone())
-        .collect();
-    for message in shuffled {
-        store.append_messages(&[message]).await.expect("append");
-    }
-    let history = store.history(room, None, 100).await.expect("history");
-    assert_eq!(bodies(&history), vec!["m5", "m4", "m3", "m2", "m1", "m0"]);
-}
-
-pub async fn history_spans_days(store: &dyn Store) {
-    const DAY_MS: u64 = 24 * 3600 * 1000;
-    let room = ProfileId::random();
-    let now = now_ms();
-    let sent: Vec<ChatMessage> = [3 * DAY_MS, 2 * DAY_MS, DAY_MS, 1000]
-        .iter()
-        .enumerate()
-        .map(|(i, ago)| message_at(room, now - ago, &format!("d{i}")))
-        .collect();
-    store.append_messages(&sent).await.expect("append");
-    let history = store.history(room, None, 10).await.expect("history");
-    assert_eq!(bodies(&history), vec!["d3", "d2", "d1", "d0"]);
-    let before_newest = store
-        .history(room, Some(sent[3].id), 2)
-        .await
-        .expect("history");
-    assert_eq!(bodies(&before_newest), vec!["d2", "d1"]);
-}
-
 pub async fn test_data_lists_only_test_data(store: &dyn Store) {
     let mut fake = user("Fake");
     fake.test_data = true;
@@ -533,21 +408,4 @@ pub async fn test_data_lists_only_test_data(store: &dyn Store) {
     assert_eq!(profiles, vec![fake_room.id]);
     apply(store, vec![DirectoryChange::UserDeleted(fake.id)]).await;
     assert!(store.test_data().await.expect("read").0.is_empty());
-}
-
-/// More messages at once than one write carries (the Cassandra backend
-/// cuts a partition's messages into batches of at most 32 KiB).
-pub async fn a_burst_larger_than_one_write_is_stored_whole(store: &dyn Store) {
-    let room = ProfileId::random();
-    let start = now_ms() - 60_000;
-    let sent: Vec<ChatMessage> = (0..600)
-        .map(|i| message_at(room, start + i, &format!("{i:04} {}", "x".repeat(90))))
-        .collect();
-    store.append_messages(&sent).await.expect("append");
-    let history = store.history(room, None, 1000).await.expect("history");
-    let newest_first: Vec<ChatMessage> = sent.into_iter().rev().collect();
-    assert!(
-        history == newest_first,
-        "every message, whole, newest first"
-    );
 }
