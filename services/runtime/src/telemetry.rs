@@ -4,6 +4,9 @@
 //! real trace id and the W3C trace context can travel through Kafka even
 //! when nothing collects the traces; spans are exported over OTLP
 //! (HTTP/protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//!
+//! Logs are JSON lines ([`json_lines`]: one object per event with the
+//! service, the node and the trace id) or, for people, text.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -15,6 +18,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::{LogFormat, TelemetrySettings};
+
+pub mod json_lines;
 
 /// The environment variable, named by the OpenTelemetry specification, that
 /// turns trace export on.
@@ -55,11 +60,9 @@ impl Telemetry {
             .with_tracer(provider.tracer(service))
             .with_filter(SPAN_LEVEL);
         let fmt = match settings.log_format {
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .boxed(),
+            LogFormat::Json => {
+                json_lines::JsonLines::new(service, node_name(), std::io::stdout).boxed()
+            }
             LogFormat::Text => tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .boxed(),
@@ -105,6 +108,20 @@ impl Telemetry {
             tracing::warn!(error = %err, "trace export did not shut down cleanly");
         }
     }
+}
+
+/// Which process this is, for the `node` of every log line: the
+/// `RILL_NODE_ID` variable (the edge's node id; the chart sets it to the
+/// pod's name), else `HOSTNAME` (in Kubernetes, the pod's name), else the
+/// kernel's host name.
+fn node_name() -> String {
+    ["RILL_NODE_ID", "HOSTNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .chain(std::fs::read_to_string("/proc/sys/kernel/hostname"))
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, TelemetryError> {

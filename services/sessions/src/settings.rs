@@ -5,7 +5,7 @@ use std::time::Duration;
 use rill_runtime::SettingsError;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// Redis URLs, a list or comma separated. Several URLs are independent
@@ -36,6 +36,32 @@ impl Default for RedisSettings {
             session_ttl_secs: Duration::from_secs(30),
             timeout_ms: Duration::from_millis(1000),
         }
+    }
+}
+
+/// Not derived: a URL may carry a password (`redis://:pw@host`), which
+/// `Debug` must not print.
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| without_credentials(u)).collect();
+        f.debug_struct("RedisSettings")
+            .field("urls", &urls)
+            .field("key_prefix", &self.key_prefix)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// `url` with its user and password, if any, replaced by `[redacted]`.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[redacted]".to_owned(); // not a URL: say nothing of it
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://[redacted]@{host}{path}"),
+        None => url.to_owned(),
     }
 }
 
@@ -76,5 +102,27 @@ impl RedisSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_does_not_print_a_url_password() {
+        let settings = RedisSettings {
+            urls: vec![
+                "redis://:hunter2@redis-a:6379/0".into(),
+                "rediss://rill:hunter3@redis-b:6380".into(),
+                "redis://redis-c:6379".into(),
+            ],
+            ..RedisSettings::default()
+        };
+        let text = format!("{settings:?}");
+        assert!(!text.contains("hunter"), "{text}");
+        assert!(text.contains("redis://[redacted]@redis-a:6379/0"), "{text}");
+        assert!(text.contains("rediss://[redacted]@redis-b:6380"), "{text}");
+        assert!(text.contains("redis://redis-c:6379"), "{text}");
     }
 }
