@@ -207,7 +207,10 @@ async fn history_is_in_position_order_and_pages_both_ways() {
     assert_eq!(bodies(&page), vec!["m6", "m5", "m4", "m3"]);
     assert_eq!(page["items"][0]["sender_id"], user.to_string());
     let before = page["next_before"].as_str().expect("more pages");
-    assert_eq!(before, page["items"][3]["position"], "the last item's position");
+    assert_eq!(
+        before, page["items"][3]["position"],
+        "the last item's position"
+    );
     let older = body(
         client
             .get(&format!(
@@ -252,7 +255,10 @@ async fn history_is_in_position_order_and_pages_both_ways() {
     .await;
     assert_eq!(bodies(&newest), vec!["m5", "m6"]);
     assert!(newest["next_after"].is_null());
-    assert_eq!(newest["items"][1], page["items"][0], "the same item both ways");
+    assert_eq!(
+        newest["items"][1], page["items"][0],
+        "the same item both ways"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
