@@ -118,7 +118,9 @@ fn measure(client: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i64)
     let left = || {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::OperationTimedOut,
+            ))
         } else {
             Ok(left)
         }

@@ -288,11 +288,19 @@ mod tests {
     fn an_event_in_a_span_is_one_line_with_its_trace_id_node_and_fields() {
         let mut trace_id = String::new();
         let lines = capture(|| {
-            let span = tracing::info_span!("send message", user_id = "u1", message_id = tracing::field::Empty);
+            let span = tracing::info_span!(
+                "send message",
+                user_id = "u1",
+                message_id = tracing::field::Empty
+            );
             let _entered = span.enter();
             span.record("message_id", "m1");
             trace_id = span.context().span().span_context().trace_id().to_string();
-            tracing::warn!(attempt = 2, error = "broker down\nsecond line", "send failed");
+            tracing::warn!(
+                attempt = 2,
+                error = "broker down\nsecond line",
+                "send failed"
+            );
         });
         assert_eq!(lines.len(), 1, "{lines:?}");
         let line = &lines[0];
