@@ -90,10 +90,13 @@ async fn sse_client_sends_with_post_to_a_websocket_client() {
     let got = ws.next_of_type("message").await;
     assert_eq!(got["body"], "from sse");
     assert_eq!(got["id"], reply["id"]);
-    // The sender's own stream gets it too, with the id as the SSE id.
+    // The sender's own stream gets it too, with its position as the SSE
+    // id (what the browser sends back as Last-Event-ID).
     let own = sse.next_of_type("message").await;
     assert_eq!(own.data["body"], "from sse");
-    assert_eq!(own.id.as_deref(), reply["id"].as_str());
+    assert_eq!(own.data["id"], reply["id"]);
+    assert_eq!(own.id.as_deref(), own.data["position"].as_str());
+    assert_eq!(own.data["position"], got["position"], "one order for all");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
