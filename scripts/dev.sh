@@ -10,7 +10,7 @@
 #    scripts/kafka/run.sh), Redis, with RILL_DEV_STORE=cassandra Apache
 #    Cassandra (one node, scripts/cassandra/run.sh; the store is SQLite
 #    otherwise), creates the Kafka topics (and the Cassandra schema), two
-#    edges, the api, persist, and Traefik in front of the edges and the api
+#    edges, the api, the sequencer, persist, and Traefik in front of the edges and the api
 #    (sticky cookie `rill_edge`),
 # 4. prints the URL of the browser client and waits.
 #
@@ -41,6 +41,7 @@
 #   RILL_DEV_EDGE1_PORT, RILL_DEV_EDGE2_PORT  the edges (default 8081, 8082)
 #   RILL_DEV_API_PORT       the api (default 8090)
 #   RILL_DEV_PERSIST_PORT   persist (its health and metrics; default 8091)
+#   RILL_DEV_SEQUENCER_PORT the sequencer (its health and metrics; default 8092)
 #   RILL_DEV_SKIP_BUILD=1   use the binaries already in target/release
 #   RILL_DEV_STOP_TIMEOUT   seconds a service gets to stop (default 30)
 #   RILL_TELEMETRY__LOG_FORMAT  service log format (default text here)
@@ -69,6 +70,7 @@ edge1_port="${RILL_DEV_EDGE1_PORT:-8081}"
 edge2_port="${RILL_DEV_EDGE2_PORT:-8082}"
 api_port="${RILL_DEV_API_PORT:-8090}"
 persist_port="${RILL_DEV_PERSIST_PORT:-8091}"
+sequencer_port="${RILL_DEV_SEQUENCER_PORT:-8092}"
 stop_timeout="${RILL_DEV_STOP_TIMEOUT:-30}"
 start_timeout=120 # seconds for each process to become ready (JVMs on a busy machine)
 
@@ -187,7 +189,7 @@ cleanup() {
   if ((${#pids[@]})); then
     # Ingress and services first, while the broker and Redis still serve
     # their shutdown (edges release Redis locks, producers flush).
-    stop_group "$stop_timeout" traefik edge-1 edge-2 api persist || ((rc)) || rc=1
+    stop_group "$stop_timeout" traefik edge-1 edge-2 api sequencer persist || ((rc)) || rc=1
     stop_group 30 kafka redis cassandra || ((rc)) || rc=1
     rm -f "$pid_dir"/*.pid
     say "stopped"
@@ -277,7 +279,7 @@ for entry in "${store_ports[@]}" "Traefik (RILL_DEV_HTTP_PORT):$http_port" "Kafk
   "Kafka's controller (RILL_DEV_KAFKA_CONTROLLER_PORT):$kafka_controller_port" \
   "Redis (RILL_DEV_REDIS_PORT):$redis_port" "edge-1 (RILL_DEV_EDGE1_PORT):$edge1_port" \
   "edge-2 (RILL_DEV_EDGE2_PORT):$edge2_port" "api (RILL_DEV_API_PORT):$api_port" \
-  "persist (RILL_DEV_PERSIST_PORT):$persist_port"; do
+  "persist (RILL_DEV_PERSIST_PORT):$persist_port" "sequencer (RILL_DEV_SEQUENCER_PORT):$sequencer_port"; do
   port="${entry##*:}"
   if port_open "$port"; then
     owner=""
@@ -300,7 +302,7 @@ fi
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" == /* ]] || target_dir="$repo/$target_dir"
 bin="$target_dir/release"
-for b in rill-admin edge api persist; do
+for b in rill-admin edge api sequencer persist; do
   [[ -x "$bin/$b" ]] || die "$bin/$b not found: build it with cargo build --release --bins (in $repo)"
 done
 
@@ -400,10 +402,15 @@ api_env=("RILL_API_KEYS__KEYS=[{name=\"dev\",sha256=\"$api_key_digest\"}]"
 start edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
 start edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
 start api env "${common_env[@]}" "${api_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
+# The sequencer keeps one transactional id across restarts: a restart
+# aborts what a crashed run left open at once.
+start sequencer env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$sequencer_port" \
+  RILL_TRANSACTIONAL_ID=rill-sequencer-dev "$bin/sequencer"
 start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$persist_port" "$bin/persist"
 wait_for edge-1 "/readyz on port $edge1_port" http_ready "$edge1_port" /readyz
 wait_for edge-2 "/readyz on port $edge2_port" http_ready "$edge2_port" /readyz
 wait_for api "/readyz on port $api_port" http_ready "$api_port" /readyz
+wait_for sequencer "/readyz on port $sequencer_port" http_ready "$sequencer_port" /readyz
 wait_for persist "/readyz on port $persist_port" http_ready "$persist_port" /readyz
 
 # 6. Traefik in front (RILL_TRAEFIK_BIN comes from ensure_tools).
@@ -426,7 +433,7 @@ cat <<EOF
   token secret:    $state/token-secret (HS256, kid "dev": connection tokens for /login/token)
 
   store: $store$([[ "$store" == cassandra ]] && echo " (CQL on 127.0.0.1:$cassandra_port)")
-  logs:  $logs/{kafka,redis,rill-admin,edge-1,edge-2,api,persist,traefik}.log
+  logs:  $logs/{kafka,redis,rill-admin,edge-1,edge-2,api,sequencer,persist,traefik}.log
   stop:  Ctrl-C
 
 EOF
