@@ -146,8 +146,9 @@ wait_ready() {
 
 build() {
   if [[ "${RILL_LOAD_SKIP_BUILD:-0}" != 1 ]]; then
-    say "cargo build --release (edge, api, persist, rill-admin, rill-load)"
-    (cd "$repo" && cargo build --release -p rill-edge -p rill-api -p rill-persist -p rill-admin -p rill-loadtest) >&2
+    say "cargo build --release (edge, api, sequencer, persist, rill-admin, rill-load)"
+    (cd "$repo" && cargo build --release -p rill-edge -p rill-api -p rill-sequencer -p rill-persist \
+      -p rill-admin -p rill-loadtest) >&2
   fi
 }
 
@@ -178,7 +179,7 @@ start_broker_and_redis() {
     die "create-topics failed: $(tail -n 5 "$work/rill-admin.log")"
 }
 
-# start_rill EDGES: the api (test data on, the run's api key), persist and
+# start_rill EDGES: the api (test data on, the run's api key), the sequencer, persist and
 # EDGES edges (the run's token secret), each edge allowed 19,500 sessions
 # and never "not ready" from its session count or lag.
 # Sets API_URL, EDGE_URLS (array), EDGE_PIDS (array), EDGE_NAMES.
@@ -191,6 +192,9 @@ start_rill() {
     RILL_LIMITS__MAX_TEST_USERS=20000 RILL_LIMITS__MAX_TEST_PROFILES=2000 "$bin/api"
   API_URL="http://127.0.0.1:$port"
   wait_ready api "$port"
+  port="$(free_port)"
+  start sequencer env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" "$bin/sequencer"
+  wait_ready sequencer "$port"
   port="$(free_port)"
   start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$port" "$bin/persist"
   wait_ready persist "$port"
@@ -214,7 +218,7 @@ start_rill() {
   done
 }
 
-stop_rill() { stop "${EDGE_NAMES[@]}" api persist; }
+stop_rill() { stop "${EDGE_NAMES[@]}" api sequencer persist; }
 
 # start_peer N: N Node processes of the Socket.IO peer sharing Redis.
 # Sets PEER_URLS, PEER_PIDS, PEER_NAMES.
