@@ -21,6 +21,7 @@ use crate::hub::Hub;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::routes;
+use crate::session::peers::Peers;
 use crate::session::{SessionLocks, SessionSettings, Sessions};
 use crate::settings::EdgeSettings;
 use crate::state::EdgeState;
@@ -48,6 +49,7 @@ pub struct Edge {
     state: Arc<EdgeState>,
     delivery: Delivery,
     registry: Arc<Registry>,
+    peers: Arc<Peers>,
 }
 
 impl Edge {
@@ -79,9 +81,11 @@ impl Edge {
         let hub = Hub::new(settings.limits.slow_client_secs, metrics.clone());
         let store = rill_store::open(&settings.store).await?;
         let session_ttl = settings.redis.session_ttl_secs;
+        let lock_manager = rill_sessions::LockManager::new(redis.clone(), prefix, session_ttl);
         let locks = SessionLocks::new(
-            rill_sessions::LockManager::new(redis.clone(), prefix, session_ttl),
+            lock_manager.clone(),
             rill_sessions::LiveSessions::new(redis.clone(), prefix, session_ttl),
+            &edge_id,
         );
         let membership = Arc::new(Membership::new(
             store.clone(),
@@ -97,6 +101,19 @@ impl Edge {
             settings.kafka.message_timeout_ms,
             metrics.clone(),
         ));
+        let peers = Arc::new(Peers::new(
+            rill_sessions::Edges::new(
+                redis.clone(),
+                prefix,
+                settings.edges.dead_after_ms,
+                session_ttl,
+            ),
+            lock_manager,
+            locks.clone(),
+            publisher.clone(),
+            settings.edges.heartbeat_interval_ms,
+        ));
+        peers.first_beat().await;
         let (delivery, recent) = Delivery::start(
             &settings.kafka,
             &edge_id,
@@ -168,6 +185,7 @@ impl Edge {
             state,
             delivery,
             registry: Arc::new(registry),
+            peers,
         })
     }
 
@@ -184,17 +202,18 @@ impl Edge {
             state,
             delivery,
             registry,
+            peers,
         } = self;
         let stop = state.stop.clone();
         let sessions = &state.sessions;
+        // The heartbeat goes on until the locks are released (a survivor
+        // would otherwise end what this edge is still ending).
+        let beating = CancellationToken::new();
+        let heartbeat = tokio::spawn(peers.clone().beat(beating.clone()));
         let background = [
             tokio::spawn(delivery.run(stop.clone())),
-            tokio::spawn(
-                sessions
-                    .locks
-                    .clone()
-                    .keep(sessions.hub.clone(), stop.clone()),
-            ),
+            tokio::spawn(sessions.locks.clone().keep(stop.clone())),
+            tokio::spawn(peers.clone().watch(stop.clone())),
             tokio::spawn(
                 sessions
                     .hub
@@ -233,8 +252,11 @@ impl Edge {
             .await
             .is_err()
         {
-            tracing::warn!("some session locks were not released: they expire by their TTL");
+            tracing::warn!("some session locks were not released: another edge will end them");
         }
+        beating.cancel();
+        let _ = heartbeat.await;
+        peers.retire().await;
         for task in background {
             let _ = task.await;
         }

@@ -73,6 +73,9 @@ pub enum ReconnectReason {
     /// The session's lock could not be kept (Redis unreachable, or it
     /// expired).
     LockLost,
+    /// Another edge declared this one dead (it was paused or cut off from
+    /// Redis) and ended its sessions for it.
+    DeclaredDead,
 }
 
 impl ReconnectReason {
@@ -81,6 +84,7 @@ impl ReconnectReason {
             Self::Draining => "draining",
             Self::Lifetime => "lifetime",
             Self::LockLost => "lock_lost",
+            Self::DeclaredDead => "declared_dead",
         }
     }
 }

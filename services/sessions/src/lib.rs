@@ -3,11 +3,18 @@
 //!
 //! - [`nodes`]: the Redis servers (one, or several independent ones).
 //! - [`lock`]: the live-session lock (token, TTL, Redlock majority, fencing).
+//! - [`edges`]: edges' heartbeats, and what a dead one held, for the
+//!   survivors to end.
 //! - [`logins`]: what session cookies stand for, so that they can be ended.
 //! - [`send_keys`]: idempotency keys of sends (a retry is sent once).
 //! - [`registry`]: launched profiles per user and live users per profile.
 //! - [`settings`]: where Redis is and how long entries live.
+//!
+//! `keys` names every key once (the lock scripts touch the registry's and
+//! the edges' keys too).
 
+pub mod edges;
+mod keys;
 pub mod lock;
 pub mod logins;
 pub mod nodes;
@@ -15,6 +22,7 @@ pub mod registry;
 pub mod send_keys;
 pub mod settings;
 
+pub use edges::{Beat, Edges, Incarnation};
 pub use lock::{Lock, LockError, LockManager, Refresh};
 pub use logins::Logins;
 pub use nodes::Nodes;

@@ -7,6 +7,21 @@
 //! (in a Lua script, atomically), so an edge can never extend or drop a lock
 //! that expired and was taken by another.
 //!
+//! Each lock is held by one edge incarnation (`edges.rs`), which keeps a
+//! record of it (token → pair and fence) in its `sessions` hash, written by
+//! the same script that takes the lock and dropped by the one that releases
+//! it: no extra round trip. A survivor that finds the incarnation dead
+//! reads those records and ends the sessions for it ([`LockManager::take_over`],
+//! then [`LockManager::release`]). Taking a lock fails on a server where
+//! the incarnation was declared dead, so a paused edge that wakes up cannot
+//! add a session its reaper will never see.
+//!
+//! The registry entries of a session (`registry.rs`) follow its lock: a
+//! refresh re-adds them only while the lock holds our token, and a release
+//! drops them unless a newer session holds the pair; so an edge that lost
+//! its locks (declared dead, paused past the TTL) never brings its old
+//! entries back, nor removes a newer session's.
+//!
 //! Fencing: each server keeps one counter, `{prefix}:fence`. An acquisition
 //! increments it on every server that granted the lock (never below the
 //! current time in ms, so a server restarted without its data does not go
@@ -21,11 +36,19 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use rill_domain::{ProfileId, UserId};
 
+use crate::edges::Incarnation;
+use crate::keys::{self, EdgeKey};
 use crate::nodes::Nodes;
 
-/// Takes the lock and bumps the fence counter; returns the fence, or 0 when
-/// the lock is held by someone else.
+/// Takes the lock, bumps the fence counter and records the lock in the
+/// holder's `sessions` hash; returns the fence, 0 when the lock is held by
+/// someone else, -1 when the holder was declared dead.
+/// KEYS: lock, fence counter, holder's sessions, holder's dead marker.
+/// ARGV: token, ttl ms, fence floor, "user:profile".
 const ACQUIRE: &str = r"
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return -1
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 0
 end
@@ -33,6 +56,8 @@ local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
 local floor = tonumber(ARGV[3])
 if fence < floor then fence = floor end
 redis.call('SET', KEYS[2], string.format('%d', fence))
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. string.format('%d', fence))
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return fence";
 
 /// Raises the fence counter to ARGV[2] while the lock holds our token.
@@ -45,13 +70,24 @@ if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
 end
 return 1";
 
-/// Extends each lock in KEYS whose value is its token (ARGV[i + 1]) by
-/// ARGV[1] ms; one 1 (extended) or 0 (not ours) per key.
+// The per-lock scripts below take four KEYS a lock (the lock,
+// `launched:{user}`, `live:{profile}`, the holder's `sessions`) and, after
+// their fixed ARGV, three ARGV a lock (token, user, profile): see
+// `LockManager::per_lock_script`.
+
+/// Extends each lock whose value is its token by ARGV[1] ms, and re-adds
+/// its registry entries (scored ARGV[2], the expiry in ms) with it; one 1
+/// (extended) or 0 (not ours) a lock.
 const REFRESH: &str = r"
 local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
-    redis.call('PEXPIRE', key, ARGV[1])
+for i = 1, #KEYS / 4 do
+  local k, a = (i - 1) * 4, 2 + (i - 1) * 3
+  if redis.call('GET', KEYS[k + 1]) == ARGV[a + 1] then
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
+    redis.call('ZADD', KEYS[k + 2], ARGV[2], ARGV[a + 3])
+    redis.call('PEXPIRE', KEYS[k + 2], ARGV[1])
+    redis.call('ZADD', KEYS[k + 3], ARGV[2], ARGV[a + 2])
+    redis.call('PEXPIRE', KEYS[k + 3], ARGV[1])
     out[i] = 1
   else
     out[i] = 0
@@ -59,19 +95,51 @@ for i, key in ipairs(KEYS) do
 end
 return out";
 
-/// Deletes each lock only if it still holds our token; how many it deleted.
+/// Deletes each lock that still holds our token; drops its registry
+/// entries unless another token holds the pair; forgets the holder's
+/// record. How many locks it deleted.
 const RELEASE: &str = r"
 local deleted = 0
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then
-    deleted = deleted + redis.call('DEL', key)
+for i = 1, #KEYS / 4 do
+  local k, a = (i - 1) * 4, (i - 1) * 3
+  local holder = redis.call('GET', KEYS[k + 1])
+  if holder == ARGV[a + 1] then
+    deleted = deleted + redis.call('DEL', KEYS[k + 1])
   end
+  if holder == ARGV[a + 1] or not holder then
+    redis.call('ZREM', KEYS[k + 2], ARGV[a + 3])
+    redis.call('ZREM', KEYS[k + 3], ARGV[a + 2])
+  end
+  redis.call('HDEL', KEYS[k + 4], ARGV[a + 1])
 end
 return deleted";
 
-/// Locks refreshed or released by one script call, so that no call holds a
-/// server for long.
-const LOCKS_PER_CALL: usize = 500;
+/// For a survivor ending a dead edge's sessions: keeps each lock that
+/// still holds the dead edge's token, or that expired (set again with that
+/// token), for ARGV[1] ms, so that no new session of the pair starts before
+/// the leave is out; one 1 (held for the leave) or 0 (a newer session
+/// holds the pair) a lock.
+const TAKE_OVER: &str = r"
+local out = {}
+for i = 1, #KEYS / 4 do
+  local k, a = (i - 1) * 4, 1 + (i - 1) * 3
+  local holder = redis.call('GET', KEYS[k + 1])
+  if holder == ARGV[a + 1] then
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
+    out[i] = 1
+  elseif not holder then
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out";
+
+/// Locks refreshed, taken over or released by one script call, so that no
+/// call holds a server for long: a refresh runs seven commands a lock
+/// (the registry entries ride along), 1,750 a call.
+const LOCKS_PER_CALL: usize = 250;
 
 /// A held lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +148,11 @@ pub struct Lock {
     pub profile: ProfileId,
     /// Random; kept as a number (an edge holds thousands of locks), sent as
     /// 32 hex digits.
-    token: u128,
+    pub(crate) token: u128,
     /// Larger than the fence of every earlier holder of this pair's lock.
     pub fence: u64,
+    /// The edge incarnation that took it, whose record of it goes with it.
+    pub holder: Incarnation,
 }
 
 /// Why a lock was not taken.
@@ -98,9 +168,13 @@ pub enum LockError {
         servers: usize,
         needed: usize,
     },
+    /// The edge incarnation asking was declared dead by another edge (it
+    /// was paused or cut off): it takes no more locks.
+    #[error("this edge was declared dead by another edge; it takes no more locks")]
+    HolderDead,
 }
 
-/// What a refresh found out about one lock.
+/// What a refresh (or a take-over) found out about one lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
     /// A majority extended it.
@@ -142,34 +216,39 @@ impl LockManager {
         self.ttl
     }
 
-    fn key(&self, user: UserId, profile: ProfileId) -> String {
-        format!("{}:lock:{user}:{profile}", self.prefix)
-    }
-
-    fn fence_key(&self) -> String {
-        format!("{}:fence", self.prefix)
-    }
-
-    /// The lock of (user, profile) if a majority grants it.
-    pub async fn acquire(&self, user: UserId, profile: ProfileId) -> Result<Lock, LockError> {
+    /// The lock of (user, profile) for edge incarnation `holder`, if a
+    /// majority grants it.
+    pub async fn acquire(
+        &self,
+        holder: &Incarnation,
+        user: UserId,
+        profile: ProfileId,
+    ) -> Result<Lock, LockError> {
         let started = Instant::now();
-        let key = self.key(user, profile);
-        let fence_key = self.fence_key();
+        let key = keys::lock(&self.prefix, user, profile);
+        let fence_key = keys::fence(&self.prefix);
+        let sessions_key = keys::edge(&self.prefix, holder, EdgeKey::Sessions);
+        let dead_key = keys::edge(&self.prefix, holder, EdgeKey::Dead);
         let token = rand::random::<u128>();
         let token_text = token_text(token);
+        let record = format!("{user}:{profile}");
         let ttl_ms = self.ttl.as_millis() as u64;
         let answers = self
             .nodes
             .on_each(|mut conn| {
                 let (key, fence_key, token) = (&key, &fence_key, &token_text);
+                let (sessions_key, dead_key, record) = (&sessions_key, &dead_key, &record);
                 async move {
                     redis::Script::new(ACQUIRE)
                         .key(key)
                         .key(fence_key)
+                        .key(sessions_key)
+                        .key(dead_key)
                         .arg(token)
                         .arg(ttl_ms)
                         .arg(rill_runtime::clock::now_ms())
-                        .invoke_async::<u64>(&mut conn)
+                        .arg(record)
+                        .invoke_async::<i64>(&mut conn)
                         .await
                 }
             })
@@ -178,11 +257,12 @@ impl LockManager {
             .iter()
             .enumerate()
             .filter_map(|(i, a)| match a {
-                Ok(fence) if *fence > 0 => Some((i, *fence)),
+                Ok(fence) if *fence > 0 => Some((i, *fence as u64)),
                 _ => None,
             })
             .collect();
         let busy = answers.iter().filter(|a| matches!(a, Ok(0))).count();
+        let dead = answers.iter().any(|a| matches!(a, Ok(-1)));
         for (i, answer) in answers.iter().enumerate() {
             if let Err(err) = answer {
                 tracing::warn!(redis = self.nodes.name(i), error = %err, "lock: Redis did not answer");
@@ -194,6 +274,7 @@ impl LockManager {
             profile,
             token,
             fence,
+            holder: holder.clone(),
         };
         let mut holders = granted.len();
         // Servers whose counter is behind the fence must catch up before
@@ -203,7 +284,7 @@ impl LockManager {
             .filter(|(_, f)| *f < fence)
             .map(|(i, _)| *i)
             .collect();
-        if holders >= self.nodes.quorum() && !behind.is_empty() {
+        if holders >= self.nodes.quorum() && !behind.is_empty() && !dead {
             let raised = self
                 .nodes
                 .on(&behind, |mut conn| {
@@ -224,11 +305,14 @@ impl LockManager {
         // Redlock's validity check: a lock that took most of its TTL to
         // take may already be expiring on the first servers.
         let in_time = started.elapsed() < self.ttl / 2;
-        if holders >= self.nodes.quorum() && in_time {
+        if holders >= self.nodes.quorum() && in_time && !dead {
             return Ok(lock);
         }
         if !granted.is_empty() {
             self.release(std::slice::from_ref(&lock)).await;
+        }
+        if dead {
+            return Err(LockError::HolderDead);
         }
         if busy > 0 && busy + granted.len() >= self.nodes.quorum() {
             return Err(LockError::Busy);
@@ -240,42 +324,64 @@ impl LockManager {
         })
     }
 
-    /// Extends every lock in `locks` by the TTL; one outcome per lock, in
-    /// order. One script call per server per [`LOCKS_PER_CALL`] locks.
+    /// Extends every lock in `locks` by the TTL, and the registry entries
+    /// of those still ours with them; one outcome per lock, in order. One
+    /// script call per server per [`LOCKS_PER_CALL`] locks.
     pub async fn refresh(&self, locks: &[Lock]) -> Vec<Refresh> {
+        let ttl_ms = self.ttl.as_millis() as i64;
         let mut outcomes = Vec::with_capacity(locks.len());
-        let ttl_ms = self.ttl.as_millis() as u64;
         for chunk in locks.chunks(LOCKS_PER_CALL) {
+            let expires = rill_runtime::clock::now_ms() + ttl_ms;
             let answers = self
-                .per_lock_script::<Vec<i64>>(REFRESH, Some(ttl_ms), chunk)
+                .per_lock_script::<Vec<i64>>(REFRESH, &[ttl_ms, expires], chunk)
                 .await;
-            outcomes.extend((0..chunk.len()).map(|i| {
-                let held = answers
-                    .iter()
-                    .filter(|a| matches!(a, Ok(v) if v.get(i) == Some(&1)))
-                    .count();
-                let gone = answers
-                    .iter()
-                    .filter(|a| matches!(a, Ok(v) if v.get(i) == Some(&0)))
-                    .count();
-                if held >= self.nodes.quorum() {
-                    Refresh::Held
-                } else if gone > self.nodes.len() - self.nodes.quorum() {
-                    Refresh::Lost
-                } else {
-                    Refresh::Unknown
-                }
-            }));
+            outcomes.extend((0..chunk.len()).map(|i| self.outcome(&answers, i)));
         }
         outcomes
     }
 
-    /// Releases `locks` on every server that still holds them for us, one
-    /// script call per server per [`LOCKS_PER_CALL`] locks. A server that
-    /// does not answer lets them expire by their TTL.
+    /// For a survivor ending the sessions of a dead edge: holds each of
+    /// `locks` (the dead edge's) for the TTL where it is still the dead
+    /// edge's or expired. `Held`: no newer session has the pair, and none
+    /// can start before [`LockManager::release`]; `Lost`: a newer session
+    /// has it (leave it alone); `Unknown`: too few servers answered.
+    pub async fn take_over(&self, locks: &[Lock]) -> Vec<Refresh> {
+        let ttl_ms = self.ttl.as_millis() as i64;
+        let mut outcomes = Vec::with_capacity(locks.len());
+        for chunk in locks.chunks(LOCKS_PER_CALL) {
+            let answers = self
+                .per_lock_script::<Vec<i64>>(TAKE_OVER, &[ttl_ms], chunk)
+                .await;
+            outcomes.extend((0..chunk.len()).map(|i| self.outcome(&answers, i)));
+        }
+        outcomes
+    }
+
+    /// What the servers' answers say of lock `i`: 1 is ours, 0 is not.
+    fn outcome(&self, answers: &[Result<Vec<i64>, redis::RedisError>], i: usize) -> Refresh {
+        let said = |v: i64| {
+            answers
+                .iter()
+                .filter(|a| matches!(a, Ok(got) if got.get(i) == Some(&v)))
+                .count()
+        };
+        if said(1) >= self.nodes.quorum() {
+            Refresh::Held
+        } else if said(0) > self.nodes.len() - self.nodes.quorum() {
+            Refresh::Lost
+        } else {
+            Refresh::Unknown
+        }
+    }
+
+    /// Releases `locks` on every server that still holds them for us, with
+    /// their registry entries (unless a newer session holds the pair) and
+    /// their holders' records; one script call per server per
+    /// [`LOCKS_PER_CALL`] locks. A server that does not answer lets them
+    /// expire by their TTL.
     pub async fn release(&self, locks: &[Lock]) {
         for chunk in locks.chunks(LOCKS_PER_CALL) {
-            let answers = self.per_lock_script::<u64>(RELEASE, None, chunk).await;
+            let answers = self.per_lock_script::<u64>(RELEASE, &[], chunk).await;
             for (i, answer) in answers.iter().enumerate() {
                 if let Err(err) = answer {
                     tracing::debug!(redis = self.nodes.name(i), locks = chunk.len(), error = %err, "lock release: Redis did not answer; the TTL will");
@@ -284,26 +390,54 @@ impl LockManager {
         }
     }
 
-    /// Runs `script` on every server with each lock's key and token (after
-    /// `first_arg`, when given); one answer per server.
+    /// Runs `script` on every server with `fixed` first in ARGV, then, per
+    /// lock, four KEYS (the lock, `launched:{user}`, `live:{profile}`, the
+    /// holder's `sessions`) and three ARGV (token, user, profile); one
+    /// answer per server.
     async fn per_lock_script<T: redis::FromRedisValue>(
         &self,
         script: &str,
-        first_arg: Option<u64>,
+        fixed: &[i64],
         locks: &[Lock],
     ) -> Vec<Result<T, redis::RedisError>> {
-        let keys: Vec<String> = locks.iter().map(|l| self.key(l.user, l.profile)).collect();
+        let p = &self.prefix;
+        let keys: Vec<[String; 4]> = locks
+            .iter()
+            .map(|l| {
+                [
+                    keys::lock(p, l.user, l.profile),
+                    keys::launched(p, l.user),
+                    keys::live(p, l.profile),
+                    keys::edge(p, &l.holder, EdgeKey::Sessions),
+                ]
+            })
+            .collect();
+        let args: Vec<[String; 3]> = locks
+            .iter()
+            .map(|l| {
+                [
+                    token_text(l.token),
+                    l.user.to_string(),
+                    l.profile.to_string(),
+                ]
+            })
+            .collect();
         let script = redis::Script::new(script);
         self.nodes
             .on_each(|mut conn: ConnectionManager| {
-                let (keys, script) = (&keys, &script);
+                let (keys, args, script) = (&keys, &args, &script);
                 async move {
                     let mut call = script.prepare_invoke();
-                    if let Some(arg) = first_arg {
-                        call.arg(arg);
+                    for arg in fixed {
+                        call.arg(*arg);
                     }
-                    for (key, lock) in keys.iter().zip(locks) {
-                        call.key(key).arg(token_text(lock.token));
+                    for (keys, args) in keys.iter().zip(args) {
+                        for key in keys {
+                            call.key(key);
+                        }
+                        for arg in args {
+                            call.arg(arg);
+                        }
                     }
                     call.invoke_async::<T>(&mut conn).await
                 }
@@ -312,6 +446,6 @@ impl LockManager {
     }
 }
 
-fn token_text(token: u128) -> String {
+pub(crate) fn token_text(token: u128) -> String {
     format!("{token:032x}")
 }

@@ -5,10 +5,12 @@
 //! - `{prefix}:launched:{user}`: the profile ids the user has open;
 //! - `{prefix}:live:{profile}`: the user ids live on the profile.
 //!
-//! The edge adds an entry when a session opens, refreshes its entries every
-//! `ttl / 3`, and removes them when a session closes. Readers count only
-//! entries whose expiry is in the future, so the entries of an edge that
-//! died (kill -9) vanish after the TTL without anyone cleaning up.
+//! The edge adds an entry when a session opens; the lock's refresh (every
+//! `ttl / 3`) re-adds it while the lock is the session's, and the lock's
+//! release removes it (`lock.rs`: one script call for both). The
+//! survivors remove the entries of an edge that died (`edges.rs`); readers
+//! count only entries whose expiry is in the future all the same, so
+//! entries nobody removed vanish after the TTL.
 //!
 //! With several Redis servers, writes go to all of them and reads take the
 //! union of those that answer: the registry is a view for people and the
@@ -21,6 +23,7 @@ use redis::AsyncCommands as _;
 use rill_domain::{ProfileId, UserId};
 
 use crate::SessionsError;
+use crate::keys;
 use crate::nodes::Nodes;
 
 /// Pairs per registry pipeline (four commands each). An edge re-registers
@@ -62,11 +65,11 @@ impl LiveSessions {
     }
 
     fn launched_key(&self, user: UserId) -> String {
-        format!("{}:launched:{user}", self.prefix)
+        keys::launched(&self.prefix, user)
     }
 
     fn live_key(&self, profile: ProfileId) -> String {
-        format!("{}:live:{profile}", self.prefix)
+        keys::live(&self.prefix, profile)
     }
 
     /// Adds (or refreshes) live sessions of (user, profile) pairs, in

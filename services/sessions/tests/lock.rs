@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rill_domain::{ProfileId, UserId};
-use rill_sessions::{LockError, LockManager, Nodes, RedisSettings, Refresh};
+use rill_sessions::{Incarnation, LockError, LockManager, Nodes, RedisSettings, Refresh};
 use rill_testkit::redis::Redis;
 
 fn locks(servers: &[&Redis], ttl: Duration) -> LockManager {
@@ -15,6 +15,9 @@ fn locks(servers: &[&Redis], ttl: Duration) -> LockManager {
     };
     LockManager::new(Nodes::new(&settings).expect("urls"), "test", ttl)
 }
+
+/// The edge incarnation that holds the tests' locks.
+static ME: std::sync::LazyLock<Incarnation> = std::sync::LazyLock::new(|| Incarnation::new("test"));
 
 fn pair() -> (UserId, ProfileId) {
     (UserId::random(), ProfileId::random())
@@ -27,16 +30,16 @@ async fn one_holder_per_pair_until_released() {
     let redis = Redis::start();
     let (a, b) = (locks(&[&redis], LONG), locks(&[&redis], LONG));
     let (user, profile) = pair();
-    let first = a.acquire(user, profile).await.expect("free");
+    let first = a.acquire(&ME, user, profile).await.expect("free");
     assert!(
-        matches!(b.acquire(user, profile).await, Err(LockError::Busy)),
+        matches!(b.acquire(&ME, user, profile).await, Err(LockError::Busy)),
         "held by a"
     );
-    b.acquire(user, ProfileId::random())
+    b.acquire(&ME, user, ProfileId::random())
         .await
         .expect("other pairs are free");
     a.release(std::slice::from_ref(&first)).await;
-    let second = b.acquire(user, profile).await.expect("free again");
+    let second = b.acquire(&ME, user, profile).await.expect("free again");
     assert!(
         second.fence > first.fence,
         "fencing numbers grow: {} then {}",
@@ -50,14 +53,14 @@ async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_touch_it() {
     let redis = Redis::start();
     let short = locks(&[&redis], Duration::from_millis(300));
     let (user, profile) = pair();
-    let old = short.acquire(user, profile).await.expect("free");
+    let old = short.acquire(&ME, user, profile).await.expect("free");
     assert_eq!(
         short.refresh(std::slice::from_ref(&old)).await,
         [Refresh::Held]
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let new = short
-        .acquire(user, profile)
+        .acquire(&ME, user, profile)
         .await
         .expect("expired, so free");
     assert_eq!(
@@ -67,7 +70,10 @@ async fn an_expired_lock_can_be_taken_and_the_old_holder_cannot_touch_it() {
     );
     short.release(std::slice::from_ref(&old)).await;
     assert!(
-        matches!(short.acquire(user, profile).await, Err(LockError::Busy)),
+        matches!(
+            short.acquire(&ME, user, profile).await,
+            Err(LockError::Busy)
+        ),
         "releasing the old lock left the new one alone"
     );
 }
@@ -77,17 +83,23 @@ async fn a_majority_of_three_servers_is_enough_and_needed() {
     let (a, b, c) = (Redis::start(), Redis::start(), Redis::start());
     let locks = locks(&[&a, &b, &c], LONG);
     let (user, profile) = pair();
-    let held = locks.acquire(user, profile).await.expect("all three up");
+    let held = locks
+        .acquire(&ME, user, profile)
+        .await
+        .expect("all three up");
 
     drop(a); // killed
     let (user2, profile2) = pair();
     let second = locks
-        .acquire(user2, profile2)
+        .acquire(&ME, user2, profile2)
         .await
         .expect("two of three still make a majority");
     assert!(second.fence > held.fence);
     assert!(
-        matches!(locks.acquire(user, profile).await, Err(LockError::Busy)),
+        matches!(
+            locks.acquire(&ME, user, profile).await,
+            Err(LockError::Busy)
+        ),
         "the lock taken on three servers still holds on the two left"
     );
     assert_eq!(
@@ -96,7 +108,9 @@ async fn a_majority_of_three_servers_is_enough_and_needed() {
     );
 
     drop(b); // killed: one of three left
-    let refused = locks.acquire(UserId::random(), ProfileId::random()).await;
+    let refused = locks
+        .acquire(&ME, UserId::random(), ProfileId::random())
+        .await;
     assert!(
         matches!(
             refused,
@@ -135,11 +149,11 @@ async fn fences_grow_when_the_majority_changes_and_servers_lose_their_data() {
     let (a_addr, c_addr) = (a.addr, c.addr);
     let locks = locks(&[&a, &b, &c], LONG);
     let (user, profile) = pair();
-    let first = locks.acquire(user, profile).await.expect("all up");
+    let first = locks.acquire(&ME, user, profile).await.expect("all up");
     locks.release(std::slice::from_ref(&first)).await;
 
     drop(a);
-    let second = locks.acquire(user, profile).await.expect("b and c");
+    let second = locks.acquire(&ME, user, profile).await.expect("b and c");
     locks.release(std::slice::from_ref(&second)).await;
     assert!(second.fence > first.fence);
 
@@ -151,13 +165,13 @@ async fn fences_grow_when_the_majority_changes_and_servers_lose_their_data() {
     drop(b);
     // Connections to restarted servers come back on the next command after
     // a failed one, as for any client: try a few times.
-    let mut third = locks.acquire(user, profile).await;
+    let mut third = locks.acquire(&ME, user, profile).await;
     for _ in 0..20 {
         if third.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        third = locks.acquire(user, profile).await;
+        third = locks.acquire(&ME, user, profile).await;
     }
     let third = third.expect("a and c, empty");
     assert!(
@@ -174,23 +188,26 @@ async fn many_locks_are_released_in_one_call_and_only_our_own() {
     let long = locks(&[&redis], LONG);
     let short = locks(&[&redis], Duration::from_millis(300));
     let (user, profile) = pair();
-    let stale = short.acquire(user, profile).await.expect("free");
+    let stale = short.acquire(&ME, user, profile).await.expect("free");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let _theirs = long.acquire(user, profile).await.expect("expired, so free");
+    let _theirs = long
+        .acquire(&ME, user, profile)
+        .await
+        .expect("expired, so free");
     // More locks than one script call takes, and one that is no longer ours.
     let mut batch = vec![stale];
     for _ in 0..600 {
         let (u, p) = pair();
-        batch.push(long.acquire(u, p).await.expect("free"));
+        batch.push(long.acquire(&ME, u, p).await.expect("free"));
     }
     long.release(&batch).await;
     for lock in &batch[1..] {
-        long.acquire(lock.user, lock.profile)
+        long.acquire(&ME, lock.user, lock.profile)
             .await
             .expect("released, so free");
     }
     assert!(
-        matches!(long.acquire(user, profile).await, Err(LockError::Busy)),
+        matches!(long.acquire(&ME, user, profile).await, Err(LockError::Busy)),
         "a stale token does not release the current holder's lock"
     );
 }

@@ -1,14 +1,24 @@
 //! The locks of this edge's live sessions: taken when a session opens,
-//! refreshed together every `ttl / 3` (with the registry entries in Redis),
-//! released when the session closes (after its `leave` reached Kafka: see
-//! [`Lease::release_after`]). Closed sessions' locks and registry entries
-//! are released by one task, in batches of what closed meanwhile: a drain
-//! closing thousands of sessions makes a few Redis calls, not thousands.
+//! refreshed together every `ttl / 3` (their registry entries in Redis
+//! with them, by the same script), released when the session closes (after
+//! its `leave` reached Kafka: see [`Lease::release_after`]). Closed
+//! sessions' locks and registry entries are released by one task, in
+//! batches of what closed meanwhile: a drain closing thousands of sessions
+//! makes a few Redis calls, not thousands.
 //!
 //! A session whose lock is lost (expired and maybe taken by another) or
 //! could not be confirmed for a whole TTL ends with `reconnect`.
+//!
+//! Every lock is taken for this edge's current incarnation (`peers.rs`),
+//! which records it in Redis for the survivors, should the edge die. When
+//! the edge finds it was declared dead ([`SessionLocks::fence`]), it ends
+//! every session of the old incarnation with `reconnect`
+//! (`declared_dead`) and leaves their locks, registry entries and leaves
+//! to the survivor that declared it dead: they may belong to newer
+//! sessions by now.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,12 +27,12 @@ use tokio::task::JoinHandle;
 
 use rill_domain::{ProfileId, UserId};
 use rill_runtime::shutdown::CancellationToken;
-use rill_sessions::{LiveSessions, Lock, LockError, LockManager, Refresh};
+use rill_sessions::{Incarnation, LiveSessions, Lock, LockError, LockManager, Refresh};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::disconnect::{Disconnect, ReconnectReason};
-use crate::hub::{Hub, SessionHandle};
+use crate::hub::SessionHandle;
 
 /// How often a busy lock is tried again while waiting for it.
 const LOCK_RETRY: Duration = Duration::from_millis(50);
@@ -34,28 +44,45 @@ const RELEASE_BATCH: usize = 500;
 pub struct SessionLocks {
     manager: LockManager,
     registry: LiveSessions,
+    /// This edge's node id, for its next incarnation.
+    node_id: String,
+    /// The incarnation new locks are taken for.
+    holder: Mutex<Arc<Holder>>,
     held: Mutex<HashMap<u64, Held>>,
     /// Leaves of closed sessions on their way to Kafka, which shutdown
     /// waits for; each then queues its lock in `closed`.
     leaving: TaskTracker,
     /// To the task that releases closed sessions' locks in batches; taken
     /// (closing the queue) at shutdown once every leave was sent.
-    closed: Mutex<Option<mpsc::UnboundedSender<Closed>>>,
+    closed: Mutex<Option<mpsc::UnboundedSender<Lock>>>,
     releaser: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// A closed session's lock, to release; `registered`: its registry entry
-/// too.
+/// An incarnation of this edge, and whether it was declared dead.
 #[derive(Debug)]
-struct Closed {
-    lock: Lock,
-    registered: bool,
+struct Holder {
+    incarnation: Incarnation,
+    fenced: AtomicBool,
+}
+
+impl Holder {
+    fn new(node_id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            incarnation: Incarnation::new(node_id),
+            fenced: AtomicBool::new(false),
+        })
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
 }
 
 #[derive(Debug)]
 struct Held {
     lock: Lock,
     session: SessionHandle,
+    holder: Arc<Holder>,
     /// When a majority last confirmed the lock.
     confirmed: Instant,
 }
@@ -86,26 +113,26 @@ impl AcquireError {
 pub struct Lease {
     locks: Arc<SessionLocks>,
     lock: Lock,
+    holder: Arc<Holder>,
     slot: Option<u64>,
 }
 
 impl SessionLocks {
-    /// Also starts the task that releases closed sessions' locks.
-    pub fn new(manager: LockManager, registry: LiveSessions) -> Arc<Self> {
+    /// Locks of edge `node_id`, under a first incarnation. Also starts the
+    /// task that releases closed sessions' locks.
+    pub fn new(manager: LockManager, registry: LiveSessions, node_id: &str) -> Arc<Self> {
         let (closed, queue) = mpsc::unbounded_channel();
         let locks = Arc::new(Self {
             manager,
             registry,
+            node_id: node_id.to_owned(),
+            holder: Mutex::new(Holder::new(node_id)),
             held: Mutex::default(),
             leaving: TaskTracker::new(),
             closed: Mutex::new(Some(closed)),
             releaser: Mutex::default(),
         });
-        let releaser = tokio::spawn(release_closed(
-            locks.manager.clone(),
-            locks.registry.clone(),
-            queue,
-        ));
+        let releaser = tokio::spawn(release_closed(locks.manager.clone(), queue));
         *locks.releaser.lock().unwrap_or_else(|e| e.into_inner()) = Some(releaser);
         locks
     }
@@ -128,24 +155,62 @@ impl SessionLocks {
 
     /// Queues a closed session's lock for release; released at once when
     /// the queue is already closed (shutdown is over).
-    async fn close(&self, closed: Closed) {
+    async fn close(&self, lock: Lock) {
         let queue = self
             .closed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let closed = match queue {
-            Some(queue) => match queue.send(closed) {
+        let lock = match queue {
+            Some(queue) => match queue.send(lock) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(closed)) => closed,
+                Err(mpsc::error::SendError(lock)) => lock,
             },
-            None => closed,
+            None => lock,
         };
-        release(&self.manager, &self.registry, std::slice::from_ref(&closed)).await;
+        self.manager.release(std::slice::from_ref(&lock)).await;
     }
 
     pub fn registry(&self) -> &LiveSessions {
         &self.registry
+    }
+
+    fn holder(&self) -> Arc<Holder> {
+        self.holder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The incarnation this edge takes locks for now.
+    pub fn incarnation(&self) -> Incarnation {
+        self.holder().incarnation.clone()
+    }
+
+    /// This edge was declared dead (or may have been): new locks are taken
+    /// for a new incarnation, and every session of the old one ends with
+    /// `reconnect`, leaving its lock, registry entry and `leave` to the
+    /// survivor that reaps the old incarnation. The old incarnation and how
+    /// many sessions ended.
+    pub fn fence(&self) -> (Incarnation, usize) {
+        // Under `held`: a lease of the new incarnation cannot be held (and
+        // then ended here) before the swap is over.
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(
+            &mut *self.holder.lock().unwrap_or_else(|e| e.into_inner()),
+            Holder::new(&self.node_id),
+        );
+        old.fenced.store(true, Ordering::Release);
+        let before = held.len();
+        held.retain(|_, h| {
+            let dead = Arc::ptr_eq(&h.holder, &old);
+            if dead {
+                h.session
+                    .end(Disconnect::Reconnect(ReconnectReason::DeclaredDead));
+            }
+            !dead
+        });
+        (old.incarnation.clone(), before - held.len())
     }
 
     /// The lock of (user, profile), waiting up to `wait` for another session
@@ -157,14 +222,19 @@ impl SessionLocks {
         wait: Duration,
     ) -> Result<Lease, AcquireError> {
         let give_up = Instant::now() + wait;
+        let holder = self.holder();
         let lock = loop {
-            match self.manager.acquire(user, profile).await {
+            match self
+                .manager
+                .acquire(&holder.incarnation, user, profile)
+                .await
+            {
                 Ok(lock) => break lock,
                 Err(LockError::Busy) if Instant::now() < give_up => {
                     tokio::time::sleep(LOCK_RETRY).await;
                 }
                 Err(LockError::Busy) => return Err(AcquireError::AlreadyLive),
-                Err(err @ LockError::NoQuorum { .. }) => {
+                Err(err @ (LockError::NoQuorum { .. } | LockError::HolderDead)) => {
                     return Err(AcquireError::Unavailable(err));
                 }
             }
@@ -172,13 +242,14 @@ impl SessionLocks {
         Ok(Lease {
             locks: self.clone(),
             lock,
+            holder,
             slot: None,
         })
     }
 
-    /// Refreshes every held lock and registry entry every `ttl / 3`, until
-    /// `shutdown`.
-    pub async fn keep(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    /// Refreshes every held lock, and its registry entries, every
+    /// `ttl / 3`, until `shutdown`.
+    pub async fn keep(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.registry.refresh_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -187,17 +258,20 @@ impl SessionLocks {
                 _ = tick.tick() => {}
             }
             self.refresh().await;
-            let pairs = hub.pairs();
-            if let Err(err) = self.registry.register(&pairs).await {
-                tracing::warn!(error = %err, sessions = pairs.len(), "cannot refresh live sessions");
-            }
         }
     }
 
+    /// Refreshes the locks of the live incarnation. The script re-adds a
+    /// registry entry only while the lock holds the session's token, so a
+    /// refresh after this edge was declared dead (it was paused, say)
+    /// neither extends a lock a survivor freed nor brings its entries back.
     async fn refresh(&self) {
         let (slots, locks): (Vec<u64>, Vec<Lock>) = {
             let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            held.iter().map(|(slot, h)| (*slot, h.lock.clone())).unzip()
+            held.iter()
+                .filter(|(_, h)| !h.holder.is_fenced())
+                .map(|(slot, h)| (*slot, h.lock.clone()))
+                .unzip()
         };
         if locks.is_empty() {
             return;
@@ -227,33 +301,14 @@ impl SessionLocks {
 }
 
 /// Releases what `queue` brings, in batches of what arrived meanwhile, until
-/// the queue closes.
-async fn release_closed(
-    manager: LockManager,
-    registry: LiveSessions,
-    mut queue: mpsc::UnboundedReceiver<Closed>,
-) {
+/// the queue closes. A release also drops the sessions' registry entries
+/// and this edge's records of them (`rill_sessions::lock`).
+async fn release_closed(manager: LockManager, mut queue: mpsc::UnboundedReceiver<Lock>) {
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
     while queue.recv_many(&mut batch, RELEASE_BATCH).await > 0 {
-        release(&manager, &registry, &batch).await;
+        manager.release(&batch).await;
         batch.clear();
     }
-}
-
-async fn release(manager: &LockManager, registry: &LiveSessions, closed: &[Closed]) {
-    let registered: Vec<(UserId, ProfileId)> = closed
-        .iter()
-        .filter(|c| c.registered)
-        .map(|c| (c.lock.user, c.lock.profile))
-        .collect();
-    if !registered.is_empty()
-        && let Err(err) = registry.unregister(&registered).await
-    {
-        // The entries expire by their TTL instead.
-        tracing::warn!(error = %err, sessions = registered.len(), "cannot unregister closed sessions");
-    }
-    let locks: Vec<Lock> = closed.iter().map(|c| c.lock.clone()).collect();
-    manager.release(&locks).await;
 }
 
 impl Lease {
@@ -261,14 +316,26 @@ impl Lease {
         self.lock.fence
     }
 
-    /// Starts refreshing the lock for the hub session `session`.
+    /// Whether this edge was declared dead since the lock was taken: the
+    /// session then ends without a `leave` (the survivor that declared it
+    /// dead publishes it) and without releasing anything.
+    pub fn fenced(&self) -> bool {
+        self.holder.is_fenced()
+    }
+
+    /// Starts refreshing the lock for the hub session `session`; a lock of
+    /// an incarnation declared dead meanwhile ends the session at once.
     pub fn hold(&mut self, slot: u64, session: SessionHandle) {
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+        if self.holder.is_fenced() {
+            session.end(Disconnect::Reconnect(ReconnectReason::DeclaredDead));
+        }
         held.insert(
             slot,
             Held {
                 lock: self.lock.clone(),
                 session,
+                holder: self.holder.clone(),
                 confirmed: Instant::now(),
             },
         );
@@ -286,26 +353,21 @@ impl Lease {
             drop(self);
         });
     }
-
-    /// Stops refreshing the lock; what is left to release.
-    fn closed(&mut self) -> Closed {
-        if let Some(slot) = self.slot {
-            let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
-            held.remove(&slot);
-        }
-        Closed {
-            lock: self.lock.clone(),
-            registered: self.slot.is_some(),
-        }
-    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let closed = self.closed();
+        if let Some(slot) = self.slot {
+            let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.remove(&slot);
+        }
+        if self.holder.is_fenced() {
+            return; // the survivor that declared this edge dead frees it
+        }
+        let lock = self.lock.clone();
         let locks = self.locks.clone();
         self.locks
             .leaving
-            .spawn(async move { locks.close(closed).await });
+            .spawn(async move { locks.close(lock).await });
     }
 }
