@@ -54,6 +54,12 @@ async fn a_killed_edge_s_page_reconnects_to_the_other_and_catches_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_lose_their_stream_show_every_message_once_in_the_one_order() {
+    let (mut stack, fixture) = fixture(|_| {}).await;
+    run_scenario(&mut stack, "lostConnection", &fixture).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn someone_new_signs_up_has_no_profiles_logs_out_and_logs_in_again() {
     let (mut stack, fixture) = fixture(|_| {}).await;
     run_scenario(&mut stack, "signUp", &fixture).await;

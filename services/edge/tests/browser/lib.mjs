@@ -48,11 +48,13 @@ export async function openClient(page, base, path = "/") {
 /**
  * A person whose page was served by an edge other than `otherEdge`:
  * Traefik balances new visitors (no sticky cookie yet) over the edges, so
- * a few fresh contexts find one.
+ * a few fresh contexts find one. `setUp(context)` runs on each new context
+ * before its page opens (e.g. recordStreams).
  */
-export async function personOnOtherEdge(browser, base, name, path, otherEdge) {
+export async function personOnOtherEdge(browser, base, name, path, otherEdge, setUp = async () => {}) {
   for (let tries = 0; tries < 8; tries++) {
     const context = await browser.newContext();
+    await setUp(context);
     const page = await newPage(context, name);
     const edge = await openClient(page, base, path);
     if (edge !== otherEdge) return { context, page, edge };
@@ -200,6 +202,155 @@ export async function expectMessage(page, text, sender, timeout = SOON) {
 /** The bodies of every message shown, oldest first. */
 export async function bodies(page) {
   return page.locator("#messages li.msg .body").allTextContents();
+}
+
+/** Every message shown, top to bottom: `{body, position}` (no position:
+ *  a send whose message has not come back yet). */
+export async function shown(page) {
+  return page.locator("#messages li.msg").evaluateAll((items) =>
+    items.map((li) => ({ body: li.querySelector(".body").textContent, position: li.dataset.position })),
+  );
+}
+
+/** The profile's whole history as the api has it (up to 200), oldest
+ *  first: `{body, position}`. */
+export async function storedHistory(page, profileId) {
+  const answer = await page.evaluate(async (profileId) => {
+    const response = await fetch(`/api/profiles/${profileId}/messages?limit=200`);
+    if (!response.ok) throw new Error(`history: ${response.status}`);
+    return response.json();
+  }, profileId);
+  return answer.items.map(({ body, position }) => ({ body, position })).reverse();
+}
+
+// --- watching and cutting the live streams -----------------------------------
+
+/**
+ * Makes every page of `context` record its live streams and lets the test
+ * cut them (cutStreams) as a lost network would, from the page's side: an
+ * init script, run before the client's own, wraps WebSocket and, for the
+ * SSE streams, fetch. Each stream is recorded as `{transport, from,
+ * positions, gaps}`: where it asked to resume (`last_position`, or the SSE
+ * `Last-Event-ID`; null: from now), the positions of the messages it
+ * delivered, in order, and the reasons of its `gap` events.
+ */
+export async function recordStreams(context) {
+  await context.addInitScript(() => {
+    const streams = [];
+    window.__rillStreams = streams;
+    const heard = (record, event) => {
+      if (event.type === "message") record.positions.push(event.position);
+      if (event.type === "gap") record.gaps.push(event.reason);
+    };
+
+    const NativeWebSocket = window.WebSocket;
+    window.WebSocket = class extends NativeWebSocket {
+      constructor(url, protocols) {
+        super(url, protocols);
+        const from = new URL(url, location.href).searchParams.get("last_position");
+        const cut = () => {
+          record.open = false;
+          this.close();
+          // What a page sees when its network goes: the socket closes at
+          // once (1006), not a closing handshake later. The real close
+          // event, later, finds the client on its next socket.
+          this.onclose?.(new CloseEvent("close", { code: 1006, wasClean: false }));
+        };
+        const record = { transport: "ws", from, positions: [], gaps: [], open: true, cut };
+        streams.push(record);
+        this.addEventListener("message", (m) => heard(record, JSON.parse(m.data)));
+        this.addEventListener("close", () => (record.open = false));
+      }
+    };
+
+    const nativeFetch = window.fetch.bind(window);
+    window.fetch = async (input, init = {}) => {
+      if (!String(input).endsWith("/sse")) return nativeFetch(input, init);
+      const cut = new AbortController();
+      init.signal?.addEventListener("abort", () => cut.abort());
+      const from = new Headers(init.headers).get("last-event-id");
+      const record = { transport: "sse", from, positions: [], gaps: [], open: true, cut: () => cut.abort() };
+      streams.push(record);
+      let response;
+      try {
+        response = await nativeFetch(input, { ...init, signal: cut.signal });
+      } catch (err) {
+        record.open = false;
+        throw err;
+      }
+      if (!response.ok || !response.body) {
+        record.open = false;
+        return response;
+      }
+      // Read on the way to the client, so the record holds what the
+      // client got: the data lines, one JSON event each.
+      const decoder = new TextDecoder();
+      let buffer = "";
+      const watch = new TransformStream({
+        transform(chunk, controller) {
+          buffer += decoder.decode(chunk, { stream: true });
+          const lines = buffer.split("\n");
+          buffer = lines.pop();
+          for (const line of lines) {
+            if (line.startsWith("data:")) heard(record, JSON.parse(line.slice(5)));
+          }
+          controller.enqueue(chunk);
+        },
+        flush() {
+          record.open = false;
+        },
+      });
+      cut.signal.addEventListener("abort", () => (record.open = false));
+      return new Response(response.body.pipeThrough(watch), { status: response.status, statusText: response.statusText, headers: response.headers });
+    };
+  });
+}
+
+/** Cuts `page`'s open live streams (see recordStreams); how many. */
+export async function cutStreams(page) {
+  return page.evaluate(() => {
+    const open = window.__rillStreams.filter((s) => s.open);
+    for (const stream of open) stream.cut();
+    return open.length;
+  });
+}
+
+/** `page`'s live streams so far, oldest first (see recordStreams). */
+export async function streams(page) {
+  return page.evaluate(() =>
+    window.__rillStreams.map(({ transport, from, positions, gaps }) => ({ transport, from, positions, gaps })),
+  );
+}
+
+/**
+ * Checks that `who`'s streams (see recordStreams), one after the other,
+ * delivered exactly the `history` (oldest first, `{position}`) after where
+ * the first one started: each stream resumed from the newest position
+ * delivered before it, no message twice, none missing, no gap. Returns how
+ * many streams resumed from a position.
+ */
+export function assertExactStreams(who, records, history) {
+  assert(records.length > 0, `${who} opened no stream`);
+  const start = records[0].from;
+  const expected = history.map((m) => m.position).filter((p) => start === null || offset(p) > offset(start));
+  let newest = start;
+  let resumed = 0;
+  const delivered = [];
+  for (const [i, record] of records.entries()) {
+    assert(record.gaps.length === 0, `${who}'s stream ${i} (${record.transport}) had a gap: ${record.gaps}`);
+    assert(record.from === newest, `${who}'s stream ${i} resumed from ${record.from}, not from ${newest}`);
+    if (i > 0 && record.from !== null) resumed += 1;
+    delivered.push(...record.positions);
+    newest = record.positions.at(-1) ?? newest;
+  }
+  const same = JSON.stringify(delivered) === JSON.stringify(expected);
+  assert(same, `${who}'s streams delivered ${JSON.stringify(delivered)}, not ${JSON.stringify(expected)}`);
+  return resumed;
+}
+
+/** A position's offset (the number before the "-"), exactly. */
+function offset(position) {
+  return BigInt(position.slice(0, position.indexOf("-")));
 }
 
 /** The names in the presence list. */

@@ -9,8 +9,10 @@ import { existsSync, statSync } from "node:fs";
 import {
   ask,
   assert,
+  assertExactStreams,
   bodies,
   consoleLines,
+  cutStreams,
   eventually,
   expectMessage,
   formError,
@@ -23,10 +25,14 @@ import {
   openProfile,
   personOnOtherEdge,
   presence,
+  recordStreams,
   screenshot,
   send,
+  shown,
   status,
   step,
+  storedHistory,
+  streams,
   submitLogIn,
   submitSignUp,
   waitForState,
@@ -141,11 +147,13 @@ export async function secondTab(browser, base, { users, profile }) {
 }
 
 /** The edge a page is on dies (no drain): the page reconnects through
- *  Traefik to the other edge and shows what was sent meanwhile. */
+ *  Traefik to the other edge after the newest position it showed and
+ *  shows exactly what was sent meanwhile, in the same order as the other
+ *  page. */
 export async function edgeKilled(browser, base, { users, profile }) {
   const [ada, grace] = users;
-  const a = await personOnOtherEdge(browser, base, "ada", "/", null);
-  const b = await personOnOtherEdge(browser, base, "grace", "/", a.edge);
+  const a = await personOnOtherEdge(browser, base, "ada", "/", null, recordStreams);
+  const b = await personOnOtherEdge(browser, base, "grace", "/", a.edge, recordStreams);
   await logIn(a.page, ada);
   await logIn(b.page, grace);
   await openProfile(a.page, profile);
@@ -185,6 +193,106 @@ export async function edgeKilled(browser, base, { users, profile }) {
     },
     10_000,
   );
+
+  const history = await sameOrderEverywhere([["ada", a.page], ["grace", b.page]], profile, meanwhile.length + 2);
+  const records = await streams(a.page);
+  const resumed = assertExactStreams("ada", records, history);
+  step(`ada: ${records.length} streams (tries included), ${resumed} resumed after a position, exactly`);
+  assert(resumed >= 1, "ada's page never resumed after a position");
+  assertExactStreams("grace", await streams(b.page), history);
+}
+
+/** A page that loses its stream (cut from the page's side, as a lost
+ *  network would) while the other person sends comes back after the
+ *  newest position it showed and gets exactly what it missed: it shows
+ *  every message once, in the profile's one order, the same list as the
+ *  other page and as the stored history. Ada over WebSocket and Grace
+ *  over SSE, each cut twice in the middle of the other's burst, after
+ *  both sent at once (so that the order is the sequencer's, not one
+ *  sender's). */
+export async function lostConnection(browser, base, { users, profile }) {
+  const [ada, grace] = users;
+  const a = await personOnOtherEdge(browser, base, "ada", "/?transport=ws", null, recordStreams);
+  const b = await personOnOtherEdge(browser, base, "grace", "/?transport=sse", a.edge, recordStreams);
+  await logIn(a.page, ada);
+  await logIn(b.page, grace);
+  await openProfile(a.page, profile);
+  await openProfile(b.page, profile);
+  step(`ada is on ${a.edge} over WebSocket, grace on ${b.edge} over SSE`);
+  const historyLoads = { ada: 0, grace: 0 };
+  for (const [who, page] of [["ada", a.page], ["grace", b.page]]) {
+    page.on("request", (r) => {
+      const url = new URL(r.url());
+      if (url.pathname.endsWith("/messages") && url.pathname.startsWith("/api/")) historyLoads[who] += 1;
+    });
+  }
+
+  const sent = [];
+  const burst = async (page, who, label, count, { cut, cutAfter = [] } = {}) => {
+    for (let n = 1; n <= count; n++) {
+      const text = `${who} ${label} ${n}`;
+      await send(page, text);
+      sent.push(text);
+      if (cutAfter.includes(n)) {
+        // Cut a live stream: the sends that follow race its reconnection.
+        await waitForState(cut.page, "live");
+        const cuts = await cutStreams(cut.page);
+        assert(cuts === 1, `${cut.who}'s page had ${cuts} open streams to cut, not 1`);
+        step(`cut ${cut.who}'s stream after "${text}"`);
+      }
+    }
+  };
+  await Promise.all([burst(a.page, "ada", "together", 8), burst(b.page, "grace", "together", 8)]);
+  step("both sent 8 at once");
+  await burst(b.page, "grace", "while ada is cut off", 12, { cut: { page: a.page, who: "ada" }, cutAfter: [3, 8] });
+  await waitForState(a.page, "live");
+  await burst(a.page, "ada", "while grace is cut off", 12, { cut: { page: b.page, who: "grace" }, cutAfter: [3, 8] });
+  await waitForState(b.page, "live");
+  step(`${sent.length} messages sent`);
+  const loadsBeforeChecks = { ...historyLoads }; // the checks below read history too
+
+  // Every message, with its position (own sends included: their messages
+  // came back), on both pages, as stored.
+  const history = await sameOrderEverywhere([["ada", a.page], ["grace", b.page]], profile, sent.length);
+  const order = history.map((m) => m.body);
+  assert(
+    JSON.stringify([...order].sort()) === JSON.stringify([...sent].sort()),
+    `the history holds other messages than those sent: ${JSON.stringify(order)}`,
+  );
+
+  for (const [who, page] of [["ada", a.page], ["grace", b.page]]) {
+    const records = await streams(page);
+    const resumed = assertExactStreams(who, records, history);
+    step(`${who}: ${records.length} streams, ${resumed} resumed from a position, each exactly after the last`);
+    assert(resumed >= 2, `${who}'s page resumed ${resumed} times, not twice`);
+    // A gap would have reloaded the newest page of history.
+    assert(loadsBeforeChecks[who] === 0, `${who}'s page loaded history ${loadsBeforeChecks[who]} times after opening`);
+  }
+}
+
+/** Both pages show the same messages, each once, in the order of the
+ *  stored history (which holds `count` messages once persist caught up),
+ *  each message with its position; the history, oldest first. */
+async function sameOrderEverywhere(pages, profile, count) {
+  for (const [who, page] of pages) {
+    await eventually(`${who}'s page to show all ${count} with their positions`, async () => {
+      const items = await shown(page);
+      return items.length >= count && items.every((m) => m.position);
+    });
+  }
+  let history = [];
+  await eventually(`the stored history to hold all ${count}`, async () => {
+    history = await storedHistory(pages[0][1], profile.id);
+    return history.length >= count;
+  });
+  assert(history.length === count, `the history holds ${history.length} messages, not ${count}`);
+  for (const [who, page] of pages) {
+    const items = await shown(page);
+    const same = JSON.stringify(items) === JSON.stringify(history);
+    assert(same, `${who} shows ${JSON.stringify(items)}, the history is ${JSON.stringify(history)}`);
+  }
+  step(`every page shows the ${count} messages once each, in the history's order`);
+  return history;
 }
 
 /** Someone new signs up through the page (the two passwords are compared
