@@ -86,6 +86,7 @@ impl Edge {
             lock_manager.clone(),
             rill_sessions::LiveSessions::new(redis.clone(), prefix, session_ttl),
             &edge_id,
+            settings.edges.dead_after_ms,
         );
         let membership = Arc::new(Membership::new(
             store.clone(),

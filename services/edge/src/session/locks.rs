@@ -48,6 +48,11 @@ pub struct SessionLocks {
     node_id: String,
     /// The incarnation new locks are taken for.
     holder: Mutex<Arc<Holder>>,
+    /// When a majority of Redis servers last took this edge's heartbeat
+    /// (`peers.rs`), and how old that may get before another edge may
+    /// have declared this one dead (`edges.dead_after_ms`).
+    last_beat: Mutex<Instant>,
+    dead_after: Duration,
     held: Mutex<HashMap<u64, Held>>,
     /// Leaves of closed sessions on their way to Kafka, which shutdown
     /// waits for; each then queues its lock in `closed`.
@@ -118,15 +123,23 @@ pub struct Lease {
 }
 
 impl SessionLocks {
-    /// Locks of edge `node_id`, under a first incarnation. Also starts the
-    /// task that releases closed sessions' locks.
-    pub fn new(manager: LockManager, registry: LiveSessions, node_id: &str) -> Arc<Self> {
+    /// Locks of edge `node_id`, under a first incarnation, whose heartbeat
+    /// is taken for dead after `dead_after`. Also starts the task that
+    /// releases closed sessions' locks.
+    pub fn new(
+        manager: LockManager,
+        registry: LiveSessions,
+        node_id: &str,
+        dead_after: Duration,
+    ) -> Arc<Self> {
         let (closed, queue) = mpsc::unbounded_channel();
         let locks = Arc::new(Self {
             manager,
             registry,
             node_id: node_id.to_owned(),
             holder: Mutex::new(Holder::new(node_id)),
+            last_beat: Mutex::new(Instant::now()),
+            dead_after,
             held: Mutex::default(),
             leaving: TaskTracker::new(),
             closed: Mutex::new(Some(closed)),
@@ -180,6 +193,22 @@ impl SessionLocks {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// A majority took this edge's heartbeat sent at `at`.
+    pub fn beat_taken(&self, at: Instant) {
+        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    /// When a majority last took this edge's heartbeat.
+    pub fn last_beat(&self) -> Instant {
+        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether another edge may have declared this one dead: its heartbeat
+    /// is older than `edges.dead_after_ms`.
+    fn may_be_dead(&self) -> bool {
+        self.last_beat().elapsed() >= self.dead_after
     }
 
     /// The incarnation this edge takes locks for now.
@@ -265,7 +294,18 @@ impl SessionLocks {
     /// registry entry only while the lock holds the session's token, so a
     /// refresh after this edge was declared dead (it was paused, say)
     /// neither extends a lock a survivor freed nor brings its entries back.
+    ///
+    /// While the heartbeat is older than `edges.dead_after_ms` (before the
+    /// refresh, or after it: the edge may have been paused in between),
+    /// the outcomes are not acted on: a lock "lost" then may have been
+    /// freed by the survivor that declared this edge dead, and its session
+    /// must end as the heartbeat says (`fence`: no `leave` of its own),
+    /// not as a lost lock (a `leave` after the pair's newer `join`).
     async fn refresh(&self) {
+        if self.may_be_dead() {
+            tracing::debug!("heartbeat overdue: the locks wait for the next heartbeat");
+            return;
+        }
         let (slots, locks): (Vec<u64>, Vec<Lock>) = {
             let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             held.iter()
@@ -278,6 +318,9 @@ impl SessionLocks {
         }
         let asked = Instant::now();
         let outcomes = self.manager.refresh(&locks).await;
+        if self.may_be_dead() {
+            return;
+        }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for (slot, outcome) in slots.iter().zip(outcomes) {
             let Some(h) = held.get_mut(slot) else {

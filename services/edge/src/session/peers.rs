@@ -66,7 +66,10 @@ impl Peers {
     /// One heartbeat, so that the edge is known before it takes sessions.
     pub async fn first_beat(&self) {
         let me = self.locks.incarnation();
-        if self.edges.beat(&me).await != Beat::Alive {
+        let asked = Instant::now();
+        if self.edges.beat(&me).await == Beat::Alive {
+            self.locks.beat_taken(asked);
+        } else {
             tracing::warn!(edge = %me, "the first heartbeat did not reach a majority of Redis servers");
         }
     }
@@ -75,7 +78,6 @@ impl Peers {
     pub async fn beat(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut confirmed = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -84,16 +86,15 @@ impl Peers {
             let asked = Instant::now();
             // Silent for a whole TTL (paused, cut off): its locks are gone,
             // and the `dead` mark may be too; it must not go on as if not.
-            if asked.duration_since(confirmed) >= self.session_ttl {
+            if asked.duration_since(self.locks.last_beat()) >= self.session_ttl {
                 self.fence("no heartbeat for a whole session TTL");
-                confirmed = asked;
+                self.locks.beat_taken(asked);
             }
             let me = self.locks.incarnation();
             match self.edges.beat(&me).await {
-                Beat::Alive => confirmed = asked,
+                Beat::Alive => self.locks.beat_taken(asked),
                 Beat::DeclaredDead => {
                     self.fence("declared dead by another edge");
-                    confirmed = asked;
                     tick.reset_immediately();
                 }
                 Beat::Unknown => {
