@@ -90,12 +90,15 @@ export const getUser = (userId) => request(`/api/users/${enc(userId)}`);
 export const getProfile = (profileId) => request(`/api/profiles/${enc(profileId)}`);
 export const userProfiles = (userId) => request(`/api/users/${enc(userId)}/profiles?limit=200`);
 
-/** One page of a profile's history in its order, newest first: the
- *  newest, or the one before position `before` (a page's `next_before`,
- *  null at the beginning). Each item carries its `position`. */
-export function history(profileId, { before, limit = 50 } = {}) {
+/** One page of a profile's history in its order, each item with its
+ *  `position`: newest first, the newest or the one before position
+ *  `before` (a page's `next_before`, null at the beginning); or, with
+ *  `after`, oldest first from the message after that position on (then
+ *  `next_after`, null when there was no more yet). */
+export function history(profileId, { before, after, limit = 50 } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (before) query.set("before", before);
+  if (after) query.set("after", after);
   return request(`/api/profiles/${enc(profileId)}/messages?${query}`);
 }
 

@@ -11,6 +11,12 @@ const $ = (id) => document.getElementById(id);
  *  messages then scroll into view; otherwise the reader's place is kept. */
 const STICK_TO_BOTTOM_PX = 60;
 
+/** After a `gap`, how often the history is asked for the messages up to
+ *  the first one after the gap, while the store has not caught up with
+ *  the stream (waits doubling from the first, 250 ms to 4 s). */
+const GAP_FILL_TRIES = 8;
+const GAP_FILL_FIRST_WAIT_MS = 250;
+
 /** How long a stream that ended waits for the api to say whether the
  *  login is still on; past it the page tries the stream again. */
 const SESSION_CHECK_TIMEOUT_MS = 5_000;
@@ -45,6 +51,7 @@ export class ChatView {
     this.nextBefore = undefined; // history cursor (a position); null: nothing older
     this.loadingOlder = false;
     this.historyEpoch = 0; // bumped when the list is cut (see loadNewest)
+    this.gap = null; // the gap being closed: {shownUpTo, firstAfter} (see closeGap)
     this.presence = new Set();
     this.countdown = null;
     this.list = $("messages");
@@ -128,6 +135,7 @@ export class ChatView {
   onEvent(event) {
     switch (event.type) {
       case "message":
+        if (this.gap && !this.gap.firstAfter) this.gap.firstAfter = event.position;
         this.addMessage(event);
         break;
       case "push":
@@ -151,9 +159,9 @@ export class ChatView {
         // The edge could not send everything after the newest position
         // shown (too old to replay, too many, a position it does not know)
         // or dropped events because we read too slowly: the messages that
-        // follow are the newest, and the hole is before them. The newest
-        // page of history fills it.
-        this.loadNewest(this.live.lastPosition).catch(
+        // follow are the newest, and the hole is before them.
+        this.gap = { shownUpTo: this.live.lastPosition, firstAfter: undefined };
+        this.closeGap(this.gap).catch(
           (err) => err.status !== 401 && this.alert(`Cannot reload the history: ${err.message}`),
         );
         break;
@@ -290,11 +298,48 @@ export class ChatView {
   }
 
   /**
+   * Closes the hole a `gap` left: between what was shown (`shownUpTo`) and
+   * the first message after the gap (`firstAfter`). The newest page of
+   * history closes it from below (see loadNewest). A store that has not
+   * caught up with the stream yet answers a page that ends before
+   * `firstAfter`: the pages after its newest message fill the rest, asked
+   * again a few times until they reach it.
+   */
+  async closeGap(gap) {
+    let upTo = await this.loadNewest(gap.shownUpTo); // the newest position stored
+    // No message after the gap (yet): nothing is known to be missing.
+    const filled = () => !gap.firstAfter || (upTo && comparePositions(upTo, gap.firstAfter) >= 0);
+    let wait = GAP_FILL_FIRST_WAIT_MS;
+    for (let tries = 1; !filled() && this.gap === gap && !this.closed; tries++) {
+      if (tries > GAP_FILL_TRIES) {
+        this.alert("Some recent messages cannot be loaded yet: reload the page to see them.");
+        break;
+      }
+      if (tries > 1) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        wait = Math.min(wait * 2, 4_000);
+      }
+      if (!upTo) {
+        upTo = await this.loadNewest(gap.shownUpTo); // nothing was stored
+        continue;
+      }
+      let page;
+      do {
+        page = await api.history(this.profileId, { after: upTo });
+        page.items.forEach((m) => this.addMessage(m));
+        upTo = page.items.at(-1)?.position ?? upTo;
+      } while (page.next_after && !filled() && this.gap === gap);
+    }
+    if (this.gap === gap) this.gap = null;
+  }
+
+  /**
    * The newest page of history: on open, and after a `gap`, when what is
    * shown ends at `shownUpTo` and the stream goes on from the newest
    * messages. If the page does not reach back to `shownUpTo`, more is
    * missing than a page: the list restarts from the page (older pages
-   * load on demand, as after opening) rather than keep a hole.
+   * load on demand, as after opening) rather than keep a hole. Returns
+   * the page's newest position.
    */
   async loadNewest(shownUpTo) {
     this.list.setAttribute("aria-busy", "true");
@@ -311,6 +356,7 @@ export class ChatView {
       // Oldest first: each goes below the ones before it, at once.
       for (let i = page.items.length - 1; i >= 0; i--) this.addMessage(page.items[i]);
       this.live.advance(page.items[0]?.position);
+      return page.items[0]?.position;
     } finally {
       this.list.removeAttribute("aria-busy");
       this.updateOlderButton();

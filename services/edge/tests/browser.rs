@@ -60,6 +60,17 @@ async fn pages_that_lose_their_stream_show_every_message_once_in_the_one_order()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_away_too_long_gets_a_gap_and_fills_it_from_history() {
+    // Few replayed: the page's 60 missed messages are "too many".
+    let (mut stack, fixture) = fixture(|s| {
+        s.recovery.max_replay = 5;
+        s.recovery.gap_page = 5;
+    })
+    .await;
+    run_scenario(&mut stack, "gapReloads", &fixture).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn someone_new_signs_up_has_no_profiles_logs_out_and_logs_in_again() {
     let (mut stack, fixture) = fixture(|_| {}).await;
     run_scenario(&mut stack, "signUp", &fixture).await;

@@ -368,6 +368,18 @@ export async function eventually(what, check, timeout = SOON) {
   }
 }
 
+/** Waits until `get()` returns `expected` (compared as JSON); a timeout
+ *  says what it got last. */
+export async function eventuallyEqual(what, get, expected, timeout = SOON) {
+  const want = JSON.stringify(expected);
+  let got;
+  try {
+    await eventually(what, async () => (got = JSON.stringify(await get())) === want, timeout);
+  } catch (err) {
+    throw new Error(`${err.message}: got ${got}, expected ${want}`);
+  }
+}
+
 export function assert(condition, message) {
   if (!condition) throw new Error(message);
 }

@@ -14,11 +14,13 @@ import {
   consoleLines,
   cutStreams,
   eventually,
+  eventuallyEqual,
   expectMessage,
   formError,
   logIn,
   logOut,
   loginScreen,
+  message,
   newPage,
   notice,
   openClient,
@@ -268,6 +270,83 @@ export async function lostConnection(browser, base, { users, profile }) {
     // A gap would have reloaded the newest page of history.
     assert(loadsBeforeChecks[who] === 0, `${who}'s page loaded history ${loadsBeforeChecks[who]} times after opening`);
   }
+}
+
+/** A page away for more than the edge replays (the test's edges replay at
+ *  most 5 and send the newest 5 after a `gap`) gets a gap, and the newest
+ *  page of history closes it; this page (60 missed, more than a page of
+ *  50) restarts the list from there, with no hole. The store seems behind
+ *  the stream (the test drops the newest 10 of that page), so the pages
+ *  after it (`after=`) fill the rest up to the first message after the
+ *  gap. Older pages then load back to the beginning, and both pages show
+ *  the same list. */
+export async function gapReloads(browser, base, { users, profile }) {
+  const [ada, grace] = users;
+  const a = await personOnOtherEdge(browser, base, "ada", "/?transport=ws", null, recordStreams);
+  const b = await personOnOtherEdge(browser, base, "grace", "/", a.edge);
+  await logIn(a.page, ada);
+  await logIn(b.page, grace);
+  await openProfile(a.page, profile);
+  await openProfile(b.page, profile);
+
+  const before = ["before the gap 1", "before the gap 2", "before the gap 3"];
+  for (const text of before) await send(b.page, text);
+  await expectMessage(a.page, before.at(-1), grace.name);
+
+  // A store behind the stream, once: the newest page asked after the gap
+  // lacks its newest LAG messages.
+  const LAG = 10;
+  let lagging = false;
+  const asked = [];
+  await a.page.route(
+    (url) => url.pathname.startsWith("/api/profiles/") && url.pathname.endsWith("/messages"),
+    async (route) => {
+      const query = new URL(route.request().url()).searchParams;
+      asked.push(query.toString());
+      const response = await route.fetch();
+      if (!lagging || query.has("before") || query.has("after")) return route.fulfill({ response });
+      lagging = false;
+      const page = await response.json();
+      page.items = page.items.slice(LAG); // newest first
+      await route.fulfill({ response, json: page });
+    },
+  );
+
+  assert((await cutStreams(a.page)) === 1, "ada's page had no stream to cut");
+  await a.context.setOffline(true);
+  await eventually("ada's page to notice", async () => (await status(a.page)).state !== "live");
+  step("ada's page is offline");
+  const missed = Array.from({ length: 60 }, (_, i) => `while ada is offline ${i + 1}`);
+  for (const text of missed) await send(b.page, text);
+  let history = [];
+  await eventually("the store to hold them all", async () => {
+    history = await storedHistory(b.page, profile.id);
+    return history.length === before.length + missed.length;
+  });
+  step(`grace sent ${missed.length} more; ada's page comes back online`);
+  lagging = true;
+  await a.context.setOffline(false);
+  await waitForState(a.page, "live", 40_000);
+
+  const newestPage = history.slice(-50);
+  await eventuallyEqual("ada's page to show the newest 50, from history and stream", () => shown(a.page), newestPage);
+  const records = await streams(a.page);
+  const gaps = records.flatMap((r) => r.gaps);
+  step(`ada's page shows the newest 50 after a gap (${gaps}); history asked: ${asked.join(" | ")}`);
+  assert(gaps.includes("too_many"), `the edge sent no too_many gap: ${JSON.stringify(records)}`);
+  assert(
+    asked.some((q) => q.includes("after=")),
+    `the page did not fill the rest with after=: ${asked}`,
+  );
+  assert((await message(a.page, before[0]).count()) === 0, "the list restarted: nothing from before the hole");
+
+  await a.page.getByRole("button", { name: "Load older messages" }).click();
+  await a.page.getByRole("button", { name: "Beginning of the history" }).waitFor({ timeout: 15_000 });
+  await eventuallyEqual("ada's page to show the whole history", () => shown(a.page), history);
+  step("older pages load back to the beginning");
+
+  await send(b.page, "after the gap");
+  await sameOrderEverywhere([["ada", a.page], ["grace", b.page]], profile, history.length + 1);
 }
 
 /** Both pages show the same messages, each once, in the order of the
