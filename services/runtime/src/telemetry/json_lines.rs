@@ -197,12 +197,21 @@ where
         }
         event.record(&mut Fields(&mut line));
         let meta = event.metadata();
+        // Records of the `log` crate (librdkafka's, through rdkafka) come
+        // with target `log`: their own target is a field.
+        let target = match line.remove("log.target") {
+            Some(Value::String(target)) => target,
+            _ => meta.target().to_owned(),
+        };
+        for key in ["log.file", "log.line", "log.module_path"] {
+            line.remove(key);
+        }
         let mut timestamp = String::new();
         let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
         let mut fixed = Map::new();
         fixed.insert("timestamp".into(), timestamp.into());
         fixed.insert("level".into(), meta.level().as_str().into());
-        fixed.insert("target".into(), meta.target().into());
+        fixed.insert("target".into(), target.into());
         fixed.insert("service".into(), self.service.into());
         fixed.insert("node".into(), self.node.clone().into());
         if let Some(name) = innermost {
