@@ -7,7 +7,8 @@ each metric it names must be one the services register: the names are read
 from services/*/src/metrics.rs (`sub_registry_with_prefix`, `register`,
 `register_with_unit` and the type of the registered field), with the
 suffixes the Prometheus client adds (`_total` for counters, the unit,
-`_bucket`/`_sum`/`_count` for histograms). A running stack's /metrics is
+`_bucket`/`_sum`/`_count` for histograms); a `reason` a query matches on
+must be a string of the services' code. A running stack's /metrics is
 checked against the same files by services/testkit/tests/metrics_named.rs.
 """
 
@@ -67,6 +68,15 @@ def known_series(repo: Path) -> dict[str, str]:
     return out
 
 
+def code_strings(repo: Path) -> set[str]:
+    """Every lower-case string literal of the services' code: a label value
+    a query matches on (a `reason`) must be one of them."""
+    out: set[str] = set()
+    for path in repo.glob("services/*/src/**/*.rs"):
+        out.update(re.findall(r'"([a-z][a-z0-9_]*)"', path.read_text()))
+    return out
+
+
 def selectors(expr: str) -> list[tuple[str | None, dict[str, tuple[str, str]]]]:
     """(metric name, {label: (op, value)}) of each selector; ValueError if
     `expr` does not parse."""
@@ -82,7 +92,7 @@ def selectors(expr: str) -> list[tuple[str | None, dict[str, tuple[str, str]]]]:
     return found
 
 
-def _check_expr(expr: str, where: str, known: dict[str, str], namespace: str) -> list[str]:
+def _check_expr(expr: str, where: str, known: dict[str, str], namespace: str, strings: set[str]) -> list[str]:
     try:
         found = selectors(GRAFANA_DURATIONS.sub("5m", expr))
     except ValueError as error:
@@ -91,6 +101,10 @@ def _check_expr(expr: str, where: str, known: dict[str, str], namespace: str) ->
     for name, matchers in found:
         if name not in known:
             out.append(f"{where}: names {name}, which no services/*/src/metrics.rs registers")
+        op, value = matchers.get("reason", ("", ""))
+        for reason in value.split("|") if op in ("Equal", "Re") else []:
+            if reason not in strings:
+                out.append(f"{where}: {name}{{reason={reason!r}}}: no such string in services/*/src")
         if matchers.get("namespace") != ("Equal", namespace):
             out.append(f"{where}: {name} is not limited to namespace {namespace!r}: {matchers}")
     if not found:
@@ -130,13 +144,13 @@ def check_dashboard(kinds: dict, values: dict, repo: Path) -> list[str]:
         dashboard = json.loads(text)
     except json.JSONDecodeError as error:
         return out + [f"{where}: {DASHBOARD_KEY} is not JSON: {error}"]
-    out += check_dashboard_json(dashboard, f"{where}: {DASHBOARD_KEY}", known_series(repo))
+    out += check_dashboard_json(dashboard, f"{where}: {DASHBOARD_KEY}", known_series(repo), code_strings(repo))
     queries = sum(len(p.get("targets", [])) for p in dashboard.get("panels", []))
     print(f"  checked: dashboard: {len(dashboard.get('panels', []))} panels, {queries} queries against the metrics.rs files")
     return out
 
 
-def check_dashboard_json(dashboard: dict, where: str, known: dict[str, str]) -> list[str]:
+def check_dashboard_json(dashboard: dict, where: str, known: dict[str, str], strings: set[str]) -> list[str]:
     out = []
     for key in ("uid", "title", "panels", "templating", "schemaVersion"):
         if key not in dashboard:
@@ -168,7 +182,7 @@ def check_dashboard_json(dashboard: dict, where: str, known: dict[str, str]) -> 
         if not targets or not panel.get("description"):
             out.append(f"{pw}: needs queries and a description")
         for target in targets:
-            out += _check_expr(target.get("expr", ""), f"{pw} {target.get('refId')}", known, "$namespace")
+            out += _check_expr(target.get("expr", ""), f"{pw} {target.get('refId')}", known, "$namespace", strings)
     return out
 
 
@@ -187,6 +201,7 @@ def check_alerts(kinds: dict, values: dict, repo: Path, namespace: str) -> list[
         if labels.get(key) != value:
             out.append(f"{where}: label {key}={labels.get(key)!r}, values say {value!r}")
     known = known_series(repo)
+    strings = code_strings(repo)
     runbook = anchors((repo / RUNBOOK).read_text())
     exprs: dict[str, str] = {}
     count = 0
@@ -196,7 +211,7 @@ def check_alerts(kinds: dict, values: dict, repo: Path, namespace: str) -> list[
             alert = rule["alert"]
             rw = f"{where}: {alert}"
             exprs[alert] = exprs.get(alert, "") + "\n" + str(rule["expr"])
-            out += _check_expr(str(rule["expr"]), rw, known, namespace)
+            out += _check_expr(str(rule["expr"]), rw, known, namespace, strings)
             tuning = v.get(ALERTS.get(alert, ""), {})
             if not tuning:
                 out.append(f"{rw}: not one of the chart's alerts {sorted(ALERTS)}")

@@ -217,9 +217,10 @@ def check_validators(failures: Failures) -> None:
          "gridPos": {"h": 8, "w": 8, "x": 0, "y": 0},
          "targets": [{"refId": "A", "expr": 'sum(rate(rill_edge_no_such_metric_total{namespace="$namespace"}[5m]))'},
                      {"refId": "B", "expr": "sum(rate(rill_edge_sends_accepted_total[5m])"},
-                     {"refId": "C", "expr": "sum(rate(rill_edge_sends_accepted_total[5m]))"}]}]}
-    dashboard_problems = monitoring.check_dashboard_json(bad_dashboard, "self-check", known)
-    for what in ("no_such_metric", "does not parse", "not limited to namespace", "`datasource` variable"):
+                     {"refId": "C", "expr": "sum(rate(rill_edge_sends_accepted_total[5m]))"},
+                     {"refId": "D", "expr": 'rill_edge_sends_refused_total{namespace="$namespace",reason="kafak"}'}]}]}
+    dashboard_problems = monitoring.check_dashboard_json(bad_dashboard, "self-check", known, monitoring.code_strings(REPO))
+    for what in ("no_such_metric", "does not parse", "not limited to namespace", "`datasource` variable", "'kafak'"):
         if any(what in p for p in dashboard_problems):
             print(f"  ok: dashboard check finds {what!r}")
         else:
