@@ -17,8 +17,8 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// How long a live session's lock and registry entry live without a
     /// refresh, in seconds: how long the sessions of a crashed edge still
-    /// count, and so how long after a `kill -9` the same user can open the
-    /// same profile again. Default 30.
+    /// count when no other edge is left to end them (the edges do within
+    /// `edges.dead_after_ms`; see `edges.rs`). Default 30.
     #[serde(with = "rill_runtime::settings::secs")]
     pub session_ttl_secs: Duration,
     /// How long one Redis command may take (connect or answer), in
