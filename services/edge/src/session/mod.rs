@@ -134,8 +134,8 @@ impl LiveSession {
 
 impl Sessions {
     /// Opens a session of authenticated `user` on `profile`: an edge taking
-    /// sessions, membership, the lock, then presence and, with `last_id`,
-    /// what the client missed since that message.
+    /// sessions, membership, the lock, then presence and, with
+    /// `last_position`, what the client missed after it.
     pub async fn open(
         &self,
         user: UserId,
