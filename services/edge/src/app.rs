@@ -78,7 +78,11 @@ impl Edge {
             false => None,
         };
         let auth = Authenticator::new(cookies, logins, tokens);
-        let hub = Hub::new(settings.limits.slow_client_secs, metrics.clone());
+        let hub = Hub::with_queue_bytes(
+            settings.limits.slow_client_secs,
+            settings.limits.session_queue_bytes,
+            metrics.clone(),
+        );
         let store = rill_store::open(&settings.store).await?;
         let session_ttl = settings.redis.session_ttl_secs;
         let lock_manager = rill_sessions::LockManager::new(redis.clone(), prefix, session_ttl);
@@ -167,6 +171,7 @@ impl Edge {
                 settings.limits.sends_per_user,
                 settings.limits.max_rate_limited_users,
             ),
+            open_limits: transport::limits::OpenLimits::new(&settings.limits, metrics.clone()),
             settings: TransportSettings::from_edge(&settings),
             metrics: metrics.clone(),
             tasks: tasks.clone(),

@@ -58,6 +58,9 @@ pub enum Disconnect {
     BadFrame { code: u16 },
     /// The client sent a frame larger than `limits.max_frame_bytes`.
     FrameTooLarge,
+    /// The client began a message and did not finish it within
+    /// `limits.fragment_timeout_secs`.
+    MessageTimeout,
     /// Refused right after the upgrade: the pair already has a live
     /// session (a browser cannot read the status of a refused upgrade).
     AlreadyLive,
@@ -102,6 +105,7 @@ impl Disconnect {
             Self::Closed => "closed",
             Self::BadFrame { .. } => "bad_frame",
             Self::FrameTooLarge => "frame_too_large",
+            Self::MessageTimeout => "message_timeout",
             Self::AlreadyLive => "already_live",
         }
     }
@@ -112,7 +116,7 @@ impl Disconnect {
             Self::NotAMember => close_code::NOT_A_MEMBER,
             Self::LoggedOut => close_code::LOGGED_OUT,
             Self::Reconnect(_) => close_code::GOING_AWAY,
-            Self::TooSlow | Self::HeartbeatTimeout => close_code::POLICY,
+            Self::TooSlow | Self::HeartbeatTimeout | Self::MessageTimeout => close_code::POLICY,
             Self::Closed => close_code::NORMAL,
             Self::BadFrame { code } => code,
             Self::FrameTooLarge => close_code::TOO_LARGE,
@@ -152,7 +156,8 @@ impl Disconnect {
             | Self::HeartbeatTimeout
             | Self::Closed
             | Self::BadFrame { .. }
-            | Self::FrameTooLarge => None,
+            | Self::FrameTooLarge
+            | Self::MessageTimeout => None,
         }
     }
 }
@@ -183,6 +188,7 @@ mod tests {
             ),
             (Disconnect::TooSlow, 1008, None),
             (Disconnect::HeartbeatTimeout, 1008, None),
+            (Disconnect::MessageTimeout, 1008, None),
             (Disconnect::FrameTooLarge, 1009, None),
             (Disconnect::BadFrame { code: 1007 }, 1007, None),
             (Disconnect::Closed, 1000, None),

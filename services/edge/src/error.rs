@@ -16,6 +16,11 @@ use crate::membership::MembershipError;
 use crate::session::{AcquireError, OpenError, SendError};
 use crate::to_kafka::PublishError;
 
+/// `Retry-After` of a stream refused for `limits.max_sessions_per_address`:
+/// a place frees when one of the address's sessions ends, which no clock
+/// foretells; long enough that a client does not hammer the edge.
+const SESSIONS_RETRY_AFTER_SECS: u64 = 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error(transparent)]
@@ -38,6 +43,12 @@ pub enum EdgeError {
     Body(#[from] BodyError),
     #[error("too many sends: wait {} ms", .0.as_millis())]
     RateLimited(std::time::Duration),
+    /// `limits.opens_per_user` or `limits.opens_per_address`.
+    #[error("too many streams opened: wait {} ms", .0.as_millis())]
+    TooManyOpens(std::time::Duration),
+    /// `limits.max_sessions_per_address`.
+    #[error("this client address has {max} live sessions on this edge already: close one first")]
+    TooManySessions { max: usize },
     #[error("ref is longer than {max} characters")]
     RefTooLong { max: usize },
     #[error(
@@ -141,7 +152,9 @@ impl EdgeError {
         match self {
             Self::Session(_) | Self::Token(_) | Self::TokensOff => StatusCode::UNAUTHORIZED,
             Self::ProfileNotAllowed => StatusCode::FORBIDDEN,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyOpens(_) | Self::TooManySessions { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::BadId(_)
             | Self::BadPosition(_)
             | Self::BadJson(_)
@@ -184,7 +197,8 @@ impl EdgeError {
             Self::Body(_) => "invalid_body",
             Self::RefTooLong { .. } => "ref_too_long",
             Self::BadIdempotencyKey => "bad_idempotency_key",
-            Self::RateLimited(_) => "rate_limited",
+            Self::RateLimited(_) | Self::TooManyOpens(_) => "rate_limited",
+            Self::TooManySessions { .. } => "too_many_sessions",
             Self::BinaryFrame => "binary_frame",
             Self::JsonBody(JsonBodyError::NotJson) => "not_json",
             Self::NotUpgrade => "not_upgrade",
@@ -205,7 +219,9 @@ impl EdgeError {
     /// is the `ref` of the send it answers, if any.
     pub fn event(&self, reference: Option<&str>) -> std::sync::Arc<crate::events::Outbound> {
         let retry_after_ms = match self {
-            Self::RateLimited(wait) => Some(wait.as_millis().max(1) as u64),
+            Self::RateLimited(wait) | Self::TooManyOpens(wait) => {
+                Some(wait.as_millis().max(1) as u64)
+            }
             _ => None,
         };
         crate::events::ServerEvent::Error {
@@ -218,20 +234,21 @@ impl EdgeError {
     }
 
     /// The HTTP response: status, `{"error": code, "message": text}`, and
-    /// `Retry-After` on 503.
+    /// `Retry-After` on 503 and 429.
     pub fn into_response(self) -> Response {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "request failed");
         }
         let response =
             rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
-        match self {
-            Self::RateLimited(wait) => rill_runtime::ops::with_retry_after(
-                response,
-                rill_runtime::rate_limit::retry_after_secs(wait),
-            ),
-            _ => response,
-        }
+        let retry_after_secs = match self {
+            Self::RateLimited(wait) | Self::TooManyOpens(wait) => {
+                rill_runtime::rate_limit::retry_after_secs(wait)
+            }
+            Self::TooManySessions { .. } => SESSIONS_RETRY_AFTER_SECS,
+            _ => return response,
+        };
+        rill_runtime::ops::with_retry_after(response, retry_after_secs)
     }
 }
 
@@ -267,6 +284,23 @@ mod tests {
             needed: 2,
         });
         assert_eq!(no_quorum.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn limits_answer_429_with_when_to_retry() {
+        let opens = EdgeError::TooManyOpens(std::time::Duration::from_millis(1500));
+        assert_eq!(opens.code(), "rate_limited");
+        let response = opens.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        let sessions = EdgeError::TooManySessions { max: 3 };
+        assert_eq!(sessions.code(), "too_many_sessions");
+        let response = sessions.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(response.headers().contains_key("retry-after"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The hub: which local sessions are on which profile, and delivery of an
 //! event to all of them. It knows nothing of WebSocket, SSE or Kafka.
 //!
-//! Each session has a bounded queue. Delivery never waits: when a session's
-//! queue is full the event is dropped for that session, and the session's
-//! next event is a `gap` notice telling the client to fetch history. A
-//! session that stays behind for `limits.slow_client_secs` is ended.
+//! Each session has a queue bounded in events (`limits.session_queue_depth`)
+//! and in bytes (`limits.session_queue_bytes`). Delivery never waits: when
+//! a session's queue is full the event is dropped for that session, and the
+//! session's next event is a `gap` notice telling the client to fetch
+//! history. A session that stays behind for `limits.slow_client_secs` is
+//! ended.
 //!
 //! Sessions end from outside through their [`SessionHandle`]: an unbind,
 //! a lost lock, the drain.
@@ -60,6 +62,8 @@ pub struct Hub {
     by_user: Index<UserId>,
     next_slot: AtomicU64,
     slow_after: Duration,
+    /// `limits.session_queue_bytes`: most bytes queued for one session.
+    queue_bytes: usize,
     /// The hub's clock starts here; slots keep times as ms since.
     epoch: Instant,
     metrics: Arc<EdgeMetrics>,
@@ -149,10 +153,11 @@ struct Slot {
     /// The login the session's cookie stands for (none for a session opened
     /// with a connection token): its end ends the session.
     login: OnceLock<LoginId>,
-    /// Events waiting for the session, at most `depth`. A plain deque and a
-    /// waker rather than a tokio mpsc channel: an idle session's queue then
-    /// costs no allocation (the channel took ~0.7 KiB per session).
-    queue: Mutex<VecDeque<Arc<Outbound>>>,
+    /// Events waiting for the session, at most `depth` of them and the
+    /// hub's `queue_bytes`. A plain deque and a waker rather than a tokio
+    /// mpsc channel: an idle session's queue then costs no allocation (the
+    /// channel took ~0.7 KiB per session).
+    queue: Mutex<Queue>,
     depth: usize,
     /// The session's task, woken when an event is queued or the session
     /// must end.
@@ -169,6 +174,34 @@ struct Slot {
     behind_since: AtomicU64,
 }
 
+/// A session's queued events and their bytes.
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Arc<Outbound>>,
+    bytes: usize,
+}
+
+impl Queue {
+    /// Whether `event` fits under `depth` events and `max_bytes` bytes. An
+    /// empty queue takes any event: one larger than `max_bytes` (a message
+    /// at the body limit, escaped) would otherwise never be delivered.
+    fn fits(&self, event: &Outbound, depth: usize, max_bytes: usize) -> bool {
+        self.events.is_empty()
+            || (self.events.len() < depth && self.bytes + event.json.len() <= max_bytes)
+    }
+
+    fn push(&mut self, event: Arc<Outbound>) {
+        self.bytes += event.json.len();
+        self.events.push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<Arc<Outbound>> {
+        let event = self.events.pop_front()?;
+        self.bytes -= event.json.len();
+        Some(event)
+    }
+}
+
 impl Slot {
     fn end(&self, reason: Disconnect) {
         let _ = self.reason.set(reason);
@@ -177,13 +210,27 @@ impl Slot {
 }
 
 impl Hub {
+    /// A hub whose sessions' queues hold at most the default
+    /// `limits.session_queue_bytes` (see [`Hub::with_queue_bytes`]).
     pub fn new(slow_after: Duration, metrics: Arc<EdgeMetrics>) -> Arc<Self> {
+        let queue_bytes = crate::settings::Limits::default().session_queue_bytes;
+        Self::with_queue_bytes(slow_after, queue_bytes, metrics)
+    }
+
+    /// A hub whose sessions' queues hold at most `queue_bytes` bytes
+    /// (`limits.session_queue_bytes`) each.
+    pub fn with_queue_bytes(
+        slow_after: Duration,
+        queue_bytes: usize,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             by_turn: (0..SHARDS).map(|_| RwLock::default()).collect(),
             by_profile: Index::new(),
             by_user: Index::new(),
             next_slot: AtomicU64::new(0),
             slow_after,
+            queue_bytes,
             epoch: Instant::now(),
             metrics,
         })
@@ -235,8 +282,8 @@ impl Hub {
             .with(user, |slots| self.offer(slots.values(), event))
     }
 
-    /// Queues `event` for each of `slots` without waiting: a full queue
-    /// drops it for that session and marks the gap.
+    /// Queues `event` for each of `slots` without waiting: a full queue (in
+    /// events or in bytes) drops it for that session and marks the gap.
     fn offer<'a>(
         &self,
         slots: impl Iterator<Item = &'a Arc<Slot>>,
@@ -245,8 +292,8 @@ impl Hub {
         let mut queued = 0;
         for slot in slots {
             let mut queue = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if queue.len() < slot.depth {
-                queue.push_back(event.clone());
+            if queue.fits(event, slot.depth, self.queue_bytes) {
+                queue.push(event.clone());
                 drop(queue);
                 slot.waker.wake();
                 queued += 1;
@@ -475,10 +522,10 @@ impl Subscription {
     /// An emptied queue gives its buffer back: an idle session keeps none.
     fn pop(&self) -> Option<(Arc<Outbound>, bool)> {
         let mut queue = self.slot.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let event = queue.pop_front()?;
-        let emptied = queue.is_empty();
+        let event = queue.pop()?;
+        let emptied = queue.events.is_empty();
         if emptied {
-            *queue = VecDeque::new();
+            *queue = Queue::default();
         }
         Some((event, emptied))
     }
@@ -509,8 +556,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(&self.slot);
         let queue = std::mem::take(&mut *self.slot.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        let left: usize = queue.iter().map(|event| event.json.len()).sum();
-        self.hub.metrics.queued_bytes.dec_by(left as i64);
+        self.hub.metrics.queued_bytes.dec_by(queue.bytes as i64);
     }
 }
 
@@ -567,6 +613,39 @@ mod tests {
         assert_eq!(name(sub.next().await), "pong");
         assert!(sub.pop().is_none());
         assert_eq!(metrics.queued_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_queue_past_its_bytes_drops_and_then_reports_a_gap() {
+        let metrics = Arc::new(EdgeMetrics::default());
+        let size = event().json.len();
+        // Room for two events' bytes, and for ten by count.
+        let hub = Hub::with_queue_bytes(Duration::from_secs(10), 2 * size + 1, metrics.clone());
+        let p = ProfileId::random();
+        let mut sub = hub.subscribe(p, UserId::random(), 10);
+        for _ in 0..5 {
+            hub.deliver(p, &event());
+        }
+        assert_eq!(metrics.dropped_events.get(), 3);
+        assert_eq!(metrics.queued_bytes.get(), 2 * size as i64);
+        assert_eq!(name(sub.next().await), "gap");
+        assert_eq!(name(sub.next().await), "pong");
+        assert_eq!(name(sub.next().await), "pong");
+        assert!(sub.pop().is_none());
+        // Drained: room again.
+        assert_eq!(hub.deliver(p, &event()), 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_takes_an_event_larger_than_its_bytes() {
+        let hub =
+            Hub::with_queue_bytes(Duration::from_secs(10), 4, Arc::new(EdgeMetrics::default()));
+        let p = ProfileId::random();
+        let mut sub = hub.subscribe(p, UserId::random(), 10);
+        assert_eq!(hub.deliver(p, &event()), 1, "taken: the queue was empty");
+        assert_eq!(hub.deliver(p, &event()), 0, "dropped: past the bytes");
+        assert_eq!(name(sub.next().await), "gap");
+        assert_eq!(name(sub.next().await), "pong");
     }
 
     #[tokio::test]

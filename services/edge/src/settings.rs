@@ -94,9 +94,56 @@ pub struct Limits {
     /// (per edge, not across the cluster): past it, 429 with
     /// `Retry-After`. Default 20 per second, 100 at once.
     pub sends_per_user: Rate,
-    /// Users whose POST sends this edge tracks at once (a bucket each; a
-    /// full bucket is dropped when room is needed). Default 100000.
+    /// Users this edge tracks at once for each limit per user
+    /// (`sends_per_user`, `opens_per_user`): a bucket each; a full bucket
+    /// is dropped when room is needed, and when none is, a new user waits
+    /// as for one token. Default 100000.
     pub max_rate_limited_users: usize,
+    /// Streams (WebSocket upgrades and SSE opens) one user may start on
+    /// this edge (per edge, not across the cluster: the cluster allows
+    /// this times the number of edges): past it, 429 with `Retry-After`,
+    /// before the upgrade. Default 5 per second, 20 at once.
+    pub opens_per_user: Rate,
+    /// Streams started from one client address on this edge (per edge;
+    /// the address is the last `X-Forwarded-For` hop, see
+    /// `transport::address`; IPv6 by /64), counted before the caller is
+    /// authenticated: past it, 429 with `Retry-After`. Many users behind
+    /// one NAT share an address. Default 50 per second, 500 at once.
+    pub opens_per_address: Rate,
+    /// Client addresses this edge tracks at once for `opens_per_address`,
+    /// as `max_rate_limited_users` for users. Default 100000.
+    pub max_rate_limited_addresses: usize,
+    /// Live sessions from one client address on this edge (its whole
+    /// share of `max_connections` that one address may take); past it,
+    /// 429 `too_many_sessions` with `Retry-After`. Many users behind one
+    /// NAT share an address: keep it well above what one such network
+    /// holds. Default 1000.
+    pub max_sessions_per_address: usize,
+    /// Bytes of events queued for one session (each event counted whole,
+    /// shared or not); past it, as past `session_queue_depth`, newer
+    /// events are dropped and the client gets a `gap`. An event is always
+    /// taken into an empty queue, whatever its size. Default 65536.
+    pub session_queue_bytes: usize,
+    /// A request's headers must arrive within this many seconds of its
+    /// first byte, or the connection is closed (slowloris). Default 10.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub header_read_timeout_secs: Duration,
+    /// A connection with no request in progress (keep-alive) is closed
+    /// after this many seconds. Above Traefik's idle timeout to its
+    /// backends (90 s), so that the edge does not close a connection just
+    /// as Traefik reuses it. Default 120.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub idle_timeout_secs: Duration,
+    /// A WebSocket upgrade must be done (the `101` written and the
+    /// connection handed over) within this many seconds of its answer, or
+    /// the session it opened is closed. Default 10.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub upgrade_timeout_secs: Duration,
+    /// A WebSocket message (a frame, or a fragmented message) begun must
+    /// end within this many seconds, pings and pongs between its parts or
+    /// not; else the connection is closed with 1008. Default 30.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub fragment_timeout_secs: Duration,
     /// How long an idempotency key of a send is remembered (a retry with
     /// the key within this time gets the first send's id and is not sent
     /// again), in seconds. Default 600.
@@ -313,6 +360,21 @@ impl Default for Limits {
                 burst: 100,
             },
             max_rate_limited_users: 100_000,
+            opens_per_user: Rate {
+                per_second: 5.0,
+                burst: 20,
+            },
+            opens_per_address: Rate {
+                per_second: 50.0,
+                burst: 500,
+            },
+            max_rate_limited_addresses: 100_000,
+            max_sessions_per_address: 1000,
+            session_queue_bytes: 65_536,
+            header_read_timeout_secs: Duration::from_secs(10),
+            idle_timeout_secs: Duration::from_secs(120),
+            upgrade_timeout_secs: Duration::from_secs(10),
+            fragment_timeout_secs: Duration::from_secs(30),
         }
     }
 }
@@ -385,11 +447,35 @@ impl Limits {
             ("limits.max_inflight_sends", self.max_inflight_sends),
             ("limits.max_presence_users", self.max_presence_users),
             ("limits.max_rate_limited_users", self.max_rate_limited_users),
+            (
+                "limits.max_rate_limited_addresses",
+                self.max_rate_limited_addresses,
+            ),
+            (
+                "limits.max_sessions_per_address",
+                self.max_sessions_per_address,
+            ),
+            ("limits.session_queue_bytes", self.session_queue_bytes),
         ];
         self.sends_per_session
             .validate("limits.sends_per_session")?;
         self.sends_per_user.validate("limits.sends_per_user")?;
+        self.opens_per_user.validate("limits.opens_per_user")?;
+        self.opens_per_address
+            .validate("limits.opens_per_address")?;
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(SettingsError::invalid(field, "must be above 0"));
+        }
+        let deadlines = [
+            (
+                "limits.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("limits.idle_timeout_secs", self.idle_timeout_secs),
+            ("limits.upgrade_timeout_secs", self.upgrade_timeout_secs),
+            ("limits.fragment_timeout_secs", self.fragment_timeout_secs),
+        ];
+        if let Some((field, _)) = deadlines.iter().find(|(_, v)| v.is_zero()) {
             return Err(SettingsError::invalid(field, "must be above 0"));
         }
         // A frame carries the body inside a JSON envelope: leave room for it,

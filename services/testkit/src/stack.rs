@@ -388,6 +388,11 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     };
     settings.limits.sends_per_session = unlimited;
     settings.limits.sends_per_user = unlimited;
+    // Every test client comes from 127.0.0.1 (through Traefik or not), and
+    // tests reconnect one user often: the open limits are the limit tests'
+    // to tighten.
+    settings.limits.opens_per_user = unlimited;
+    settings.limits.opens_per_address = unlimited;
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = Duration::from_secs(2);
     // Tests share two cores with everything else of the suite: a busy

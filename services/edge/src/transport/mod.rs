@@ -12,9 +12,13 @@
 //!
 //! Every route takes a session cookie or a connection token
 //! (`crate::auth`); a cookie request that sends must come from a page of
-//! this site (`Origin`).
+//! this site (`Origin`). A stream opens only within [`limits`]: streams
+//! started per client address ([`address`]) and per user, live sessions
+//! per address.
 
+pub mod address;
 pub mod http;
+pub mod limits;
 pub mod sse;
 pub mod websocket;
 
@@ -31,6 +35,8 @@ use crate::error::EdgeError;
 use crate::metrics::{EdgeMetrics, Transport};
 use crate::session::{LiveSession, Sessions};
 use crate::settings::EdgeSettings;
+use address::ClientAddress;
+use limits::{AddressPermit, OpenLimits};
 
 /// What the transports share.
 #[derive(Debug)]
@@ -41,6 +47,8 @@ pub struct Context {
     pub metrics: Arc<EdgeMetrics>,
     /// POST sends per user (`limits.sends_per_user`).
     pub post_sends: KeyedLimiter<UserId>,
+    /// Streams opened per user and per address, sessions per address.
+    pub open_limits: OpenLimits,
     /// WebSocket sessions, which outlive the HTTP request that opened them.
     pub tasks: TaskTracker,
 }
@@ -64,6 +72,10 @@ pub struct TransportSettings {
     pub reconnect_jitter: Duration,
     /// `limits.sends_per_session`.
     pub sends_per_session: Rate,
+    /// `limits.upgrade_timeout_secs`.
+    pub upgrade_timeout: Duration,
+    /// `limits.fragment_timeout_secs`.
+    pub fragment_timeout: Duration,
 }
 
 impl TransportSettings {
@@ -77,6 +89,8 @@ impl TransportSettings {
             allowed_origins: settings.allowed_origins.clone(),
             reconnect_jitter: settings.drain.reconnect_jitter_ms,
             sends_per_session: settings.limits.sends_per_session,
+            upgrade_timeout: settings.limits.upgrade_timeout_secs,
+            fragment_timeout: settings.limits.fragment_timeout_secs,
         }
     }
 }
@@ -87,21 +101,51 @@ impl Context {
         Ok(self.auth.identify(credentials).await?)
     }
 
-    /// Opens a live session of the caller on `profile` (an id from the
-    /// path), after `last_position` (from the query or `Last-Event-ID`).
+    /// The caller of a stream from `address`, within the limits on
+    /// starting streams: the address's (before the caller is known, so
+    /// that a flood of bad credentials is limited too), then the user's.
+    pub async fn admit(
+        &self,
+        credentials: Credentials<'_>,
+        address: Option<ClientAddress>,
+    ) -> Result<Identity, EdgeError> {
+        if let Some(address) = address {
+            self.open_limits.address_may_open(address)?;
+        }
+        let identity = self.identify(credentials).await?;
+        self.open_limits.user_may_open(identity.user)?;
+        Ok(identity)
+    }
+
+    /// A place for one more session from `address`
+    /// (`limits.max_sessions_per_address`), held while the session lives.
+    pub fn hold_place(
+        &self,
+        address: Option<ClientAddress>,
+    ) -> Result<Option<AddressPermit>, EdgeError> {
+        address
+            .map(|address| self.open_limits.hold_session(address))
+            .transpose()
+    }
+
+    /// Opens a live session of the caller from `address` on `profile` (an
+    /// id from the path), after `last_position` (from the query or
+    /// `Last-Event-ID`); with its place in the address's count.
     pub async fn open(
         &self,
         credentials: Credentials<'_>,
+        address: Option<ClientAddress>,
         profile: &str,
         last_position: Option<&str>,
         transport: Transport,
-    ) -> Result<LiveSession, EdgeError> {
-        let identity = self.identify(credentials).await?;
+    ) -> Result<(LiveSession, Option<AddressPermit>), EdgeError> {
+        let identity = self.admit(credentials, address).await?;
         let (profile, last_position) = parse_ids(profile, last_position)?;
+        let place = self.hold_place(address)?;
         let session = self
             .open_as(&identity, profile, transport, last_position)
             .await?;
-        Ok(session)
+        Ok((session, place))
     }
 
     /// Opens a live session of `identity` on `profile`, marked as its

@@ -17,6 +17,8 @@ use crate::error::EdgeError;
 use crate::events::Outbound;
 use crate::metrics::Transport;
 use crate::session::LiveSession;
+use crate::transport::address::{self, ClientAddress};
+use crate::transport::limits::AddressPermit;
 use crate::transport::{Context, credentials, query_param};
 
 pub fn routes(
@@ -26,9 +28,14 @@ pub fn routes(
         .and(warp::get())
         .and(warp::any().map(move || context.clone()))
         .and(warp::header::headers_cloned())
+        .and(address::peer())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
-            |profile: String, context: Arc<Context>, headers: HeaderMap, query: String| async move {
+            |profile: String,
+             context: Arc<Context>,
+             headers: HeaderMap,
+             peer,
+             query: String| async move {
                 let last_position = headers
                     .get("last-event-id")
                     .and_then(|id| id.to_str().ok())
@@ -37,32 +44,35 @@ pub fn routes(
                 context
                     .open(
                         credentials(&headers, &query),
+                        ClientAddress::of(&headers, peer),
                         &profile,
                         last_position,
                         Transport::Sse,
                     )
                     .await
-                    .map(|session| stream(&context, session))
+                    .map(|(session, place)| stream(&context, session, place))
                     .unwrap_or_else(EdgeError::into_response)
             },
         )
 }
 
-fn stream(context: &Arc<Context>, session: LiveSession) -> Response {
+/// The session's events as a stream; `place` (the session's in its
+/// address's count) is held until the stream ends.
+fn stream(context: &Arc<Context>, session: LiveSession, place: Option<AddressPermit>) -> Response {
     let events = futures_util::stream::unfold(
-        (session, context.clone(), false),
-        |(mut session, context, ended)| async move {
+        (session, context.clone(), false, place),
+        |(mut session, context, ended, place)| async move {
             if ended {
                 return None;
             }
             match session.next_event().await {
-                Ok(event) => Some((event, (session, context, false))),
+                Ok(event) => Some((event, (session, context, false, place))),
                 Err(end) => {
                     let reason = end.reason();
                     context.metrics.session_ended(reason);
                     tracing::info!(user_id = %session.user, profile_id = %session.profile, reason, "SSE session ended");
                     let last = end.last_event(context.settings.reconnect_jitter);
-                    last.map(|event| (event, (session, context, true)))
+                    last.map(|event| (event, (session, context, true, place)))
                 }
             }
         },

@@ -17,6 +17,7 @@ use crate::events::{ClientFrame, MAX_REF_LEN, Outbound, ServerEvent, valid_idemp
 use crate::hub::Next;
 use crate::session::{LiveSession, SendError};
 use crate::transport::Context;
+use crate::transport::limits::AddressPermit;
 
 /// Most bytes of events written in one go: events already queued for the
 /// session when it wakes go out in one write (one system call) up to this.
@@ -67,13 +68,17 @@ type PendingSend<'a> = std::pin::Pin<Box<dyn Future<Output = Arc<Outbound>> + Se
 pub(super) struct Connection {
     pub(super) socket: Socket,
     pub(super) session: LiveSession,
+    /// The session's place in its client address's count, freed with it.
+    pub(super) _place: Option<AddressPermit>,
 }
 
 /// One session: hub events out, client frames in, sends in flight awaited
 /// side by side (at most `limits.max_inflight_sends`), a ping at each of the
 /// hub's heartbeats (every `heartbeat.interval_secs`).
 pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
-    let Connection { socket, session } = &mut *connection;
+    let Connection {
+        socket, session, ..
+    } = &mut *connection;
     let state = &*state;
     let mut pending = InFlight::default();
     let settings = &state.settings;
@@ -140,6 +145,12 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
                         break Disconnect::Closed;
                     }
                     Ok(None) => break Disconnect::Closed,
+                    Err(ReadError::Unfinished) => {
+                        tracing::info!(user_id = %session.user, timeout_secs = settings.fragment_timeout.as_secs(), "WebSocket message not finished in time: closing");
+                        let why = Disconnect::MessageTimeout;
+                        Box::pin(socket.close(why.close_code(), "message not finished in time")).await;
+                        break why;
+                    }
                     Err(ReadError::Frame(err)) => {
                         tracing::info!(user_id = %session.user, error = %err, "bad frame: closing");
                         let why = err.disconnect();

@@ -98,6 +98,12 @@ impl Decoder {
         self.bytes.extend_from_slice(bytes);
     }
 
+    /// Whether part of a frame or of a fragmented message is held (once
+    /// [`Decoder::next`] returned `None`: what it could decode, it did).
+    pub fn is_partial(&self) -> bool {
+        !self.bytes.is_empty() || self.fragments.is_some()
+    }
+
     /// The next whole message in the bytes so far, or `None` until more
     /// arrive. Frames and messages longer than `max` bytes are refused as
     /// soon as their header says so.

@@ -19,6 +19,7 @@ use warp::reply::Response;
 use crate::disconnect::Disconnect;
 use crate::error::EdgeError;
 use crate::metrics::Transport;
+use crate::transport::address::{self, ClientAddress};
 use crate::transport::{Context, credentials, parse_ids, query_param};
 
 mod connection;
@@ -35,15 +36,18 @@ pub fn routes(
         .and(warp::get())
         .and(warp::any().map(move || context.clone()))
         .and(warp::header::headers_cloned())
+        .and(address::peer())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(
             |profile: String,
              state: Arc<Context>,
              headers: HeaderMap,
+             peer,
              on_upgrade,
              query: String| async move {
-                upgrade(&state, &profile, &headers, on_upgrade, &query)
+                let address = ClientAddress::of(&headers, peer);
+                upgrade(&state, &profile, &headers, address, on_upgrade, &query)
                     .await
                     .unwrap_or_else(EdgeError::into_response)
             },
@@ -54,14 +58,16 @@ async fn upgrade(
     state: &Arc<Context>,
     profile: &str,
     headers: &HeaderMap,
+    address: Option<ClientAddress>,
     on_upgrade: Option<OnUpgrade>,
     query: &str,
 ) -> Result<Response, EdgeError> {
-    let identity = state.identify(credentials(headers, query)).await?;
+    let identity = state.admit(credentials(headers, query), address).await?;
     let accept = accept_key(headers)?;
     super::same_site(headers, &state.settings.allowed_origins, false)?;
     let on_upgrade = on_upgrade.ok_or(EdgeError::NotUpgrade)?;
     let (profile, last_position) = parse_ids(profile, query_param(query, "last_position"))?;
+    let place = state.hold_place(address)?;
     // A second session of the pair is refused after the upgrade, with a
     // close code a browser can read (it cannot read an HTTP status).
     let opened = state
@@ -74,20 +80,42 @@ async fn upgrade(
     let state = state.clone();
     let tasks = state.tasks.clone();
     state.tasks.clone().spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => return tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
+        // The session holds its lock and its places from now on: an upgrade
+        // that never completes must not keep them.
+        let deadline = state.settings.upgrade_timeout;
+        let upgraded = match tokio::time::timeout(deadline, on_upgrade).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(err)) => {
+                return tracing::debug!(error = %err, "WebSocket upgrade did not complete");
+            }
+            Err(_) => {
+                state.metrics.session_ended("upgrade_timeout");
+                return tracing::info!(
+                    timeout_secs = deadline.as_secs(),
+                    "WebSocket upgrade not done in time: session dropped"
+                );
+            }
         };
         let Some((tcp, read)) = unwrap_tcp(upgraded) else {
             return tracing::error!("WebSocket upgrade on a connection that is not TCP");
         };
-        let socket = Socket::new(tcp, &read, state.settings.max_frame_bytes);
+        let socket = Socket::new(
+            tcp,
+            &read,
+            state.settings.max_frame_bytes,
+            state.settings.fragment_timeout,
+        );
         match opened {
             // A task of its own: this one's state (the upgrade, the
             // handshake) would otherwise stay allocated beside the session's
             // for as long as it lives.
             Some(session) => {
-                drop(tasks.spawn(run(Box::new(Connection { socket, session }), state)))
+                let connection = Box::new(Connection {
+                    socket,
+                    session,
+                    _place: place,
+                });
+                drop(tasks.spawn(run(connection, state)))
             }
             None => refuse(socket, Disconnect::AlreadyLive).await,
         }

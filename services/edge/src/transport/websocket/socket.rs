@@ -2,12 +2,20 @@
 //! [`Decoder`], frames written straight to it. Nothing is buffered between
 //! reads or after a write: an idle socket costs its TCP stream and a few
 //! words.
+//!
+//! A message begun must end within `limits.fragment_timeout_secs`: the
+//! decoder holds its parts (up to `limits.max_frame_bytes`) until it does,
+//! and a client that answers pings while never finishing one would keep
+//! them for ever.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::frame::{self, Decoder, FrameError, Message};
 
@@ -35,6 +43,9 @@ pub(super) enum ReadError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// A message begun was not finished within the fragment timeout.
+    #[error("a message was not finished in time")]
+    Unfinished,
 }
 
 #[derive(Debug)]
@@ -43,6 +54,11 @@ pub(super) struct Socket {
     decoder: Decoder,
     /// Longest frame or message taken from the client.
     max_message_bytes: usize,
+    /// How long a message may take from its first byte to its last.
+    fragment_timeout: Duration,
+    /// When the message in the decoder must be finished; set only while
+    /// part of one is there (boxed: an idle socket holds no timer).
+    unfinished: Option<Pin<Box<Sleep>>>,
 }
 
 /// Frames to write in one go.
@@ -62,27 +78,55 @@ impl Frames {
 
 impl Socket {
     /// `already_read`: bytes that came with the upgrade request.
-    pub fn new(tcp: TcpStream, already_read: &[u8], max_message_bytes: usize) -> Self {
+    pub fn new(
+        tcp: TcpStream,
+        already_read: &[u8],
+        max_message_bytes: usize,
+        fragment_timeout: Duration,
+    ) -> Self {
         let mut decoder = Decoder::default();
         decoder.extend(already_read);
         Self {
             tcp,
             decoder,
             max_message_bytes,
+            fragment_timeout,
+            unfinished: None,
         }
     }
 
-    /// The client's next message; `None` once it closed the connection.
-    /// Cancel-safe: what was read before a cancel stays in the decoder.
+    /// The client's next message; `None` once it closed the connection;
+    /// [`ReadError::Unfinished`] once a message begun took longer than the
+    /// fragment timeout (control frames between its parts, or a partial
+    /// control frame after it, do not make it longer). Cancel-safe: what
+    /// was read before a cancel stays in the decoder, and the deadline in
+    /// the socket.
     pub async fn read(&mut self) -> Result<Option<Message>, ReadError> {
         loop {
             if let Some(message) = self.decoder.next(self.max_message_bytes)? {
+                if matches!(message, Message::Text(_) | Message::Binary) {
+                    // The next message's time starts with its first byte.
+                    self.unfinished = None;
+                }
                 return Ok(Some(message));
+            }
+            if !self.decoder.is_partial() {
+                self.unfinished = None;
+            } else if self.unfinished.is_none() {
+                self.unfinished = Some(Box::pin(tokio::time::sleep(self.fragment_timeout)));
             }
             // Not `readable()`: its future holds a waiter node (150 bytes in
             // every idle session's task); this one keeps the waker in the
             // socket's registration, which has one reader here.
-            std::future::poll_fn(|cx| self.tcp.poll_read_ready(cx)).await?;
+            std::future::poll_fn(|cx| {
+                if let Some(deadline) = &mut self.unfinished
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(ReadError::Unfinished));
+                }
+                self.tcp.poll_read_ready(cx).map_err(ReadError::Io)
+            })
+            .await?;
             let mut chunk = [0u8; READ_CHUNK];
             match self.tcp.try_read(&mut chunk) {
                 Ok(0) => return Ok(None),
@@ -171,8 +215,10 @@ mod tests {
             .await
             .expect("ok");
         let (server, _) = listener.accept().await.expect("io");
-        (Socket::new(server, &[], 64), client)
+        (Socket::new(server, &[], 64, FRAGMENT_TIMEOUT), client)
     }
+
+    const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// "hi" as a masked client text frame (mask of zeros).
     const HI: [u8; 8] = [0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
@@ -201,7 +247,7 @@ mod tests {
             .await
             .expect("ok");
         let (server, _) = listener.accept().await.expect("io");
-        let mut socket = Socket::new(server, &HI, 64);
+        let mut socket = Socket::new(server, &HI, 64, FRAGMENT_TIMEOUT);
         assert_eq!(
             socket.read().await.expect("io"),
             Some(Message::Text("hi".into()))
@@ -253,6 +299,54 @@ mod tests {
             Err(WriteError::TooSlow) => {}
             other => panic!("expected too slow, got {other:?}"),
         }
+    }
+
+    /// A masked client frame with a mask of zeros.
+    fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![first_byte, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// With the clock paused, a read that waits on the socket lets time
+    /// jump to the next timer: `timeout(d, read())` is "nothing for d".
+    #[tokio::test(start_paused = true)]
+    async fn a_message_left_unfinished_ends_the_read_pings_or_not() {
+        let (mut socket, mut client) = pair().await;
+        // The first part of a fragmented text message, then pings only.
+        client.write_all(&frame(0x01, b"he")).await.expect("io");
+        let waited = tokio::time::timeout(Duration::from_secs(20), socket.read()).await;
+        assert!(waited.is_err(), "waits for the rest within the timeout");
+        for _ in 0..3 {
+            client.write_all(&frame(0x89, b"")).await.expect("io");
+            let ping = socket.read().await.expect("io");
+            assert_eq!(ping, Some(Message::Ping(Vec::new())));
+        }
+        match tokio::time::timeout(Duration::from_secs(20), socket.read()).await {
+            Ok(Err(ReadError::Unfinished)) => {}
+            other => panic!("expected unfinished, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_message_has_its_own_time_and_an_idle_socket_none() {
+        let (mut socket, mut client) = pair().await;
+        for _ in 0..4 {
+            // A message in two writes, 20 s apart: each within the timeout,
+            // together past it.
+            let whole = frame(0x81, b"hi");
+            client.write_all(&whole[..3]).await.expect("io");
+            let partial = tokio::time::timeout(Duration::from_secs(20), socket.read()).await;
+            assert!(partial.is_err(), "waits for the rest");
+            assert!(socket.unfinished.is_some(), "a deadline while partial");
+            client.write_all(&whole[3..]).await.expect("io");
+            let read = socket.read().await.expect("io");
+            assert_eq!(read, Some(Message::Text("hi".into())));
+            assert!(socket.unfinished.is_none(), "none once the message ended");
+        }
+        // Idle for longer than the timeout: nothing is unfinished.
+        let idle = tokio::time::timeout(Duration::from_secs(100), socket.read()).await;
+        assert!(idle.is_err(), "still waiting, not failed");
     }
 
     #[tokio::test]
