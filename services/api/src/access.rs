@@ -13,6 +13,10 @@
 //! member of): 403. A cookie request that changes something must come from
 //! a page of the same site (`Origin`, see [`Credentials::same_site`]):
 //! a cross-site form or script cannot act with the user's cookie.
+//!
+//! A server's calls are limited per key (`limits.calls_per_api_key`, a
+//! token bucket per key name on each api instance): past it, 429 with
+//! `Retry-After`, before anything else is done for the call.
 
 use std::time::SystemTime;
 
@@ -111,12 +115,17 @@ impl Credentials {
 /// Who is calling: an API key, or a cookie whose login is live.
 pub async fn authenticate(state: &ApiState, credentials: &Credentials) -> Result<Caller, ApiError> {
     if let Some(presented) = credentials.api_key.as_deref() {
-        return match state.api_keys.check(presented) {
-            Some(name) => Ok(Caller::Server {
-                key: name.to_owned(),
-            }),
-            None => Err(ApiError::BadApiKey),
+        let Some(name) = state.api_keys.check(presented) else {
+            return Err(ApiError::BadApiKey);
         };
+        let key = name.to_owned();
+        if let Err(wait) = state.api_key_calls.try_take(&key) {
+            tracing::info!(api_key = %key, wait_ms = wait.as_millis() as u64, "API key over its call rate");
+            return Err(ApiError::RateLimited {
+                retry_after_secs: rill_runtime::rate_limit::retry_after_secs(wait),
+            });
+        }
+        return Ok(Caller::Server { key });
     }
     let session = state
         .cookies

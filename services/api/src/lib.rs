@@ -71,6 +71,11 @@ pub async fn run(
     let cookies = rill_runtime::session_cookie::SessionCookies::new(&settings.session)?;
     let logins = rill_sessions::Logins::new(redis, prefix, cookies.ttl());
     let api_keys = rill_auth::api_key::ApiKeys::new(&settings.api_keys)?;
+    // A bucket for each configured key: the limiter never has to drop one.
+    let api_key_calls = rill_runtime::rate_limit::KeyedLimiter::new(
+        settings.limits.calls_per_api_key,
+        settings.api_keys.keys.len().max(1),
+    );
     let passwords = rill_auth::password::Passwords::new(&settings.password)?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;
     let state = Arc::new(ApiState {
@@ -80,6 +85,7 @@ pub async fn run(
         logins,
         cookies,
         api_keys,
+        api_key_calls,
         passwords,
         producer,
         metrics,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rill_auth::api_key::ApiKeySettings;
 use rill_auth::password::PasswordSettings;
+use rill_runtime::rate_limit::Rate;
 use rill_runtime::session_cookie::SessionSettings;
 use rill_runtime::settings::ServiceSettings;
 use rill_runtime::{KafkaSettings, SettingsError, TelemetrySettings};
@@ -70,6 +71,20 @@ pub struct ApiLimits {
     pub max_body_bytes: u64,
     /// Largest `data` of a publish, as JSON text, in bytes. Default 16384.
     pub max_publish_bytes: usize,
+    /// Calls of one API key (`X-Api-Key`) to this api instance (per
+    /// instance, not across the cluster: the cluster allows this times the
+    /// number of api instances); past it, 429 `rate_limited` with
+    /// `Retry-After`. Default 200 per second, 1000 at once.
+    pub calls_per_api_key: Rate,
+    /// A request's headers must arrive within this many seconds of its
+    /// first byte, or the connection is closed (slowloris). Default 10.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub header_read_timeout_secs: Duration,
+    /// A connection with no request in progress (keep-alive) is closed
+    /// after this many seconds; above Traefik's idle timeout to its
+    /// backends (90 s). Default 120.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub idle_timeout_secs: Duration,
 }
 
 impl Default for ApiLimits {
@@ -81,6 +96,12 @@ impl Default for ApiLimits {
             max_test_profiles: 1_000,
             max_body_bytes: 65_536,
             max_publish_bytes: 16_384,
+            calls_per_api_key: Rate {
+                per_second: 200.0,
+                burst: 1000,
+            },
+            header_read_timeout_secs: Duration::from_secs(10),
+            idle_timeout_secs: Duration::from_secs(120),
         }
     }
 }
@@ -152,6 +173,19 @@ impl ServiceSettings for ApiSettings {
             return Err(SettingsError::invalid(
                 "limits.max_body_bytes",
                 "must be at least 1024",
+            ));
+        }
+        l.calls_per_api_key.validate("limits.calls_per_api_key")?;
+        if l.header_read_timeout_secs.is_zero() {
+            return Err(SettingsError::invalid(
+                "limits.header_read_timeout_secs",
+                "must be above 0",
+            ));
+        }
+        if l.idle_timeout_secs.is_zero() {
+            return Err(SettingsError::invalid(
+                "limits.idle_timeout_secs",
+                "must be above 0",
             ));
         }
         self.kafka.validate()?;

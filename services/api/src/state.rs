@@ -22,6 +22,8 @@ pub struct ApiState {
     pub logins: Logins,
     pub cookies: SessionCookies,
     pub api_keys: ApiKeys,
+    /// Calls per API key name (`limits.calls_per_api_key`).
+    pub api_key_calls: rill_runtime::rate_limit::KeyedLimiter<String>,
     pub passwords: Passwords,
     /// Producer of the push topic.
     pub producer: FutureProducer,

@@ -150,7 +150,7 @@ impl Stack {
 
     /// As [`Stack::start`], with each edge's settings changed by `tweak`.
     pub async fn start_with(edges: usize, tweak: impl Fn(&mut EdgeSettings)) -> Self {
-        Self::start_full(edges, Parts::ALL, TestStore::sqlite(), tweak).await
+        Self::start_full(Broker::start().await, edges, Parts::ALL, TestStore::sqlite(), tweak).await
     }
 
     /// As [`Stack::start`], but without a persistence consumer: the test
@@ -160,7 +160,7 @@ impl Stack {
             persist: false,
             ..Parts::ALL
         };
-        Self::start_full(edges, parts, TestStore::sqlite(), |_| {}).await
+        Self::start_full(Broker::start().await, edges, parts, TestStore::sqlite(), |_| {}).await
     }
 
     /// As [`Stack::start`], but without a sequencer: the test runs its own
@@ -171,23 +171,34 @@ impl Stack {
             sequencer: false,
             ..Parts::ALL
         };
-        Self::start_full(edges, parts, TestStore::sqlite(), |_| {}).await
+        Self::start_full(Broker::start().await, edges, parts, TestStore::sqlite(), |_| {}).await
     }
 
     /// As [`Stack::start`], with the services on `store` (say, a keyspace
     /// on the test run's Cassandra).
     pub async fn start_on(edges: usize, store: TestStore) -> Self {
-        Self::start_full(edges, Parts::ALL, store, |_| {}).await
+        Self::start_full(Broker::start().await, edges, Parts::ALL, store, |_| {}).await
+    }
+
+    /// As [`Stack::start_with`], on `broker`: a broker of the test's own
+    /// ([`Broker::dedicated`]) that the test may stop and restart under the
+    /// whole stack.
+    pub async fn start_on_broker(
+        broker: Broker,
+        edges: usize,
+        tweak: impl Fn(&mut EdgeSettings),
+    ) -> Self {
+        Self::start_full(broker, edges, Parts::ALL, TestStore::sqlite(), tweak).await
     }
 
     async fn start_full(
+        broker: Broker,
         edges: usize,
         parts: Parts,
         store: TestStore,
         tweak: impl Fn(&mut EdgeSettings),
     ) -> Self {
         rill_runtime::telemetry::Telemetry::init_for_tests();
-        let broker = Broker::start().await;
         let redis = Redis::start();
         let services = CancellationToken::new();
 
@@ -240,6 +251,12 @@ impl Stack {
             name: "test".into(),
             sha256: rill_auth::api_key::digest(TEST_API_KEY),
         }];
+        // Tests call with the test key in bursts: the limit is the api
+        // limit test's to tighten.
+        api_settings.limits.calls_per_api_key = rill_runtime::rate_limit::Rate {
+            per_second: 100_000.0,
+            burst: 100_000,
+        };
         // Tests log in often: a cheaper hash (argon2id all the same).
         api_settings.password.memory_kib = 8 * 1024;
         api_settings.password.iterations = 1;
