@@ -24,8 +24,8 @@ use rill_runtime::shutdown::CancellationToken;
 use crate::metrics::PersistMetrics;
 use crate::settings::PersistSettings;
 
-/// How long one measure (a few broker requests) may take in all: when the
-/// brokers are gone, a measure in progress holds up the process's exit.
+/// How long one measure (a few broker requests) may take in all, so that
+/// with the brokers gone a measure fails in time for the next.
 const MEASURE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The topics persist's consumer subscribes to (`consumer.rs`): the lag
@@ -89,9 +89,18 @@ impl LagProbe {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            // librdkafka's calls block: off the runtime's threads.
+            // librdkafka's calls block: on a thread of their own, which
+            // shutdown does not wait for (the runtime would wait for a
+            // spawn_blocking task, up to MEASURE_TIMEOUT with Kafka gone).
+            let (answer, measured) = tokio::sync::oneshot::channel();
             let (client, topics) = (client.clone(), topics.clone());
-            let measured = tokio::task::spawn_blocking(move || measure(&client, &topics)).await;
+            std::thread::spawn(move || {
+                let _ = answer.send(measure(&client, &topics));
+            });
+            let measured = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                measured = measured => measured,
+            };
             match measured {
                 Ok(Ok(lags)) => {
                     for (topic, lag) in lags {
