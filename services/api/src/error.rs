@@ -1,10 +1,13 @@
 //! Every way an api request can fail, and the one place where each becomes
-//! an HTTP status and a JSON body `{"error": code, "message": text}`.
+//! an HTTP status and a JSON body `{"error": code, "message": text}`, and
+//! is logged: the api's own faults (5xx) at ERROR, the client's (4xx) at
+//! DEBUG, so that garbage from clients cannot fill the error log.
 
 use rill_domain::{IdError, NameError};
 use rill_runtime::session_cookie::SessionError;
 
 use crate::access::Rule;
+use tracing::Level;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -124,12 +127,25 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    /// How loud this error is logged: ERROR only when the api (or what it
+    /// depends on) failed; a refused request is the client's business.
+    pub fn log_level(&self) -> Level {
         if self.status().is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            Level::ERROR
+        } else {
+            Level::DEBUG
         }
-        let response =
-            rill_runtime::ops::error_response(self.status(), self.code(), self.to_string());
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, code) = (self.status(), self.code());
+        match self.log_level() {
+            Level::ERROR => {
+                tracing::error!(status = status.as_u16(), code, error = %self, "request failed")
+            }
+            _ => tracing::debug!(status = status.as_u16(), code, error = %self, "request refused"),
+        }
+        let response = rill_runtime::ops::error_response(status, code, self.to_string());
         match self {
             Self::RateLimited { retry_after_secs } => {
                 rill_runtime::ops::with_retry_after(response, retry_after_secs)
@@ -166,5 +182,33 @@ mod tests {
             (bad.status(), bad.code()),
             (StatusCode::BAD_REQUEST, "bad_json")
         );
+    }
+
+    /// Client garbage is never an ERROR; the api's own failures are.
+    #[test]
+    fn only_the_apis_own_faults_are_errors() {
+        let refused = [
+            ApiError::BadJson("expected value".into()),
+            ApiError::BadQuery {
+                name: "limit",
+                reason: "not a number".into(),
+            },
+            ApiError::NotJson,
+            ApiError::NotFound("user"),
+            ApiError::BadApiKey,
+            ApiError::OverLimit {
+                field: "limit",
+                value: 201,
+                max: 200,
+            },
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+        ];
+        for error in refused {
+            assert_eq!(error.log_level(), Level::DEBUG, "{error}");
+        }
+        let failed = ApiError::Kafka(rdkafka::error::KafkaError::Canceled);
+        assert_eq!(failed.log_level(), Level::ERROR);
     }
 }

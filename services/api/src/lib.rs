@@ -7,6 +7,7 @@
 //! - [`routes`]: the route table; [`handlers`]: one file per resource.
 //! - [`directory`]: publishing directory events and waiting for them.
 //! - [`query`]: query parameters; [`error`]: errors to statuses.
+//! - [`server`]: the HTTP server, which logs failed connections by cause.
 //! - [`settings`], [`state`], [`metrics`].
 //!
 //! The OpenAPI document is `openapi.json`, served at `/api/openapi.json`.
@@ -18,6 +19,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod query;
 pub mod routes;
+pub mod server;
 pub mod settings;
 pub mod state;
 
@@ -93,6 +95,6 @@ pub async fn run(
     let registry = Arc::new(registry);
     let ready_token = shutdown.clone();
     let ready = Arc::new(move || !ready_token.is_cancelled());
-    rill_runtime::ops::serve(routes::all(state, registry, ready), listener, shutdown).await;
+    server::serve(routes::all(state, registry, ready), listener, shutdown).await;
     Ok(())
 }

@@ -110,7 +110,7 @@ pub fn all(
     // The client's address for the login limit: the last hop of
     // X-Forwarded-For (added by Traefik), else the peer.
     let address = warp::header::optional::<String>("x-forwarded-for")
-        .and(warp::addr::remote())
+        .and(crate::server::peer())
         .map(
             |forwarded: Option<String>, peer: Option<std::net::SocketAddr>| {
                 forwarded
