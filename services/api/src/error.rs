@@ -9,6 +9,7 @@ use rill_runtime::session_cookie::SessionError;
 use crate::access::Rule;
 use tracing::Level;
 use warp::http::StatusCode;
+use warp::http::header::{ALLOW, HeaderValue};
 use warp::reply::Response;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,19 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("the test-data routes are off (setting test_data)")]
     TestDataOff,
+    /// A known path asked with a method it does not have; `allowed` are
+    /// the ones it has (the `Allow` header).
+    #[error("method not allowed; this path takes {}", allowed.join(", "))]
+    MethodNotAllowed { allowed: Vec<&'static str> },
+}
+
+/// `response` with `Allow: <allowed, comma-separated>` (RFC 9110: a 405
+/// must list the methods the resource has).
+fn with_allow(mut response: Response, allowed: &[&str]) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
 }
 
 fn forbidden_message(rule: Rule) -> &'static str {
@@ -95,6 +109,7 @@ impl ApiError {
             }
             Self::Password(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -124,6 +139,7 @@ impl ApiError {
             Self::Password(err) => err.code(),
             Self::RateLimited { .. } => "rate_limited",
             Self::TestDataOff => "test_data_off",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -150,6 +166,7 @@ impl ApiError {
             Self::RateLimited { retry_after_secs } => {
                 rill_runtime::ops::with_retry_after(response, retry_after_secs)
             }
+            Self::MethodNotAllowed { allowed } => with_allow(response, &allowed),
             _ => response,
         }
     }
@@ -184,6 +201,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_405_lists_the_methods_of_the_path() {
+        let response = ApiError::MethodNotAllowed {
+            allowed: vec!["GET", "DELETE"],
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            response.headers().get(ALLOW).and_then(|v| v.to_str().ok()),
+            Some("GET, DELETE")
+        );
+    }
+
     /// Client garbage is never an ERROR; the api's own failures are.
     #[test]
     fn only_the_apis_own_faults_are_errors() {
@@ -200,6 +230,9 @@ mod tests {
                 field: "limit",
                 value: 201,
                 max: 200,
+            },
+            ApiError::MethodNotAllowed {
+                allowed: vec!["GET"],
             },
             ApiError::RateLimited {
                 retry_after_secs: 1,

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
 use warp::Filter;
+use warp::http::Method;
+use warp::path::FullPath;
 use warp::reply::Response;
 
 use crate::access::{self, Credentials, Rule};
@@ -52,6 +54,76 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/testdata", Rule::Server),
     ("DELETE", "/api/testdata", Rule::Server),
 ];
+
+/// The paths of the operations endpoints (`rill_runtime::ops`), all `GET`,
+/// served beside the routes above but not documented with them.
+const OPS_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// The methods of the route a request's `path` names, in table order, each
+/// once; none for a path the router does not know. A `{x}` of the table
+/// matches any one segment that is not empty, and one trailing `/` is
+/// allowed, as warp's `path!` does. Where a path fits both a fixed segment
+/// and a parameter (`/api/users/suggested`, `/api/users/{user_id}`), the
+/// fixed one names it: the document lists only `GET` there.
+pub fn methods_of(path: &str) -> Vec<&'static str> {
+    fn segments(path: &str) -> Vec<&str> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        path.strip_suffix('/').unwrap_or(path).split('/').collect()
+    }
+    let asked = segments(path);
+    let fits = |template: &str| {
+        let template = segments(template);
+        template.len() == asked.len()
+            && template
+                .iter()
+                .zip(&asked)
+                .all(|(t, a)| !a.is_empty() && (t.starts_with('{') || t == a))
+    };
+    // Which segments are parameters: the smallest (a fixed segment first)
+    // is the most specific template.
+    let parameters = |template: &str| -> Vec<bool> {
+        segments(template)
+            .iter()
+            .map(|s| s.starts_with('{'))
+            .collect()
+    };
+    let routes = ROUTES
+        .iter()
+        .map(|(method, template, _)| (*method, *template));
+    let ops = OPS_PATHS.iter().map(|template| ("GET", *template));
+    let fitting: Vec<(&'static str, &'static str)> =
+        routes.chain(ops).filter(|(_, t)| fits(t)).collect();
+    let Some(named) = fitting
+        .iter()
+        .map(|(_, t)| *t)
+        .min_by_key(|t| parameters(t))
+    else {
+        return Vec::new();
+    };
+    let mut methods = Vec::new();
+    for (method, _) in fitting.iter().filter(|(_, t)| *t == named) {
+        if !methods.contains(method) {
+            methods.push(*method);
+        }
+    }
+    methods
+}
+
+/// A known path asked with a method it does not have: 405 with `Allow`.
+/// Checked before the routes, so that a method only a less specific route
+/// has (`DELETE /api/users/suggested`) is a 405 as documented, not that
+/// route's 400. Anything else is left to the routes.
+fn method_not_allowed() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and_then(|method: Method, path: FullPath| async move {
+            let allowed = methods_of(path.as_str());
+            if allowed.is_empty() || allowed.contains(&method.as_str()) {
+                return Err(warp::reject::not_found());
+            }
+            Ok(ApiError::MethodNotAllowed { allowed }.into_response())
+        })
+}
 
 /// The OpenAPI document of the routes above.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -431,7 +503,11 @@ pub fn all(
 
     let ops = rill_runtime::ops::routes(registry, ready);
 
-    ops.or(openapi)
+    method_not_allowed()
+        .or(ops)
+        .unify()
+        .boxed()
+        .or(openapi)
         .unify()
         .boxed()
         .or(sign_up)
@@ -508,4 +584,27 @@ pub fn all(
         .boxed()
         .recover(rill_runtime::ops::recover)
         .unify()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_methods_of_a_path_come_from_the_route_table() {
+        let id = "0190f4c8-6a3e-7cc0-8a4c-7b1e0f3b2a11";
+        assert_eq!(methods_of("/api/users"), ["POST", "GET"]);
+        assert_eq!(methods_of(&format!("/api/users/{id}")), ["GET", "DELETE"]);
+        // A fixed segment and a parameter both fit: the fixed one names it.
+        assert_eq!(methods_of("/api/users/suggested"), ["GET"]);
+        assert_eq!(
+            methods_of(&format!("/api/profiles/{id}/members/{id}/")),
+            ["PUT", "DELETE"]
+        );
+        assert_eq!(methods_of("/api/testdata"), ["POST", "DELETE"]);
+        assert_eq!(methods_of("/metrics"), ["GET"]);
+        for unknown in ["/", "/api", "/api/nope", "/api//users", "/api/users/a/b/c"] {
+            assert!(methods_of(unknown).is_empty(), "{unknown}");
+        }
+    }
 }
