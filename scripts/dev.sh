@@ -16,8 +16,12 @@
 #
 # Ctrl-C or SIGTERM stops everything: Traefik and the services first (SIGTERM,
 # then SIGKILL after RILL_DEV_STOP_TIMEOUT seconds; a second Ctrl-C kills at
-# once), then Kafka and Redis. If any process dies on its own, the rest
-# is stopped too and the script exits non-zero.
+# once), then Kafka and Redis. A service (an edge, the api, the sequencer,
+# persist) that dies on its own once the stack is up is started again, with
+# a line `dev: edge-1 exited (status 137); restarting in 1 s`; the wait
+# doubles, up to 30 s, while it keeps dying within a minute of its start.
+# If Kafka, Redis, Cassandra or Traefik dies, or a service dies while the
+# stack starts, the rest is stopped and the script exits non-zero.
 #
 # State lives in RILL_STATE (default .rill/ in the checkout): logs/<process>.log
 # (truncated at each start), the session cookie key, the server API key
@@ -103,6 +107,38 @@ start() {
   echo "$!" >"$pid_dir/$name.pid"
 }
 
+# Services to start again when they die on their own: NAME -> the command,
+# quoted (printf %q) to be run again as it was.
+declare -A commands=()
+declare -A started_at=() # NAME -> $SECONDS at its last start
+declare -A backoff=()    # NAME -> seconds to wait before its next restart
+backoff_pid=""           # the wait before a restart, killed at the exit
+
+# supervise NAME COMMAND...: `start`, and NAME is started again whenever it
+# dies on its own (see the wait at the end).
+supervise() {
+  local name="$1"
+  shift
+  commands["$name"]="$(printf '%q ' "$@")"
+  started_at["$name"]=$SECONDS
+  start "$name" "$@"
+}
+
+# restart NAME: runs NAME's command again, its output appended to its log.
+restart() {
+  local name="$1" i
+  local -a command
+  eval "command=(${commands[$name]})"
+  echo "--- dev.sh: $name started again at $(date '+%F %T') ---" >>"$logs/$name.log"
+  setsid "${command[@]}" >>"$logs/$name.log" 2>&1 </dev/null {lock_fd}>&- &
+  for i in "${!names[@]}"; do
+    [[ "${names[$i]}" == "$name" ]] && pids[i]="$!"
+  done
+  echo "$!" >"$pid_dir/$name.pid"
+  started_at["$name"]=$SECONDS
+  say "$name started again (pid $!, log: $logs/$name.log)"
+}
+
 pid_of() {
   local i
   for i in "${!names[@]}"; do
@@ -186,6 +222,7 @@ cleanup() {
   # function with `return` as a trap nested in this EXIT trap corrupts
   # bash's variable scopes, 5.2 "pop_var_context" errors.)
   trap 'force_kill=1' INT TERM HUP
+  [[ -n "$backoff_pid" ]] && kill "$backoff_pid" 2>/dev/null
   if ((${#pids[@]})); then
     # Ingress and services first, while the broker and Redis still serve
     # their shutdown (edges release Redis locks, producers flush).
@@ -399,14 +436,14 @@ edge_env+=("RILL_TOKENS__HS256_KEYS=[{kid=\"dev\",secret=\"$token_secret\"}]")
 # The api: the dev key, test data on, and a lobby every new account joins.
 api_env=("RILL_API_KEYS__KEYS=[{name=\"dev\",sha256=\"$api_key_digest\"}]"
   "RILL_TEST_DATA=true" "RILL_SIGNUP_LOBBY=${RILL_SIGNUP_LOBBY:-Lobby}")
-start edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
-start edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
-start api env "${common_env[@]}" "${api_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
+supervise edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
+supervise edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
+supervise api env "${common_env[@]}" "${api_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
 # The sequencer keeps one transactional id across restarts: a restart
 # aborts what a crashed run left open at once.
-start sequencer env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$sequencer_port" \
+supervise sequencer env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$sequencer_port" \
   RILL_TRANSACTIONAL_ID=rill-sequencer-dev "$bin/sequencer"
-start persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$persist_port" "$bin/persist"
+supervise persist env "${common_env[@]}" RILL_LISTEN="127.0.0.1:$persist_port" "$bin/persist"
 wait_for edge-1 "/readyz on port $edge1_port" http_ready "$edge1_port" /readyz
 wait_for edge-2 "/readyz on port $edge2_port" http_ready "$edge2_port" /readyz
 wait_for api "/readyz on port $api_port" http_ready "$api_port" /readyz
@@ -438,17 +475,35 @@ cat <<EOF
 
 EOF
 
-# --- wait ------------------------------------------------------------------------
+# --- wait, and start again what dies -------------------------------------------
 
 # Returns when a child exits (or a trapped signal interrupts the wait, and
-# the trap has already exited through cleanup).
-status=0
-wait -n "${pids[@]}" || status=$?
-for i in "${!pids[@]}"; do
-  if ! alive "${pids[$i]}"; then
-    say "${names[$i]} exited on its own (status $status); stopping the rest"
-    show_log "${names[$i]}"
-    break
+# the trap has already exited through cleanup). A supervised service is
+# started again after its back-off; anything else stops the stack.
+while :; do
+  died="" status=0
+  wait -n -p died "${pids[@]}" || status=$?
+  name=""
+  for i in "${!pids[@]}"; do
+    [[ "${pids[$i]}" == "$died" ]] && name="${names[$i]}"
+  done
+  [[ -n "$name" ]] || continue
+  if [[ -z "${commands[$name]:-}" ]]; then
+    say "$name exited on its own (status $status); stopping the rest"
+    show_log "$name"
+    exit 1
   fi
+  # A service that ran for a minute gets a fresh back-off.
+  if ((SECONDS - started_at[$name] >= 60)); then
+    backoff["$name"]=1
+  fi
+  delay="${backoff[$name]:-1}"
+  say "$name exited (status $status); restarting in $delay s"
+  backoff["$name"]=$((delay * 2 > 30 ? 30 : delay * 2))
+  # In the background, so that Ctrl-C or SIGTERM is not held up by it.
+  sleep "$delay" &
+  backoff_pid=$!
+  wait "$backoff_pid" || true
+  backoff_pid=""
+  restart "$name"
 done
-exit 1
