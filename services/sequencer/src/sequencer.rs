@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, ordering_partition};
@@ -80,7 +80,7 @@ struct Copy {
 
 pub struct Sequencer {
     consumer: BaseConsumer,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: BaseProducer<DefaultProducerContext>,
     settings: SequencerSettings,
     /// Partitions of the sequenced topic.
     partitions: i32,
@@ -104,7 +104,7 @@ impl Sequencer {
         metrics: Arc<SequencerMetrics>,
     ) -> Result<Self, SequencerError> {
         let kafka = &settings.kafka;
-        let producer: ThreadedProducer<DefaultProducerContext> =
+        let producer: BaseProducer<DefaultProducerContext> =
             rill_runtime::kafka::producer_config(kafka, &settings.transactional_id)
                 .set("transactional.id", &settings.transactional_id)
                 .set(
@@ -250,13 +250,14 @@ impl Sequencer {
                 .key(&copy.key[..])
                 .payload(&copy.payload[..])
                 .headers(copy.headers.clone());
-            // A full local queue empties as the broker acknowledges.
+            // A full local queue empties as the broker's answers are
+            // served.
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
-                        std::thread::sleep(Duration::from_millis(1));
+                        self.producer.poll(Duration::from_millis(1));
                     }
                     Err((err, _)) => return Err(err),
                 }
@@ -273,7 +274,20 @@ impl Sequencer {
         let group = self.consumer.group_metadata().ok_or(KafkaError::Canceled)?;
         self.producer
             .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        self.serve_delivery_reports();
         self.producer.commit_transaction(TXN_TIMEOUT)
+    }
+
+    /// Waits for the broker's answers to the batch's copies, serving them
+    /// as they come. `commit_transaction` would wait for them too, but in
+    /// polls of up to 100 ms that an answer already there does not end
+    /// (rdkafka's flush): every commit took 100 ms, whatever its size.
+    /// Failed copies fail the commit.
+    fn serve_delivery_reports(&self) {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 
     /// After an aborted transaction: reads the batch again from its first
