@@ -3,15 +3,24 @@
 //! The OpenTelemetry layer is always installed, so that every span has a
 //! real trace id and the W3C trace context can travel through Kafka even
 //! when nothing collects the traces; spans are exported over OTLP
-//! (HTTP/protobuf) only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! (HTTP/protobuf, in batches) only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. The exporter reads the
+//! other `OTEL_*` variables of the specification itself (headers, timeout,
+//! `OTEL_BSP_*` batching, `OTEL_TRACES_SAMPLER`). Each process's spans
+//! carry `service.name` (`rill-edge`, …) and `service.instance.id` (the
+//! node, as in the log lines).
 //!
 //! Logs are JSON lines ([`json_lines`]: one object per event with the
 //! service, the node and the trace id) or, for people, text.
 
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,8 +31,17 @@ use crate::settings::{LogFormat, TelemetrySettings};
 pub mod json_lines;
 
 /// The environment variable, named by the OpenTelemetry specification, that
-/// turns trace export on.
+/// turns trace export on: the base URL of an OTLP/HTTP receiver (traces go
+/// to its `/v1/traces`), e.g. `http://otel-collector:4318`.
 pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The same for traces only, and used as it is (no `/v1/traces` added);
+/// it also turns export on.
+pub const OTLP_TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+
+/// How long the test telemetry's exporter gathers spans before it sends
+/// them (the specification's default, for services, is 5 s).
+const TEST_EXPORT_DELAY: Duration = Duration::from_millis(100);
 
 /// Spans at this level and above become OpenTelemetry spans, whatever the
 /// log filter says: quieter logs must not break trace propagation.
@@ -55,7 +73,7 @@ impl Telemetry {
             Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
             _ => EnvFilter::try_new(&settings.log_filter)?,
         };
-        let provider = tracer_provider(service)?;
+        let provider = tracer_provider(service, Export::from_env())?;
         let otel = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
             .with_filter(SPAN_LEVEL);
@@ -77,29 +95,58 @@ impl Telemetry {
     /// For tests: installs telemetry once per process, with text logs that
     /// the test harness captures. Later calls do nothing.
     pub fn init_for_tests() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            let provider = match tracer_provider("rill-test") {
-                Ok(provider) => provider,
-                Err(err) => panic!("test telemetry: {err}"),
-            };
-            let otel = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("rill-test"))
-                .with_filter(SPAN_LEVEL);
-            let filter =
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-            let fmt = tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(filter);
-            // Another harness may have installed a subscriber first; then
-            // that one stays, which is fine for tests.
-            let _ = tracing_subscriber::registry()
-                .with(fmt)
-                .with(otel)
-                .try_init();
-            // Keep the provider for the life of the test process.
-            std::mem::forget(provider);
+        Self::init_for_tests_once(None);
+    }
+
+    /// For tests that check spans: as [`Telemetry::init_for_tests`], and
+    /// the process's spans (service `rill-test`) are exported over
+    /// OTLP/HTTP to `endpoint` (its `/v1/traces`) within about 100 ms.
+    /// Panics if this process's test telemetry was installed first without
+    /// that endpoint: call it before anything else starts telemetry.
+    pub fn init_for_tests_exporting_to(endpoint: &str) {
+        let installed = Self::init_for_tests_once(Some(endpoint));
+        assert_eq!(
+            installed,
+            Some(endpoint),
+            "test telemetry was installed before, not exporting to {endpoint}"
+        );
+    }
+
+    /// Installs the test telemetry on the first call; the endpoint it
+    /// exports to, if any.
+    fn init_for_tests_once(endpoint: Option<&str>) -> Option<&'static str> {
+        static INSTALLED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let installed = INSTALLED.get_or_init(|| {
+            Self::install_for_tests(endpoint);
+            endpoint.map(str::to_owned)
         });
+        installed.as_deref()
+    }
+
+    fn install_for_tests(endpoint: Option<&str>) {
+        let export = match endpoint {
+            Some(endpoint) => Export::To(format!("{}/v1/traces", endpoint.trim_end_matches('/'))),
+            None => Export::Nowhere,
+        };
+        let provider = match tracer_provider("rill-test", export) {
+            Ok(provider) => provider,
+            Err(err) => panic!("test telemetry: {err}"),
+        };
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("rill-test"))
+            .with_filter(SPAN_LEVEL);
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(filter);
+        // Another harness may have installed a subscriber first; then
+        // that one stays, which is fine for tests.
+        let _ = tracing_subscriber::registry()
+            .with(fmt)
+            .with(otel)
+            .try_init();
+        // Keep the provider for the life of the test process.
+        std::mem::forget(provider);
     }
 
     /// Flushes and stops trace export.
@@ -124,15 +171,57 @@ fn node_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
+/// Where spans go.
+enum Export {
+    /// Nowhere: spans only give the trace context to records and log lines.
+    Nowhere,
+    /// Where the `OTEL_*` variables say, batched as they say.
+    Env,
+    /// To this OTLP/HTTP traces URL, every [`TEST_EXPORT_DELAY`] (tests).
+    To(String),
+}
+
+impl Export {
+    fn from_env() -> Self {
+        let set = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        match set(OTLP_ENDPOINT_VAR) || set(OTLP_TRACES_ENDPOINT_VAR) {
+            true => Self::Env,
+            false => Self::Nowhere,
+        }
+    }
+}
+
+fn tracer_provider(
+    service: &'static str,
+    export: Export,
+) -> Result<SdkTracerProvider, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let resource = Resource::builder().with_service_name(service).build();
+    let resource = Resource::builder()
+        .with_service_name(service)
+        .with_attribute(KeyValue::new("service.instance.id", node_name()))
+        .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if std::env::var_os(OTLP_ENDPOINT_VAR).is_some_and(|v| !v.is_empty()) {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()?;
-        builder = builder.with_batch_exporter(exporter);
+    match export {
+        Export::Nowhere => {}
+        Export::Env => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()?;
+            builder = builder.with_batch_exporter(exporter);
+        }
+        Export::To(url) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url)
+                .build()?;
+            let config = BatchConfigBuilder::default()
+                .with_scheduled_delay(TEST_EXPORT_DELAY)
+                .build();
+            let processor = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build();
+            builder = builder.with_span_processor(processor);
+        }
     }
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());

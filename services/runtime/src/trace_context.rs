@@ -1,8 +1,14 @@
 //! The W3C trace context (`traceparent`, `tracestate`) in Kafka record
 //! headers, so that one trace covers a send, its trip through Kafka and its
 //! delivery on every edge.
+//!
+//! Every record Rill writes carries the context of the span that wrote it
+//! ([`current_headers`]); a consumer continues it as the parent of the span
+//! that handles the record ([`set_parent_from`]), or, handling many records
+//! at once, links its span to each of them ([`link_from`]).
 
 use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -28,10 +34,23 @@ pub fn current_headers() -> OwnedHeaders {
 /// Makes the trace context found in `headers` (if any) the parent of `span`.
 pub fn set_parent_from(span: &tracing::Span, headers: Option<&BorrowedHeaders>) {
     let Some(headers) = headers else { return };
-    let reader = HeaderReader(headers);
-    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&reader));
+    let parent = extract(headers);
     // A record without a valid context leaves the span a root: nothing to do.
     let _ = span.set_parent(parent);
+}
+
+/// The span context found in `headers`, if they carry a valid one: what a
+/// span that handles a batch of records links to, one link per record
+/// (`span.add_link`, before the span is first entered).
+pub fn link_from(headers: Option<&BorrowedHeaders>) -> Option<SpanContext> {
+    let context = extract(headers?);
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then_some(span_context)
+}
+
+fn extract(headers: &BorrowedHeaders) -> opentelemetry::Context {
+    let reader = HeaderReader(headers);
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&reader))
 }
 
 #[derive(Default)]
@@ -102,5 +121,40 @@ mod tests {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .expect("traceparent header present");
         assert!(is_valid_traceparent(&value), "{value}");
+    }
+
+    #[test]
+    fn a_consumer_continues_or_links_the_trace_of_the_headers() {
+        crate::telemetry::Telemetry::init_for_tests();
+        let send = tracing::info_span!("send");
+        let headers = send.in_scope(current_headers);
+        let sent = send.context().span().span_context().clone();
+
+        let link = link_from(Some(headers.as_borrowed())).expect("a span context");
+        assert_eq!(link.trace_id(), sent.trace_id());
+        assert_eq!(link.span_id(), sent.span_id());
+        assert!(link.is_remote());
+
+        let deliver = tracing::info_span!("deliver");
+        set_parent_from(&deliver, Some(headers.as_borrowed()));
+        let delivered = deliver.context().span().span_context().clone();
+        assert_eq!(delivered.trace_id(), sent.trace_id());
+        assert_ne!(delivered.span_id(), sent.span_id());
+    }
+
+    #[test]
+    fn headers_without_a_context_give_no_link() {
+        crate::telemetry::Telemetry::init_for_tests();
+        assert!(link_from(None).is_none());
+        let other = OwnedHeaders::new().insert(Header {
+            key: "unrelated",
+            value: Some("x"),
+        });
+        assert!(link_from(Some(other.as_borrowed())).is_none());
+        let garbage = OwnedHeaders::new().insert(Header {
+            key: TRACEPARENT,
+            value: Some("00-garbage"),
+        });
+        assert!(link_from(Some(garbage.as_borrowed())).is_none());
     }
 }
