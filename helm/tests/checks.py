@@ -13,7 +13,11 @@ from pathlib import Path
 
 import yaml
 
-COMPONENTS = ("edge", "api", "persist")
+COMPONENTS = ("edge", "api", "persist", "sequencer")
+# The kind of each component's workload: a Deployment unless named here. The
+# sequencer's pods need names that last across restarts (the pod name is its
+# Kafka transactional id), and never two pods of one name at once.
+WORKLOAD_KINDS = {"sequencer": "StatefulSet"}
 # The custom metric the edge HPA scales on: the edge's gauge
 # rill_edge_live_sessions (services/edge/src/metrics.rs), per pod.
 EDGE_METRIC = "rill_edge_live_sessions"
@@ -52,7 +56,7 @@ def check(objects: list[tuple[str, dict]], values: dict, repo: Path) -> list[str
     kinds: dict[str, dict[str, dict]] = defaultdict(dict)
     for _, obj in objects:
         kinds[obj["kind"]][obj["metadata"]["name"]] = obj
-    out += _check_deployments(kinds, values)
+    out += _check_workloads(kinds, values)
     out += _check_pods(kinds, values, repo)
     out += _check_jobs(kinds, values)
     out += _check_ingress(kinds, values)
@@ -60,18 +64,25 @@ def check(objects: list[tuple[str, dict]], values: dict, repo: Path) -> list[str
     return out
 
 
-def _check_deployments(kinds: dict, values: dict) -> list[str]:
+def _workloads(kinds: dict):
+    for kind in ("Deployment", "StatefulSet"):
+        for name, obj in kinds[kind].items():
+            yield kind, name, obj
+
+
+def _check_workloads(kinds: dict, values: dict) -> list[str]:
     out = []
-    deployments = kinds["Deployment"]
     seen = set()
-    for name, d in deployments.items():
+    for kind, name, d in _workloads(kinds):
         labels = d["spec"]["template"]["metadata"]["labels"]
         comp = labels.get("app.kubernetes.io/component")
-        where = f"Deployment/{name}"
+        where = f"{kind}/{name}"
         if comp not in COMPONENTS:
             out.append(f"{where}: unknown component {comp!r}")
             continue
         seen.add(comp)
+        if kind != WORKLOAD_KINDS.get(comp, "Deployment"):
+            out.append(f"{where}: {comp} must be a {WORKLOAD_KINDS.get(comp, 'Deployment')}")
         v = values[comp]
         if not _labels_match(d["spec"]["selector"]["matchLabels"], labels):
             out.append(f"{where}: selector does not match the pod labels")
@@ -109,6 +120,10 @@ def _check_deployments(kinds: dict, values: dict) -> list[str]:
                 out.append(f"{where}: grace period {grace}s does not cover preStop {pre}s + drain window {window}s + margin")
         elif grace is None or grace <= pre:
             out.append(f"{where}: grace period {grace} does not exceed the preStop sleep {pre}s")
+        if comp == "sequencer":
+            out += _check_sequencer(kinds, d, where, v, env, labels)
+        elif "RILL_TRANSACTIONAL_ID" in env:
+            out.append(f"{where}: sets RILL_TRANSACTIONAL_ID, which only a StatefulSet's pod name keeps stable")
         # Service, PodDisruptionBudget, HPA of the same pods.
         services = [s for s in kinds["Service"].values() if _labels_match(s["spec"].get("selector", {}), labels)]
         if not any(p.get("targetPort") == "http" for s in services for p in s["spec"]["ports"]):
@@ -117,15 +132,38 @@ def _check_deployments(kinds: dict, values: dict) -> list[str]:
             out.append(f"{where}: no PodDisruptionBudget selects its pods")
         out += _check_hpa(kinds, d, comp, v, c)
     for comp in set(COMPONENTS) - seen:
-        out.append(f"no Deployment for {comp}")
+        out.append(f"no {WORKLOAD_KINDS.get(comp, 'Deployment')} for {comp}")
+    return out
+
+
+def _check_sequencer(kinds: dict, sts: dict, where: str, v: dict, env: dict, labels: dict) -> list[str]:
+    """The sequencer's StatefulSet: its transactional id is the pod's name,
+    it keeps nothing on disk, its Service is the headless one it names."""
+    out = []
+    ref = env.get("RILL_TRANSACTIONAL_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+    if ref.get("fieldPath") != "metadata.name":
+        out.append(f"{where}: RILL_TRANSACTIONAL_ID is not the pod's name (fieldRef metadata.name): {env.get('RILL_TRANSACTIONAL_ID')}")
+    timeout = env.get("RILL_TRANSACTION_TIMEOUT_MS", {}).get("value")
+    if timeout != str(v["transactionTimeoutMs"]):
+        out.append(f"{where}: RILL_TRANSACTION_TIMEOUT_MS is {timeout!r}, values say {v['transactionTimeoutMs']}")
+    spec = sts["spec"]
+    if spec.get("volumeClaimTemplates") or spec["template"]["spec"].get("volumes"):
+        out.append(f"{where}: has volumes; the sequencer's state is Kafka's")
+    svc = kinds["Service"].get(spec.get("serviceName"))
+    if svc is None:
+        out.append(f"{where}: serviceName {spec.get('serviceName')!r} is not a rendered Service")
+    elif svc["spec"].get("clusterIP") != "None" or not _labels_match(svc["spec"].get("selector", {}), labels):
+        out.append(f"{where}: Service {svc['metadata']['name']} is not headless or does not select its pods")
+    if spec.get("updateStrategy", {}).get("type") != "RollingUpdate":
+        out.append(f"{where}: updateStrategy is not RollingUpdate: {spec.get('updateStrategy')}")
     return out
 
 
 def _check_hpa(kinds: dict, d: dict, comp: str, v: dict, container: dict) -> list[str]:
     name = d["metadata"]["name"]
-    where = f"Deployment/{name}"
+    where = f"{d['kind']}/{name}"
     hpas = [h for h in kinds["HorizontalPodAutoscaler"].values() if h["spec"]["scaleTargetRef"]["name"] == name]
-    if not v["autoscaling"]["enabled"]:
+    if not v.get("autoscaling", {}).get("enabled"):
         out = [f"{where}: autoscaling is off but an HPA targets it"] if hpas else []
         if d["spec"].get("replicas") != v["replicas"]:
             out.append(f"{where}: replicas {d['spec'].get('replicas')} != values {v['replicas']}")
@@ -153,7 +191,7 @@ def _check_hpa(kinds: dict, d: dict, comp: str, v: dict, container: dict) -> lis
 
 
 def _pod_specs(kinds: dict):
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "StatefulSet", "Job"):
         for name, obj in kinds[kind].items():
             yield f"{kind}/{name}", obj["spec"]["template"]["spec"]
 

@@ -2,7 +2,7 @@
 Used by validate.py.
 
 For each image the chart uses (rill-edge, rill-api, rill-persist,
-rill-admin) there must be helm/docker/<name>.Dockerfile that
+rill-sequencer, rill-admin) there must be helm/docker/<name>.Dockerfile that
 - is multi-stage, every base image pinned to a tag (not `latest`);
 - copies from the build context only paths that exist in the repository;
 - builds with `cargo build --release --locked -p <package> --bin <bin>`,
@@ -19,7 +19,7 @@ import shlex
 import tomllib
 from pathlib import Path
 
-IMAGES = ("edge", "api", "persist", "admin")
+IMAGES = ("edge", "api", "persist", "sequencer", "admin")
 
 
 def workspace_binaries(repo: Path) -> dict[str, set[str]]:

@@ -23,7 +23,8 @@ import promql_parser
 DASHBOARD_FILE = "helm/rill/dashboards/rill.json"
 DASHBOARD_KEY = "rill.json"
 RUNBOOK = "docs/RUNBOOK.md"
-# Each alert of the brief (issue 19.3) and the values that tune it.
+# Each alert of the brief (issue 19.3; the sequencer's, issue 17) and the
+# values that tune it.
 ALERTS = {
     "RillEdgeWarning": "edgeWarning",
     "RillEdgeCritical": "edgeCritical",
@@ -31,6 +32,8 @@ ALERTS = {
     "RillRedisLockQuorumLost": "redisLockQuorumLost",
     "RillConsumerLagGrowing": "consumerLagGrowing",
     "RillPersistBehind": "persistBehind",
+    "RillSequencerAborting": "sequencerAborting",
+    "RillSequencerDown": "sequencerDown",
 }
 # Grafana's own variables, replaced by a duration so that a query parses.
 GRAFANA_DURATIONS = re.compile(r"\$__(rate_interval|interval|range)\b")

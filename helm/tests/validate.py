@@ -67,6 +67,10 @@ NEGATIVE = {
         {"metrics": {"alerts": {"enabled": True, "edgeWarning": {"for": "10 minutes"}}}},
         "/metrics/alerts/edgeWarning/for",
     ),
+    "sequencer transaction timeout below a second": (
+        {"sequencer": {"transactionTimeoutMs": 500}},
+        "/sequencer/transactionTimeoutMs",
+    ),
     "misspelt alert threshold": (
         {"metrics": {"alerts": {"persistBehind": {"record": 5}}}},
         "additional properties 'record' not allowed",

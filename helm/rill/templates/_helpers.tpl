@@ -1,8 +1,10 @@
 {{/*
-Shared pieces of the Rill chart. The three Deployments are one template,
-"rill.deployment", called with a dict:
+Shared pieces of the Rill chart. Every service's pod is one template,
+"rill.podTemplate", in the Deployments of edge, api and persist
+("rill.deployment") and the sequencer's StatefulSet ("rill.statefulset"),
+each called with a dict:
   root       the top-level context ($)
-  component  edge | api | persist
+  component  edge | api | persist | sequencer
   values     .Values.<component>
   env        extra EnvVar list of that component (already rendered YAML)
   grace      terminationGracePeriodSeconds
@@ -51,7 +53,7 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "rill.selectorLabels" . }}
 {{- end }}
 
-{{/* Image of a component; dict root, component (edge|api|persist|admin). */}}
+{{/* Image of a component; dict root, component (edge|api|persist|sequencer|admin). */}}
 {{- define "rill.image" -}}
 {{- $v := .root.Values.image }}
 {{- $tag := default .root.Chart.AppVersion $v.tag }}
@@ -162,7 +164,6 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* A service's Deployment: see the dict at the top of this file. */}}
 {{- define "rill.deployment" -}}
-{{- $root := .root }}
 {{- $v := .values }}
 apiVersion: apps/v1
 kind: Deployment
@@ -186,93 +187,126 @@ spec:
       maxSurge: 1
       maxUnavailable: 0
   template:
-    metadata:
-      labels:
-        {{- include "rill.selectorLabels" . | nindent 8 }}
-      {{- with include "rill.podAnnotations" (dict "root" $root "values" $v) }}
-      annotations:
-        {{- . | nindent 8 }}
-      {{- end }}
-    spec:
-      {{- with $root.Values.imagePullSecrets }}
-      imagePullSecrets:
+    {{- include "rill.podTemplate" . | nindent 4 }}
+{{- end }}
+
+{{/* A StatefulSet of a service whose pods need names that last across
+restarts (the sequencer: its transactional id is the pod's name). Pods
+start and stop in parallel; a rolling update replaces one pod at a time,
+the old one gone before its successor of the same name starts. */}}
+{{- define "rill.statefulset" -}}
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ include "rill.componentName" . }}
+  labels:
+    {{- include "rill.componentLabels" . | nindent 4 }}
+spec:
+  replicas: {{ .values.replicas }}
+  revisionHistoryLimit: 5
+  serviceName: {{ include "rill.componentName" . }}
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels:
+      {{- include "rill.selectorLabels" . | nindent 6 }}
+  updateStrategy:
+    type: RollingUpdate
+  template:
+    {{- include "rill.podTemplate" . | nindent 4 }}
+{{- end }}
+
+{{/* The pod template of a service: see the dict at the top of this file. */}}
+{{- define "rill.podTemplate" -}}
+{{- $root := .root }}
+{{- $v := .values }}
+metadata:
+  labels:
+    {{- include "rill.selectorLabels" . | nindent 4 }}
+  {{- with include "rill.podAnnotations" (dict "root" $root "values" $v) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: {{ .grace }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ .component }}
+      image: {{ include "rill.image" . | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      ports:
+        - name: http
+          containerPort: {{ $v.port }}
+          protocol: TCP
+      env:
+        {{- include "rill.commonEnv" . | nindent 8 }}
+        {{- .env | trim | nindent 8 }}
+        {{- with $v.env }}
         {{- toYaml . | nindent 8 }}
+        {{- end }}
+      startupProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: 2
+        failureThreshold: 60
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: 10
+        timeoutSeconds: 2
+        failureThreshold: 3
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+        periodSeconds: {{ .readiness }}
+        timeoutSeconds: 1
+        failureThreshold: 2
+        successThreshold: 1
+      {{- if gt (int .preStop) 0 }}
+      lifecycle:
+        preStop:
+          sleep:
+            seconds: {{ .preStop }}
       {{- end }}
-      automountServiceAccountToken: false
-      enableServiceLinks: false
-      terminationGracePeriodSeconds: {{ .grace }}
+      resources:
+        {{- toYaml $v.resources | nindent 8 }}
       securityContext:
-        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
-      containers:
-        - name: {{ .component }}
-          image: {{ include "rill.image" . | quote }}
-          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-          ports:
-            - name: http
-              containerPort: {{ $v.port }}
-              protocol: TCP
-          env:
-            {{- include "rill.commonEnv" . | nindent 12 }}
-            {{- .env | trim | nindent 12 }}
-            {{- with $v.env }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
-          startupProbe:
-            httpGet:
-              path: /healthz
-              port: http
-            periodSeconds: 2
-            failureThreshold: 60
-          livenessProbe:
-            httpGet:
-              path: /healthz
-              port: http
-            periodSeconds: 10
-            timeoutSeconds: 2
-            failureThreshold: 3
-          readinessProbe:
-            httpGet:
-              path: /readyz
-              port: http
-            periodSeconds: {{ .readiness }}
-            timeoutSeconds: 1
-            failureThreshold: 2
-            successThreshold: 1
-          {{- if gt (int .preStop) 0 }}
-          lifecycle:
-            preStop:
-              sleep:
-                seconds: {{ .preStop }}
-          {{- end }}
-          resources:
-            {{- toYaml $v.resources | nindent 12 }}
-          securityContext:
-            {{- toYaml $root.Values.securityContext | nindent 12 }}
-      {{- with $v.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- if $v.spreadOverNodes }}
-      topologySpreadConstraints:
-        - maxSkew: 1
-          topologyKey: kubernetes.io/hostname
-          whenUnsatisfiable: ScheduleAnyway
-          labelSelector:
-            matchLabels:
-              {{- include "rill.selectorLabels" . | nindent 14 }}
-      {{- end }}
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+  {{- with $v.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $v.spreadOverNodes }}
+  topologySpreadConstraints:
+    - maxSkew: 1
+      topologyKey: kubernetes.io/hostname
+      whenUnsatisfiable: ScheduleAnyway
+      labelSelector:
+        matchLabels:
+          {{- include "rill.selectorLabels" . | nindent 10 }}
+  {{- end }}
 {{- end }}
 
 {{/* Service, PodDisruptionBudget and HPA of a component; dict root,
-component, values, metrics (rendered HPA metrics list). */}}
+component, values, metrics (rendered HPA metrics list), headless (the
+Service of a StatefulSet: no cluster IP, a DNS name per pod). */}}
 {{- define "rill.service" -}}
 apiVersion: v1
 kind: Service
@@ -282,6 +316,9 @@ metadata:
     {{- include "rill.componentLabels" . | nindent 4 }}
 spec:
   type: ClusterIP
+  {{- if .headless }}
+  clusterIP: None
+  {{- end }}
   selector:
     {{- include "rill.selectorLabels" . | nindent 4 }}
   ports:
