@@ -68,7 +68,9 @@ impl Directory {
     }
 
     /// Publishes `changes` (each keyed as the design says) and waits until
-    /// Kafka acknowledged all of them.
+    /// Kafka acknowledged all of them. Each record carries the trace context
+    /// of this call's span, which persist's write links to.
+    #[tracing::instrument(name = "publish directory changes", skip_all, fields(changes = changes.len()))]
     pub async fn publish(&self, changes: Vec<DirectoryChange>) -> Result<(), ApiError> {
         let now = now_ms();
         let events: Vec<DirectoryEvent> = changes

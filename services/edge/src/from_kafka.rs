@@ -248,11 +248,17 @@ impl Delivery {
             sent_at: push.sent_at_ms,
         };
         let event = event.to_outbound();
+        // Continues the api's "publish push" trace, as deliveries of messages
+        // continue the sender's.
+        let span = tracing::info_span!("deliver push", push_id = %push.id, sessions = tracing::field::Empty);
+        rill_runtime::trace_context::set_parent_from(&span, record.headers());
+        let _entered = span.enter();
         let sessions = match push.target {
             PushTarget::Profile(profile) => self.hub.deliver(profile, &event),
             PushTarget::User(user) => self.hub.deliver_to_user(user, &event),
         };
-        tracing::debug!(push_id = %push.id, sessions, "push delivered");
+        span.record("sessions", sessions);
+        tracing::debug!(sessions, "push delivered");
     }
 
     fn presence(&self, record: &BorrowedMessage<'_>) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
+use tracing::Instrument as _;
 
 use crate::metrics::EdgeMetrics;
 
@@ -111,13 +112,16 @@ impl Publisher {
     /// Queues a presence change at once (its place in its partition is
     /// fixed by this call) and returns the wait for Kafka's answer; a
     /// failure is logged (presence is a view: the registry in Redis stays
-    /// right).
+    /// right). A span, "publish presence", lasts until the answer; the
+    /// record carries its trace context.
     pub fn presence(&self, change: PresenceChange) -> impl Future<Output = ()> + Send + 'static {
+        let span = tracing::info_span!("publish presence", user_id = %change.user, profile_id = %change.profile, joined = change.joined, fence = change.fence);
         let key = change.key();
         let payload = change.encode();
         let record = FutureRecord::to(&self.presence_topic)
             .key(&key)
-            .payload(&payload);
+            .payload(&payload)
+            .headers(span.in_scope(rill_runtime::trace_context::current_headers));
         let queued = self.producer.send_result(record).map_err(|(err, _)| err);
         async move {
             let outcome = match queued {
@@ -129,9 +133,21 @@ impl Publisher {
                 Err(err) => Err(err),
             };
             if let Err(err) = outcome {
-                tracing::warn!(error = %err, user_id = %change.user, profile_id = %change.profile, joined = change.joined, "presence change not published");
+                // The span names the user, the profile and the change.
+                tracing::warn!(error = %err, "presence change not published");
             }
         }
+        .instrument(span)
+    }
+
+    /// Whether a broker answers a metadata request for the message topic
+    /// within `timeout` (blocks: call it off the runtime).
+    pub fn brokers_answer(&self, timeout: Duration) -> bool {
+        use rdkafka::producer::Producer as _;
+        self.producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .is_ok()
     }
 
     /// Waits for queued messages to reach Kafka, at most `timeout`.

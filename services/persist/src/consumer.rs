@@ -16,7 +16,9 @@ use rill_runtime::Topic;
 use rill_runtime::backoff::Backoff;
 use rill_runtime::internal_events::{InternalEvent as _, RecordSkipped};
 use rill_runtime::shutdown::CancellationToken;
+use rill_runtime::trace_context::{self, SpanContext};
 use rill_store::Store;
+use tracing::Instrument as _;
 
 use crate::metrics::PersistMetrics;
 use crate::settings::PersistSettings;
@@ -38,6 +40,8 @@ struct Batch {
     /// The offset after the batch's last record, per partition: what is
     /// committed once the batch is written.
     next_offsets: BTreeMap<(String, i32), i64>,
+    /// The trace context of each record written, for the write's span.
+    links: Vec<SpanContext>,
 }
 
 impl Batch {
@@ -181,21 +185,45 @@ impl PersistConsumer {
                     Err(Box::new("not a topic persist reads"))
                 }
             };
-        if let Err(err) = decoded {
-            RecordSkipped {
+        match decoded {
+            Ok(()) => batch
+                .links
+                .extend(trace_context::link_from(record.headers())),
+            Err(err) => RecordSkipped {
                 record,
                 error: &err,
                 counter: &self.metrics.records_invalid,
             }
-            .emit();
+            .emit(),
         }
     }
 
     /// Writes the batch, retrying with back-off until it succeeds. False if
-    /// shutdown came first.
+    /// shutdown came first. One span, "write batch", covers the write with
+    /// its retries; it is linked to the trace of each record written (a
+    /// span has one parent, a batch many records): the sequencer's
+    /// "sequence message" span of each message, the api's "publish
+    /// directory changes" of each directory event.
     async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+        let span = tracing::info_span!(
+            "write batch",
+            records = batch.records,
+            events = batch.events.len(),
+            messages = batch.messages.len(),
+            attempts = tracing::field::Empty,
+        );
+        trace_context::add_links(&span, &batch.links);
+        self.write_with_retries(batch, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    async fn write_with_retries(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let mut attempts = 0_u32;
         loop {
+            attempts += 1;
+            tracing::Span::current().record("attempts", attempts);
             let started = Instant::now();
             match self.write_once(batch).await {
                 Ok(()) => {

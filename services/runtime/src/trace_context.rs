@@ -8,7 +8,9 @@
 //! at once, links its span to each of them ([`link_from`]).
 
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{SpanContext, TraceContextExt as _};
+use opentelemetry::trace::TraceContextExt as _;
+/// One record's place in a trace, as [`link_from`] finds it.
+pub use opentelemetry::trace::SpanContext;
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -41,11 +43,21 @@ pub fn set_parent_from(span: &tracing::Span, headers: Option<&BorrowedHeaders>) 
 
 /// The span context found in `headers`, if they carry a valid one: what a
 /// span that handles a batch of records links to, one link per record
-/// (`span.add_link`, before the span is first entered).
+/// ([`add_links`]).
 pub fn link_from(headers: Option<&BorrowedHeaders>) -> Option<SpanContext> {
     let context = extract(headers?);
     let span_context = context.span().span_context().clone();
     span_context.is_valid().then_some(span_context)
+}
+
+/// Links `span` to each of `links`, as one span that handles many records
+/// links to the trace of each.
+/// OpenTelemetry keeps the first 128 links of a span
+/// (`OTEL_SPAN_LINK_COUNT_LIMIT`) and counts the others as dropped.
+pub fn add_links(span: &tracing::Span, links: &[SpanContext]) {
+    for link in links {
+        span.add_link(link.clone());
+    }
 }
 
 fn extract(headers: &BorrowedHeaders) -> opentelemetry::Context {

@@ -99,6 +99,9 @@ fn parse_request(
     Ok(request)
 }
 
+/// Publishes the push; its record carries this span's trace context, which
+/// each edge's delivery continues.
+#[tracing::instrument(name = "publish push", skip_all, fields(push_id, profile_id, user_id, event = %request.event))]
 async fn send(
     state: &ApiState,
     target: PushTarget,
@@ -110,6 +113,12 @@ async fn send(
         event: request.event,
         data_json: request.data.to_string(),
         sent_at_ms: now_ms(),
+    };
+    let span = tracing::Span::current();
+    span.record("push_id", tracing::field::display(push.id));
+    match push.target {
+        PushTarget::Profile(profile) => span.record("profile_id", tracing::field::display(profile)),
+        PushTarget::User(user) => span.record("user_id", tracing::field::display(user)),
     };
     let key = push.key();
     let payload = push.encode();
