@@ -1,7 +1,8 @@
 //! Every metric the chart's Grafana dashboard and Prometheus alerts name is
 //! exported by a running service: a whole stack is started, a little
 //! traffic makes the labelled series (a login, a WebSocket session, a
-//! send, directory writes), and each service's `/metrics` is scraped. The
+//! send, directory writes), and each service's `/metrics` is scraped (the
+//! edge's, the api's, the sequencer's, persist's). The
 //! names are read from the chart's own files (helm/rill/dashboards/rill.json
 //! and helm/rill/templates/prometheusrule.yaml), so a renamed metric or a
 //! typo in a query fails here. helm/tests/validate.py checks the same
@@ -62,11 +63,13 @@ fn dashboard_queries(dashboard: &Value) -> Vec<String> {
 }
 
 /// What one `/metrics` page exports: the metric families (name -> type, from
-/// `# TYPE`) and the names of the samples present.
+/// `# TYPE`), the names of the samples present and the values of those
+/// without labels.
 #[derive(Debug, Default)]
 struct Exported {
     families: BTreeMap<String, String>,
     samples: BTreeSet<String>,
+    values: BTreeMap<String, f64>,
 }
 
 impl Exported {
@@ -81,6 +84,11 @@ impl Exported {
             } else if !line.starts_with('#') && !line.is_empty() {
                 let name = line.split(['{', ' ']).next().unwrap_or_default();
                 out.samples.insert(name.to_owned());
+                if let Some((name, value)) = line.split_once(' ')
+                    && let Ok(value) = value.trim().parse()
+                {
+                    out.values.insert(name.to_owned(), value);
+                }
             }
         }
         out
@@ -101,6 +109,11 @@ impl Exported {
             || ["_bucket", "_sum", "_count"]
                 .iter()
                 .any(|suffix| typed(suffix, "histogram"))
+    }
+
+    /// The value of the sample `name` without labels; 0 when absent.
+    fn value(&self, name: &str) -> f64 {
+        self.values.get(name).copied().unwrap_or_default()
     }
 
     /// Whether a sample of `name` (or of its histogram's series) is present,
@@ -157,6 +170,8 @@ fn the_matcher_can_fail() {
     assert!(page.has("rill_edge_sends_accepted_total"));
     assert!(page.has("rill_edge_send_ack_seconds_bucket"));
     assert!(page.has("rill_edge_availability"));
+    assert_eq!(page.value("rill_edge_sends_accepted_total"), 3.0);
+    assert_eq!(page.value("rill_edge_no_such_metric"), 0.0);
     assert!(
         !page.has("rill_edge_sends_accepted_bucket"),
         "a counter has no buckets"
@@ -188,6 +203,10 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
         "only {from_dashboard} metrics in the dashboard: {wanted:?}"
     );
     assert!(wanted.contains("rill_persist_consumer_lag"), "{wanted:?}");
+    assert!(
+        wanted.contains("rill_sequencer_transaction_seconds_bucket"),
+        "{wanted:?}"
+    );
 
     let stack = Stack::start(1).await;
     // Traffic: directory writes through the api, a login, a live session,
@@ -224,6 +243,14 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
     })
     .await;
     let api = scrape(stack.api).await;
+    // The send above was copied by the sequencer (the edge delivered it
+    // from the sequenced topic): its transaction is committed and counted.
+    let sequencer = scrape_until(stack.sequencer, within, "a transaction", |e| {
+        e.value("rill_sequencer_messages_sequenced_total") >= 1.0
+            && e.value("rill_sequencer_transaction_seconds_count") >= 1.0
+            && e.value("rill_sequencer_transaction_records_count") >= 1.0
+    })
+    .await;
     // Persist's lag is measured by a probe of its own: its first numbers
     // come once it has asked Kafka.
     let persist = scrape_until(stack.persist, within, "consumer lag", |e| {
@@ -238,6 +265,7 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
             n if n.starts_with("rill_edge_") => &edge,
             n if n.starts_with("rill_api_") => &api,
             n if n.starts_with("rill_persist_") => &persist,
+            n if n.starts_with("rill_sequencer_") => &sequencer,
             other => {
                 missing.push(format!("{other} (no service exports names of this prefix)"));
                 continue;
