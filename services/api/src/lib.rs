@@ -95,6 +95,16 @@ pub async fn run(
     let registry = Arc::new(registry);
     let ready_token = shutdown.clone();
     let ready = Arc::new(move || !ready_token.is_cancelled());
-    server::serve(routes::all(state, registry, ready), listener, shutdown).await;
+    let deadlines = rill_runtime::http_deadlines::Deadlines {
+        header_read: state.settings.limits.header_read_timeout_secs,
+        idle: state.settings.limits.idle_timeout_secs,
+    };
+    server::serve(
+        routes::all(state, registry, ready),
+        listener,
+        shutdown,
+        deadlines,
+    )
+    .await;
     Ok(())
 }

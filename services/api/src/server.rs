@@ -9,6 +9,11 @@
 //! ([`connection_error_level`]): ERROR is kept for the api's own faults.
 //! The peer's address reaches the routes as a request extension
 //! ([`peer`]), as `warp::addr::remote` would.
+//!
+//! Every connection has read deadlines (`rill_runtime::http_deadlines`):
+//! a request's headers within `limits.header_read_timeout_secs` of its
+//! first byte (slowloris), and a connection with no request in progress
+//! closed after `limits.idle_timeout_secs`.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -21,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use rill_runtime::http_deadlines::{Activity, Deadlines};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::net::TcpListener;
 use tracing::Level;
@@ -41,9 +47,14 @@ pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible
 }
 
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then waits
-/// for the connections' requests in progress.
-pub async fn serve<F>(routes: F, listener: TcpListener, shutdown: CancellationToken)
-where
+/// for the connections' requests in progress. A connection past one of
+/// its `deadlines` is dropped.
+pub async fn serve<F>(
+    routes: F,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    deadlines: Deadlines,
+) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
@@ -70,12 +81,22 @@ where
             request.extensions_mut().insert(Peer(addr));
             hyper::service::Service::call(&routes, request)
         });
+        let activity = Activity::new();
+        let service = activity.service(service);
+        let io = TokioIo::new(activity.io(stream));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let http = auto::Builder::new(TokioExecutor::new());
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection).await {
-                log_connection_error(&*err, addr);
+            let connection = watcher.watch(http.serve_connection(io, service));
+            tokio::select! {
+                served = connection => {
+                    if let Err(err) = served {
+                        log_connection_error(&*err, addr);
+                    }
+                }
+                expired = activity.expired(deadlines) => {
+                    tracing::debug!(peer = %addr, reason = expired.as_str(), "connection closed by its read deadline");
+                }
             }
         });
     }

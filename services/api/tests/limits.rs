@@ -71,3 +71,70 @@ async fn a_key_past_its_call_rate_gets_429_and_another_key_is_served() {
     let wrong = list_users("rk_wrong").await.expect("request");
     assert_eq!(wrong.status(), 401);
 }
+
+/// Read deadlines: a client sending its request headers byte by byte is cut
+/// off after `limits.header_read_timeout_secs`, an idle keep-alive
+/// connection after `limits.idle_timeout_secs`; a client in time is served.
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let (db, redis) = (TempDb::new(), Redis::start());
+    let api = api(
+        &db,
+        &redis,
+        &[
+            ("RILL_LIMITS__HEADER_READ_TIMEOUT_SECS", "1"),
+            ("RILL_LIMITS__IDLE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    let addr = api.addr;
+    /// Whether the server closed `tcp` within `wait` (what it sends is read
+    /// and dropped).
+    async fn closed_within(tcp: &mut TcpStream, wait: Duration) -> bool {
+        let mut sink = [0u8; 4096];
+        let read_all = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
+        tokio::time::timeout(wait, read_all).await.is_ok()
+    }
+
+    // Slowloris: a byte every 300 ms, headers that never end.
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Padding: ");
+    for byte in head.bytes().chain(std::iter::repeat(b'a')) {
+        if slow.write_all(&[byte]).await.is_err()
+            || closed_within(&mut slow, Duration::from_millis(300)).await
+        {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "still connected");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // In time, then idle: served, kept open past the header deadline, then
+    // closed.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    idle.write_all(request.as_bytes()).await.expect("request");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(PATIENCE, idle.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    let quiet_from = Instant::now();
+    assert!(
+        !closed_within(&mut idle, Duration::from_millis(1500)).await,
+        "closed by the header deadline while idle"
+    );
+    assert!(closed_within(&mut idle, PATIENCE).await, "never closed");
+    assert!(quiet_from.elapsed() >= Duration::from_secs(2));
+}

@@ -21,12 +21,16 @@ use crate::hub::Hub;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::routes;
+use crate::server;
 use crate::session::peers::Peers;
 use crate::session::{SessionLocks, SessionSettings, Sessions};
 use crate::settings::EdgeSettings;
 use crate::state::EdgeState;
 use crate::to_kafka::Publisher;
 use crate::transport::{self, TransportSettings};
+
+/// Most kilobytes of sends the edge's producer holds until Kafka acks them.
+const PRODUCER_BUFFER_KBYTES: u32 = 64 * 1024;
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +100,15 @@ impl Edge {
             store.clone(),
             settings.membership_cache_secs,
         ));
-        let producer = rill_runtime::kafka::producer(&settings.kafka, &edge_id)?;
+        let producer = rill_runtime::kafka::producer_config(&settings.kafka, &edge_id)
+            // Sends waiting for Kafka's ack, at most this many (librdkafka's
+            // default is 1 GiB): past it a send waits for room, within its
+            // message timeout (docs/ARCHITECTURE.md, "An edge's memory").
+            .set(
+                "queue.buffering.max.kbytes",
+                PRODUCER_BUFFER_KBYTES.to_string(),
+            )
+            .create()?;
         let publisher = Arc::new(Publisher::new(
             producer,
             settings.kafka.message_topic.clone(),
@@ -233,10 +245,21 @@ impl Edge {
         let routes = routes::all(state.clone(), registry);
         tracing::info!(edge_id = %state.edge_id, addr = ?listener.local_addr().ok(), "edge serving");
         let grace = stop_grace(&state.settings);
-        let server = warp::serve(routes)
-            .incoming(listener)
-            .graceful(stop.clone().cancelled_owned())
-            .run();
+        let limits = &state.settings.limits;
+        let connection_limits = server::ConnectionLimits {
+            deadlines: rill_runtime::http_deadlines::Deadlines {
+                header_read: limits.header_read_timeout_secs,
+                idle: limits.idle_timeout_secs,
+            },
+            max_connections: limits.max_connections + limits.max_pending_connections,
+        };
+        let server = server::serve(
+            routes,
+            listener,
+            stop.clone(),
+            connection_limits,
+            state.metrics.clone(),
+        );
         // Graceful shutdown waits for every response to end; a client that
         // stopped reading an SSE stream would hold it forever.
         let overdue = async {
@@ -273,7 +296,7 @@ impl Edge {
 }
 
 /// Socket options for every connection, set on the listener (Linux hands
-/// them to accepted sockets; warp has no hook per connection):
+/// them to accepted sockets):
 /// - Nagle off: an ack or event written while an earlier frame is
 ///   unacknowledged would otherwise wait for the client's delayed ACK
 ///   (~40 ms);

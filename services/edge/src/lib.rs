@@ -15,7 +15,8 @@
 //! [`recovery`]) and says when it ends.
 //!
 //! Around them: [`app`] builds, serves and drains an edge from what
-//! [`state`] holds, [`routes`] lists its routes, [`events`] defines the
+//! [`state`] holds, [`server`] serves HTTP with its read deadlines,
+//! [`routes`] lists its routes, [`events`] defines the
 //! JSON frames, [`error`] maps failures to HTTP statuses and error events
 //! (at the transport boundary: the layers below have errors of their own),
 //! [`disconnect`] says why a session ends, with its close code and last
@@ -42,6 +43,7 @@ mod membership;
 mod metrics;
 mod recovery;
 mod routes;
+mod server;
 mod session;
 pub mod settings;
 mod state;

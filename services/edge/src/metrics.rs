@@ -43,6 +43,11 @@ pub struct EdgeMetrics {
     pub queued_bytes: Gauge,
     pub sessions_refused: Family<ReasonLabels, Counter>,
     pub sessions_ended: Family<ReasonLabels, Counter>,
+    /// Connections closed by a read deadline (header_read_timeout,
+    /// idle_timeout).
+    pub connections_expired: Family<ReasonLabels, Counter>,
+    /// Connections closed at once: the edge had its most HTTP connections.
+    pub connections_refused: Counter,
     pub replayed_messages: Counter,
     /// 0 available, 1 warning, 2 critical.
     pub availability: Gauge,
@@ -67,6 +72,8 @@ impl Default for EdgeMetrics {
             queued_bytes: Gauge::default(),
             sessions_refused: Family::default(),
             sessions_ended: Family::default(),
+            connections_expired: Family::default(),
+            connections_refused: Counter::default(),
             replayed_messages: Counter::default(),
             availability: Gauge::default(),
             event_loop_lag_seconds: Gauge::default(),
@@ -96,6 +103,16 @@ impl EdgeMetrics {
 
     pub fn session_ended(&self, reason: &'static str) {
         self.sessions_ended
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn connection_expired(&self, reason: &'static str) {
+        self.connections_expired
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
@@ -167,13 +184,23 @@ impl EdgeMetrics {
         );
         r.register(
             "sessions_refused",
-            "Streams refused, by reason (already_live, at_capacity, ...)",
+            "Streams refused, by reason (already_live, at_capacity, opens_per_user, opens_per_address, sessions_per_address, ...)",
             self.sessions_refused.clone(),
         );
         r.register(
             "sessions_ended",
             "Sessions ended by the edge, by reason",
             self.sessions_ended.clone(),
+        );
+        r.register(
+            "connections_expired",
+            "HTTP connections closed by a read deadline, by reason (header_read_timeout, idle_timeout)",
+            self.connections_expired.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "HTTP connections closed as soon as accepted: limits.max_connections + limits.max_pending_connections were open",
+            self.connections_refused.clone(),
         );
         r.register(
             "replayed_messages",

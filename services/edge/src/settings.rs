@@ -124,6 +124,12 @@ pub struct Limits {
     /// events are dropped and the client gets a `gap`. An event is always
     /// taken into an empty queue, whatever its size. Default 65536.
     pub session_queue_bytes: usize,
+    /// HTTP connections beyond `max_connections` (opening a stream,
+    /// sending, or idle between requests): the edge holds at most
+    /// `max_connections` plus this many HTTP connections (a WebSocket is
+    /// one until upgraded); past it a new connection is closed at once.
+    /// Default 1000.
+    pub max_pending_connections: usize,
     /// A request's headers must arrive within this many seconds of its
     /// first byte, or the connection is closed (slowloris). Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
@@ -371,6 +377,7 @@ impl Default for Limits {
             max_rate_limited_addresses: 100_000,
             max_sessions_per_address: 1000,
             session_queue_bytes: 65_536,
+            max_pending_connections: 1000,
             header_read_timeout_secs: Duration::from_secs(10),
             idle_timeout_secs: Duration::from_secs(120),
             upgrade_timeout_secs: Duration::from_secs(10),
@@ -456,6 +463,10 @@ impl Limits {
                 self.max_sessions_per_address,
             ),
             ("limits.session_queue_bytes", self.session_queue_bytes),
+            (
+                "limits.max_pending_connections",
+                self.max_pending_connections,
+            ),
         ];
         self.sends_per_session
             .validate("limits.sends_per_session")?;

@@ -303,3 +303,51 @@ async fn a_session_past_its_queue_bytes_gets_a_gap() {
     let gap = stalled.next_of_type("gap").await;
     assert_eq!(gap["reason"], "slow_client");
 }
+
+/// HTTP connections are at most `max_connections + max_pending_connections`:
+/// past it a new connection is closed at once; one closed makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let stack = Stack::start_with(1, |s| {
+        s.limits.max_connections = 2;
+        s.limits.max_pending_connections = 1;
+    })
+    .await;
+    let edge = stack.edges[0].addr;
+    // Three idle connections: the cap.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(edge).await.expect("connect"));
+    }
+    let metrics = stack.edge_client(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Each try is a connection of its own: refused until one of the
+        // held ones is accepted and counted (the count is the edge's).
+        let mut extra = TcpStream::connect(edge).await.expect("connect");
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n");
+        let _ = extra.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut answer)).await;
+        if matches!(read, Ok(Ok(_)) | Ok(Err(_))) && answer.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a fourth connection was served: {answer:?}");
+    }
+    drop(held);
+    // Room again: served (the metrics request is itself a connection).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut tcp = TcpStream::connect(edge).await.expect("connect");
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n");
+        let _ = tcp.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.metric("rill_edge_connections_refused").await >= 1.0);
+}

@@ -46,8 +46,20 @@ pub fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfi
     config
 }
 
+/// Most kilobytes of records a tail consumer prefetches (librdkafka's
+/// `queued.max.messages.kbytes`, 64 MiB by default), over all its
+/// partitions (one consumer queue): an edge's memory is bounded by its
+/// settings, and this is part of it (docs/ARCHITECTURE.md).
+pub const TAIL_PREFETCH_KBYTES: u32 = 16 * 1024;
+
+/// Most bytes one fetch response of a tail consumer carries (librdkafka's
+/// `fetch.max.bytes`, 50 MiB by default); one may be in flight per broker.
+pub const TAIL_FETCH_MAX_BYTES: u32 = 8 * 1024 * 1024;
+
 /// Configuration of a consumer that reads partitions it assigns itself,
-/// outside any consumer group (every edge reads every partition).
+/// outside any consumer group (every edge reads every partition). Its
+/// buffers are bounded by [`TAIL_PREFETCH_KBYTES`] and
+/// [`TAIL_FETCH_MAX_BYTES`].
 pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
     let mut config = base_config(settings);
     config
@@ -57,7 +69,12 @@ pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> Client
         .set("group.id", format!("{client_id}-unused"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string())
+        .set(
+            "queued.max.messages.kbytes",
+            TAIL_PREFETCH_KBYTES.to_string(),
+        )
+        .set("fetch.max.bytes", TAIL_FETCH_MAX_BYTES.to_string());
     config
 }
 

@@ -12,6 +12,8 @@
 //! - [`json_body`]: JSON request bodies, content type checked.
 //! - [`kafka`]: producer and consumer configuration, topic creation.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics` as warp filters.
+//! - [`http_deadlines`]: a connection's header-read and idle deadlines.
+//! - [`rate_limit`]: token buckets, alone and by key.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`clock`]: the wall clock in milliseconds, as records carry it.
 //! - [`backoff`]: the pause between retries, doubling to a maximum.
@@ -19,6 +21,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod http_deadlines;
 pub mod internal_events;
 pub mod json_body;
 pub mod kafka;

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use hyper::upgrade::{OnUpgrade, Upgraded};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::Filter;
@@ -19,6 +18,7 @@ use warp::reply::Response;
 use crate::disconnect::Disconnect;
 use crate::error::EdgeError;
 use crate::metrics::Transport;
+use crate::server::Io;
 use crate::transport::address::{self, ClientAddress};
 use crate::transport::{Context, credentials, parse_ids, query_param};
 
@@ -138,11 +138,11 @@ async fn upgrade(
 /// The TCP stream under an upgraded connection, and what hyper had read
 /// past the upgrade request (usually nothing). The socket is used bare,
 /// without hyper's wrapper (a boxed stream and its buffer), which costs
-/// memory in every idle session.
+/// memory in every idle session, nor the HTTP deadlines' watch
+/// (`crate::server`): the session has deadlines of its own.
 fn unwrap_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
-    let parts =
-        hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded).ok()?;
-    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+    let parts = hyper_util::server::conn::auto::upgrade::downcast::<Io>(upgraded).ok()?;
+    Some((parts.io.into_inner().into_inner(), parts.read_buf.to_vec()))
 }
 
 /// The `Sec-WebSocket-Accept` answer, if this is a WebSocket upgrade.
