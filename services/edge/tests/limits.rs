@@ -328,11 +328,15 @@ async fn connections_past_the_cap_are_closed_at_once() {
         let request = format!("GET /healthz HTTP/1.1\r\nHost: {edge}\r\nConnection: close\r\n\r\n");
         let _ = extra.write_all(request.as_bytes()).await;
         let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut answer)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut answer)).await;
         if matches!(read, Ok(Ok(_)) | Ok(Err(_))) && answer.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "a fourth connection was served: {answer:?}");
+        assert!(
+            Instant::now() < deadline,
+            "a fourth connection was served: {answer:?}"
+        );
     }
     drop(held);
     // Room again: served (the metrics request is itself a connection).
