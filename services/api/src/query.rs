@@ -9,6 +9,9 @@ use rill_store::PageRequest;
 use crate::error::ApiError;
 use crate::settings::ApiLimits;
 
+/// `0190f4c8-6a3e-7cc0-8a4c-7b1e0f3b2a11`.
+const HYPHENATED_UUID_LEN: usize = 36;
+
 /// The raw query parameters of a request.
 #[derive(Debug, Default)]
 pub struct Query(pub HashMap<String, String>);
@@ -19,10 +22,15 @@ impl Query {
         let Some(raw) = self.0.get("limit") else {
             return Ok(limits.default_page_size);
         };
-        let value: usize = raw.parse().map_err(|_| ApiError::BadQuery {
-            name: "limit",
-            reason: format!("{raw:?} is not a positive whole number"),
-        })?;
+        // Digits only: `usize::from_str` also takes a sign ("+5"), which
+        // the document's integer does not.
+        let value: usize = Some(raw.as_str())
+            .filter(|raw| !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(|| ApiError::BadQuery {
+                name: "limit",
+                reason: format!("{raw:?} is not a positive whole number"),
+            })?;
         if value == 0 {
             return Err(ApiError::BadQuery {
                 name: "limit",
@@ -59,7 +67,19 @@ impl Query {
     {
         self.0
             .get(name)
-            .map(|raw| raw.parse().map_err(ApiError::from))
+            .map(|raw| {
+                let id = raw.parse().map_err(ApiError::from)?;
+                // The hyphenated form only, as the document's `format: uuid`
+                // says: a UUID parses from its simple, braced and URN forms
+                // too, which are of other lengths.
+                if raw.len() != HYPHENATED_UUID_LEN {
+                    return Err(ApiError::BadQuery {
+                        name,
+                        reason: format!("{raw:?} is not a UUID as 8-4-4-4-12 hex digits"),
+                    });
+                }
+                Ok(id)
+            })
             .transpose()
     }
 
@@ -108,7 +128,7 @@ mod tests {
         let limits = ApiLimits::default();
         assert_eq!(query(&[]).limit(&limits).ok(), Some(50));
         assert_eq!(query(&[("limit", "7")]).limit(&limits).ok(), Some(7));
-        for bad in ["0", "-1", "x", "1000"] {
+        for bad in ["0", "-1", "+5", " 5", "", "x", "1000"] {
             assert!(query(&[("limit", bad)]).limit(&limits).is_err(), "{bad}");
         }
     }
@@ -120,6 +140,13 @@ mod tests {
             q.id::<rill_domain::UserId>("after"),
             Err(ApiError::BadId(_))
         ));
+        let simple = query(&[("after", "0190f4c86a3e7cc08a4c7b1e0f3b2a11")]);
+        assert!(matches!(
+            simple.id::<rill_domain::UserId>("after"),
+            Err(ApiError::BadQuery { name: "after", .. })
+        ));
+        let hyphenated = query(&[("after", "0190f4c8-6a3e-7cc0-8a4c-7b1e0f3b2a11")]);
+        assert!(hyphenated.id::<rill_domain::UserId>("after").is_ok());
         assert!(query(&[("limt", "5")]).only(&["limit"]).is_err());
         assert!(query(&[("limit", "5")]).only(&["limit"]).is_ok());
     }
