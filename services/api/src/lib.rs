@@ -8,6 +8,7 @@
 //! - [`directory`]: publishing directory events and waiting for them.
 //! - [`query`]: query parameters; [`error`]: errors to statuses.
 //! - [`server`]: the HTTP server, which logs failed connections by cause.
+//! - [`ops`]: the live operations page and its stream.
 //! - [`settings`], [`state`], [`metrics`].
 //!
 //! The OpenAPI document is `openapi.json`, served at `/api/openapi.json`.
@@ -17,6 +18,7 @@ pub mod directory;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod ops;
 pub mod query;
 pub mod routes;
 pub mod server;
@@ -62,7 +64,7 @@ pub async fn run(
         producer,
         settings.kafka.directory_topic.clone(),
         settings.kafka.message_timeout_ms,
-        store,
+        store.clone(),
         settings.consistency_timeout_ms,
         metrics.clone(),
     );
@@ -71,6 +73,12 @@ pub async fn run(
     let live =
         rill_sessions::LiveSessions::new(redis.clone(), prefix, settings.redis.session_ttl_secs);
     let cookies = rill_runtime::session_cookie::SessionCookies::new(&settings.session)?;
+    let ops = ops::Collector::spawn(
+        settings.ops.clone(),
+        redis.clone(),
+        store.clone(),
+        shutdown.clone(),
+    );
     let logins = rill_sessions::Logins::new(redis, prefix, cookies.ttl());
     let api_keys = rill_auth::api_key::ApiKeys::new(&settings.api_keys)?;
     // A bucket for each configured key: the limiter never has to drop one.
@@ -91,6 +99,7 @@ pub async fn run(
         passwords,
         producer,
         metrics,
+        ops,
     });
     let registry = Arc::new(registry);
     let ready_token = shutdown.clone();

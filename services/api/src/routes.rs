@@ -14,6 +14,7 @@ use warp::reply::Response;
 use crate::access::{self, Credentials, Rule};
 use crate::error::ApiError;
 use crate::handlers::{accounts, history, profiles, publish, testdata, users};
+use crate::ops::page;
 use crate::query::Query;
 use crate::state::ApiState;
 
@@ -53,6 +54,11 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/profiles/{profile_id}/publish", Rule::Server),
     ("POST", "/api/testdata", Rule::Server),
     ("DELETE", "/api/testdata", Rule::Server),
+    // The operations page holds no data; its stream needs a server key.
+    ("GET", "/ops", Rule::Anyone),
+    ("GET", "/ops/ops.js", Rule::Anyone),
+    ("GET", "/ops/ops.css", Rule::Anyone),
+    ("GET", "/api/ops/stream", Rule::Server),
 ];
 
 /// The paths of the operations endpoints (`rill_runtime::ops`), all `GET`,
@@ -491,12 +497,31 @@ pub fn all(
         );
     let drop_testdata = warp::path!("api" / "testdata")
         .and(warp::delete())
-        .and(s)
-        .and(c)
+        .and(s.clone())
+        .and(c.clone())
         .then(|st: Arc<ApiState>, cr: Credentials| async move {
             guarded(&st, &cr, Rule::Server, None, async {
                 test_data_on(&st)?;
                 testdata::drop_all(&st).await
+            })
+            .await
+        });
+
+    let ops_page = warp::path!("ops")
+        .map(|| &page::INDEX)
+        .or(warp::path!("ops" / "ops.js").map(|| &page::SCRIPT))
+        .unify()
+        .or(warp::path!("ops" / "ops.css").map(|| &page::STYLE))
+        .unify()
+        .and(warp::get())
+        .map(page::serve);
+    let ops_stream = warp::path!("api" / "ops" / "stream")
+        .and(warp::get())
+        .and(s)
+        .and(c)
+        .then(|st: Arc<ApiState>, cr: Credentials| async move {
+            guarded(&st, &cr, Rule::Server, None, async {
+                Ok(page::stream(&st.ops))
             })
             .await
         });
@@ -580,6 +605,12 @@ pub fn all(
         .unify()
         .boxed()
         .or(publish_profile)
+        .unify()
+        .boxed()
+        .or(ops_page)
+        .unify()
+        .boxed()
+        .or(ops_stream)
         .unify()
         .boxed()
         .recover(rill_runtime::ops::recover)

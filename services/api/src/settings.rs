@@ -49,6 +49,8 @@ pub struct ApiSettings {
     /// Origins, besides the api's own host, whose pages may make cookie
     /// requests that change something (CSRF). Default none.
     pub allowed_origins: Vec<String>,
+    /// The operations page (`/ops`) and its stream: what it scrapes.
+    pub ops: OpsSettings,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,
     pub redis: RedisSettings,
@@ -106,6 +108,71 @@ impl Default for ApiLimits {
     }
 }
 
+/// What the operations stream (`GET /api/ops/stream`) shows: the api
+/// scrapes these services' `/metrics` (and the edges' `/readyz`) while an
+/// operator watches, and nothing when no one does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Base URLs of every edge's HTTP listener (`http://edge-1:8080`),
+    /// where its `/metrics` and `/readyz` are. Plain `http` (the cluster's
+    /// network). Default none: the page shows no edges.
+    pub edges: Vec<String>,
+    /// Base URL of the persistence consumer's listener, for its consumer
+    /// lag per topic. Default none.
+    pub persist: Option<String>,
+    /// How often the services are scraped and the page updated, in ms.
+    /// Default 2000.
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub interval_ms: Duration,
+    /// How long one scrape may take before its service shows as down, in
+    /// ms. Default 1000.
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub scrape_timeout_ms: Duration,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            edges: Vec::new(),
+            persist: None,
+            interval_ms: Duration::from_secs(2),
+            scrape_timeout_ms: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OpsSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let plain_http = |url: &str| url.starts_with("http://") && url.len() > "http://".len();
+        if !self.edges.iter().all(|url| plain_http(url)) {
+            return Err(SettingsError::invalid(
+                "ops.edges",
+                "every edge must be an http:// URL",
+            ));
+        }
+        if self.persist.as_deref().is_some_and(|url| !plain_http(url)) {
+            return Err(SettingsError::invalid(
+                "ops.persist",
+                "must be an http:// URL",
+            ));
+        }
+        if self.interval_ms < Duration::from_millis(200) {
+            return Err(SettingsError::invalid(
+                "ops.interval_ms",
+                "must be at least 200",
+            ));
+        }
+        if self.scrape_timeout_ms.is_zero() || self.scrape_timeout_ms > self.interval_ms {
+            return Err(SettingsError::invalid(
+                "ops.scrape_timeout_ms",
+                "must be above 0 and at most ops.interval_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The login rate limit (failed logins), kept in Redis so that it holds
 /// across every api.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +213,7 @@ impl Default for ApiSettings {
             signup_lobby: None,
             test_data: false,
             allowed_origins: Vec::new(),
+            ops: OpsSettings::default(),
             kafka: KafkaSettings::default(),
             store: StoreSettings::default(),
             redis: RedisSettings::default(),
@@ -188,6 +256,7 @@ impl ServiceSettings for ApiSettings {
                 "must be above 0",
             ));
         }
+        self.ops.validate()?;
         self.kafka.validate()?;
         self.redis.validate()?;
         self.store.validate()?;

@@ -28,6 +28,8 @@ pub struct ApiState {
     /// Producer of the push topic.
     pub producer: FutureProducer,
     pub metrics: Arc<ApiMetrics>,
+    /// The operations stream's snapshots.
+    pub ops: crate::ops::Collector,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -6,14 +6,19 @@
 // RILL_SCREENSHOTS (folder for the screenshots of a failed scenario).
 // Exits 0 when the scenario passed, 1 when it failed (after saving a
 // screenshot of every open page), 2 on bad arguments.
-// services/edge/tests/browser.rs starts it and answers its `@rill` requests.
+// services/edge/tests/browser.rs starts it and answers its `@rill` requests;
+// services/api/tests/ops.rs runs the ops.mjs scenarios.
 
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
 import { closeInput, pages, step } from "./lib.mjs";
-import * as scenarios from "./scenarios.mjs";
+import * as clientScenarios from "./scenarios.mjs";
+// The api's operations page (services/api/tests/ops.rs).
+import * as opsScenarios from "./ops.mjs";
+
+const scenarios = { ...clientScenarios, ...opsScenarios };
 
 const [name, base, fixtureJson] = process.argv.slice(2);
 const scenario = scenarios[name];
