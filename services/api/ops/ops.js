@@ -200,7 +200,9 @@ function chart(name, value) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
   const top = Math.max(1, ...points);
-  const step = width / (HISTORY - 1);
+  // At least a minute wide at the default interval, so that a new chart
+  // shows a line at once and grows to five minutes.
+  const step = width / (Math.max(points.length, 30) - 1);
   const start = width - step * (points.length - 1);
   const line = document.createElementNS(SVG, "polyline");
   line.setAttribute(
@@ -211,6 +213,9 @@ function chart(name, value) {
   );
   const title = document.createElementNS(SVG, "title");
   title.textContent = `${name}: last ${points.length} points, at most ${top}`;
-  svg.append(title, line);
+  const background = document.createElementNS(SVG, "rect");
+  background.setAttribute("width", width);
+  background.setAttribute("height", height);
+  svg.append(title, background, line);
   return svg;
 }

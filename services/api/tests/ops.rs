@@ -83,7 +83,8 @@ async fn snapshot_where(response: reqwest::Response, wanted: impl Fn(&Value) -> 
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let event: String = buffer.drain(..end + 2).collect();
-            if !event.lines().any(|l| l == "event: snapshot") {
+            let named = |l: &str| l.strip_prefix("event:").map(str::trim) == Some("snapshot");
+            if !event.lines().any(named) {
                 continue;
             }
             let data: String = event

@@ -42,10 +42,10 @@ export async function opsLive(browser, base, { key, edges }) {
   }
   step(`edges: ${JSON.stringify(seen)}`);
 
-  // A chart has a line once two snapshots came.
-  await eventually("a sessions chart with a line", async () =>
+  // A chart has a line once two snapshots came; a few, for the picture.
+  await eventually("sessions charts with a line", async () =>
     page.$$eval(".sessions svg polyline", (lines) =>
-      lines.some((l) => (l.getAttribute("points") ?? "").split(" ").length >= 2),
+      lines.length === 2 && lines.every((l) => (l.getAttribute("points") ?? "").split(" ").length >= 5),
     ),
   );
   const health = await page.$$eval("#health tbody tr", (trs) => trs.map((tr) => tr.textContent));
