@@ -436,6 +436,9 @@ edge_env+=("RILL_TOKENS__HS256_KEYS=[{kid=\"dev\",secret=\"$token_secret\"}]")
 # The api: the dev key, test data on, and a lobby every new account joins.
 api_env=("RILL_API_KEYS__KEYS=[{name=\"dev\",sha256=\"$api_key_digest\"}]"
   "RILL_TEST_DATA=true" "RILL_SIGNUP_LOBBY=${RILL_SIGNUP_LOBBY:-Lobby}")
+# What the operations page (/ops on the api) watches.
+api_env+=("RILL_OPS__EDGES=[\"http://127.0.0.1:$edge1_port\",\"http://127.0.0.1:$edge2_port\"]"
+  "RILL_OPS__PERSIST=http://127.0.0.1:$persist_port")
 supervise edge-1 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge1_port" RILL_NODE_ID=edge-1 "$bin/edge"
 supervise edge-2 env "${common_env[@]}" "${edge_env[@]}" RILL_LISTEN="127.0.0.1:$edge2_port" RILL_NODE_ID=edge-2 "$bin/edge"
 supervise api env "${common_env[@]}" "${api_env[@]}" RILL_LISTEN="127.0.0.1:$api_port" "$bin/api"
@@ -465,6 +468,7 @@ cat <<EOF
   (create an account there: it joins the profile "${RILL_SIGNUP_LOBBY:-Lobby}")
 
   server API key:  $api_key   (X-Api-Key; kept in $state/api-key)
+  operations page: http://127.0.0.1:$api_port/ops   (asks for the server API key)
   test data:       curl -H "X-Api-Key: $api_key" -H 'content-type: application/json' \\
                      -d '{"users":20,"profiles":4}' http://127.0.0.1:$http_port/api/testdata
   token secret:    $state/token-secret (HS256, kid "dev": connection tokens for /login/token)
