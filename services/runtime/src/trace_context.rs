@@ -8,9 +8,9 @@
 //! at once, links its span to each of them ([`link_from`]).
 
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt as _;
 /// One record's place in a trace, as [`link_from`] finds it.
 pub use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 

@@ -15,12 +15,15 @@
 //! - [`cassandra`]: a Cassandra node of a test's own, to kill and restart.
 //! - [`store`]: a SQLite file or a Cassandra keyspace of the test's own.
 //! - [`stack`]: broker + edges + Traefik.
+//! - [`otlp`]: an OpenTelemetry (OTLP/HTTP) receiver that keeps the spans
+//!   the services export, to check traces.
 //! - [`client`]: an HTTP client with a cookie jar, WebSocket and SSE
 //!   clients that read JSON events.
 
 pub mod broker;
 pub mod cassandra;
 pub mod client;
+pub mod otlp;
 pub mod process;
 pub mod redis;
 pub mod service;

@@ -32,6 +32,9 @@ impl ServiceProcess {
 }
 
 /// Starts `binary` listening on `addr` with `env` added, without waiting.
+/// The test's own `RILL_CONFIG` and `OTEL_EXPORTER_OTLP_ENDPOINT` are not
+/// passed on (the process exports no spans), unless `env` sets them: a
+/// test that checks spans adds `otlp::OtlpReceiver::env`.
 pub fn spawn(binary: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> ChildGuard {
     let name = binary
         .file_name()
