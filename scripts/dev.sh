@@ -468,7 +468,7 @@ cat <<EOF
   (create an account there: it joins the profile "${RILL_SIGNUP_LOBBY:-Lobby}")
 
   server API key:  $api_key   (X-Api-Key; kept in $state/api-key)
-  operations page: http://127.0.0.1:$api_port/ops   (asks for the server API key)
+  operations page: http://127.0.0.1:$http_port/api/ops   (asks for the server API key)
   test data:       curl -H "X-Api-Key: $api_key" -H 'content-type: application/json' \\
                      -d '{"users":20,"profiles":4}' http://127.0.0.1:$http_port/api/testdata
   token secret:    $state/token-secret (HS256, kid "dev": connection tokens for /login/token)

@@ -55,9 +55,9 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/testdata", Rule::Server),
     ("DELETE", "/api/testdata", Rule::Server),
     // The operations page holds no data; its stream needs a server key.
-    ("GET", "/ops", Rule::Anyone),
-    ("GET", "/ops/ops.js", Rule::Anyone),
-    ("GET", "/ops/ops.css", Rule::Anyone),
+    ("GET", "/api/ops", Rule::Anyone),
+    ("GET", "/api/ops/ops.js", Rule::Anyone),
+    ("GET", "/api/ops/ops.css", Rule::Anyone),
     ("GET", "/api/ops/stream", Rule::Server),
 ];
 
@@ -507,11 +507,11 @@ pub fn all(
             .await
         });
 
-    let ops_page = warp::path!("ops")
+    let ops_page = warp::path!("api" / "ops")
         .map(|| &page::INDEX)
-        .or(warp::path!("ops" / "ops.js").map(|| &page::SCRIPT))
+        .or(warp::path!("api" / "ops" / "ops.js").map(|| &page::SCRIPT))
         .unify()
-        .or(warp::path!("ops" / "ops.css").map(|| &page::STYLE))
+        .or(warp::path!("api" / "ops" / "ops.css").map(|| &page::STYLE))
         .unify()
         .and(warp::get())
         .map(page::serve);

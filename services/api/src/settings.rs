@@ -49,7 +49,7 @@ pub struct ApiSettings {
     /// Origins, besides the api's own host, whose pages may make cookie
     /// requests that change something (CSRF). Default none.
     pub allowed_origins: Vec<String>,
-    /// The operations page (`/ops`) and its stream: what it scrapes.
+    /// The operations page (`/api/ops`) and its stream: what it scrapes.
     pub ops: OpsSettings,
     pub kafka: KafkaSettings,
     pub store: StoreSettings,

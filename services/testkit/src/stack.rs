@@ -160,7 +160,7 @@ impl Stack {
             persist: false,
             ..Parts::ALL
         };
-        Self::start_full(Broker::start().await, edges, parts, TestStore::sqlite(), |_| {}).await
+        Self::start_parts(edges, parts).await
     }
 
     /// As [`Stack::start`], but without a sequencer: the test runs its own
@@ -171,7 +171,13 @@ impl Stack {
             sequencer: false,
             ..Parts::ALL
         };
-        Self::start_full(Broker::start().await, edges, parts, TestStore::sqlite(), |_| {}).await
+        Self::start_parts(edges, parts).await
+    }
+
+    /// On the run's broker and SQLite, with only `parts` of the consumers.
+    async fn start_parts(edges: usize, parts: Parts) -> Self {
+        let broker = Broker::start().await;
+        Self::start_full(broker, edges, parts, TestStore::sqlite(), |_| {}).await
     }
 
     /// As [`Stack::start`], with the services on `store` (say, a keyspace

@@ -1,4 +1,4 @@
-//! The live operations page: `GET /ops` (a page with no data in it, for
+//! The live operations page: `GET /api/ops` (a page with no data in it, for
 //! anyone) and `GET /api/ops/stream` (Server-Sent Events, for a server API
 //! key only), which every `ops.interval_ms` sends a [`Snapshot`]: each
 //! edge's availability, sessions, sends and deliveries per second, the

@@ -8,8 +8,8 @@ import { SOON, assert, eventually, newPage, screenshot, step } from "./lib.mjs";
 export async function opsLive(browser, base, { key, edges }) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   const page = await newPage(context, "ops");
-  const response = await page.goto(new URL("/ops", base).href);
-  assert(response.ok(), `GET /ops: ${response.status()}`);
+  const response = await page.goto(new URL("/api/ops", base).href);
+  assert(response.ok(), `GET /api/ops: ${response.status()}`);
 
   step("a wrong key");
   await page.fill("#api-key", "rk_not-the-key");
