@@ -2,7 +2,8 @@
 //! (by position): newest first, or oldest first from a position on.
 //!
 //! `before` and `after` are positions (`{offset}-{check}`, as the `message`
-//! event and each item carry). Only the offset bounds the page: the check
+//! event and each item carry); with both, the page holds what lies between
+//! them, oldest first. Only the offset bounds the page: the check
 //! names the message a client saw, which matters to a replay, not to where
 //! a page of history starts.
 
@@ -51,17 +52,16 @@ pub async fn messages(state: &ApiState, id: &str, query: Query) -> Result<Respon
     let limit = query.limit(&state.settings.limits)?;
     let before = query.position("before")?;
     let after = query.position("after")?;
-    if before.is_some() && after.is_some() {
-        return Err(ApiError::BadQuery {
-            name: "after",
-            reason: "give before or after, not both".into(),
-        });
-    }
     let profile = profiles::existing(state, id.parse()?).await?.id;
     let store = state.store();
     match after {
         Some(after) => {
-            let messages = store.history_after(profile, after.offset, limit).await?;
+            let mut messages = store.history_after(profile, after.offset, limit).await?;
+            // With `before` too: the messages between the two (a client
+            // filling a hole it knows both ends of).
+            if let Some(before) = before {
+                messages.retain(|m| m.offset < before.offset);
+            }
             let next_after = next(&messages, limit);
             let items = messages.iter().map(view).collect();
             Ok(json(StatusCode::OK, &NewerPage { items, next_after }))
