@@ -150,7 +150,14 @@ impl Stack {
 
     /// As [`Stack::start`], with each edge's settings changed by `tweak`.
     pub async fn start_with(edges: usize, tweak: impl Fn(&mut EdgeSettings)) -> Self {
-        Self::start_full(Broker::start().await, edges, Parts::ALL, TestStore::sqlite(), tweak).await
+        Self::start_full(
+            Broker::start().await,
+            edges,
+            Parts::ALL,
+            TestStore::sqlite(),
+            tweak,
+        )
+        .await
     }
 
     /// As [`Stack::start`], but without a persistence consumer: the test
