@@ -423,6 +423,9 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     // to tighten.
     settings.limits.opens_per_user = unlimited;
     settings.limits.opens_per_address = unlimited;
+    // Bursts of a few thousand messages (a restarted sequencer's backlog)
+    // reach a reader at once; the queue-bytes test sets its own bound.
+    settings.limits.session_queue_bytes = 8 * 1024 * 1024;
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = Duration::from_secs(2);
     // Tests share two cores with everything else of the suite: a busy
