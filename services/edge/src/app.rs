@@ -18,6 +18,7 @@ use crate::capacity::{self, Capacity};
 use crate::disconnect::{Disconnect, ReconnectReason};
 use crate::from_kafka::{Delivery, DeliveryParts};
 use crate::hub::Hub;
+use crate::kafka_link::KafkaLink;
 use crate::membership::Membership;
 use crate::metrics::EdgeMetrics;
 use crate::routes;
@@ -188,15 +189,22 @@ impl Edge {
             metrics: metrics.clone(),
             tasks: tasks.clone(),
         });
+        let stop = CancellationToken::new();
+        let kafka = KafkaLink::start(
+            sessions.publisher.clone(),
+            settings.availability.kafka_unreachable_ms,
+            stop.clone(),
+        );
         let state = Arc::new(EdgeState {
             settings,
             edge_id,
             sessions,
             transport,
             availability,
+            kafka,
             metrics,
             shutdown,
-            stop: CancellationToken::new(),
+            stop,
             tasks,
         });
         Ok(Self {

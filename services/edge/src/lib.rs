@@ -39,6 +39,7 @@ mod error;
 mod events;
 mod from_kafka;
 mod hub;
+mod kafka_link;
 mod membership;
 mod metrics;
 mod recovery;

@@ -281,6 +281,11 @@ pub struct Availability {
     /// How often the event-loop lag is probed, in ms. Default 250.
     #[serde(with = "rill_runtime::settings::millis")]
     pub probe_interval_ms: Duration,
+    /// Not ready (`/readyz` 503) when Kafka has not answered the edge
+    /// for this long, in ms: sends would fail, nothing new would be
+    /// delivered. The edge asks every third of it. Default 5000.
+    #[serde(with = "rill_runtime::settings::millis")]
+    pub kafka_unreachable_ms: Duration,
 }
 
 impl Default for Availability {
@@ -291,6 +296,7 @@ impl Default for Availability {
             lag_warning_ms: Duration::from_millis(100),
             lag_critical_ms: Duration::from_millis(500),
             probe_interval_ms: Duration::from_millis(250),
+            kafka_unreachable_ms: Duration::from_millis(5000),
         }
     }
 }
@@ -535,6 +541,14 @@ impl EdgeSettings {
             return Err(SettingsError::invalid(
                 "availability.warning_percent",
                 "need 0 <= warning_percent <= critical_percent <= 100, critical above 0",
+            ));
+        }
+        if !(Duration::from_millis(300)..=Duration::from_secs(300))
+            .contains(&a.kafka_unreachable_ms)
+        {
+            return Err(SettingsError::invalid(
+                "availability.kafka_unreachable_ms",
+                "must be between 300 and 300000",
             ));
         }
         if a.lag_warning_ms > a.lag_critical_ms {

@@ -9,6 +9,7 @@ use rill_runtime::shutdown::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::availability::{Availability, Level};
+use crate::kafka_link::KafkaLink;
 use crate::metrics::EdgeMetrics;
 use crate::session::Sessions;
 use crate::settings::EdgeSettings;
@@ -21,6 +22,8 @@ pub struct EdgeState {
     pub sessions: Arc<Sessions>,
     pub transport: Arc<transport::Context>,
     pub availability: Arc<Availability>,
+    /// Whether Kafka answers.
+    pub kafka: Arc<KafkaLink>,
     pub metrics: Arc<EdgeMetrics>,
     /// Cancelled by the shutdown signal: the edge drains from then on.
     pub shutdown: CancellationToken,
@@ -32,11 +35,12 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    /// Ready for new sessions: not draining, available, and the recovery
-    /// window read back since start-up.
+    /// Ready for new sessions: not draining, available, the recovery
+    /// window read back since start-up, and Kafka answering.
     pub fn is_ready(&self) -> bool {
         !self.shutdown.is_cancelled()
             && self.availability.level() == Level::Available
             && self.sessions.recent.is_caught_up()
+            && self.kafka.reachable()
     }
 }

@@ -142,10 +142,6 @@ impl Publisher {
 
     /// Whether a broker answers a metadata request for the message topic
     /// within `timeout` (blocks: call it off the runtime).
-    #[allow(
-        dead_code,
-        reason = "for the readiness check of a broker outage (issue 18.3), not yet committed"
-    )]
     pub fn brokers_answer(&self, timeout: Duration) -> bool {
         use rdkafka::producer::Producer as _;
         self.producer

@@ -150,6 +150,11 @@ impl PersistConsumer {
         loop {
             match self.consumer.recv().await {
                 Ok(record) => return record,
+                // The client reconnects by itself: read on (a back-off
+                // per queued event held the records behind them).
+                Err(err) if rill_runtime::kafka::is_connection_event(&err) => {
+                    tracing::warn!(error = %err, "Kafka connection lost; the client reconnects");
+                }
                 Err(err) => {
                     let pause = backoff.next_pause();
                     tracing::warn!(error = %err, retry_in = ?pause, "Kafka read failed; retrying");

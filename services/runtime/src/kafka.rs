@@ -167,3 +167,38 @@ async fn wait_for_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<()
     }
     Ok(())
 }
+
+/// Whether a consumer's read error only reports the state of a broker
+/// connection (lost, or every one down): librdkafka reconnects by itself
+/// and goes on reading where it was, so the loop reads on at once. Such
+/// errors are queued like records while the broker is away (a few every
+/// reconnect attempt) and handed out one per read when it is back: a
+/// read loop that waited a back-off after each of them (up to 5 s) went
+/// on delivering minutes after a 20-second outage.
+pub fn is_connection_event(err: &KafkaError) -> bool {
+    matches!(
+        err,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_events_are_told_from_other_read_errors() {
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(is_connection_event(&KafkaError::MessageConsumption(code)));
+        }
+        assert!(!is_connection_event(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+        assert!(!is_connection_event(&KafkaError::Canceled));
+    }
+}

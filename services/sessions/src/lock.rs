@@ -22,6 +22,13 @@
 //! its locks (declared dead, paused past the TTL) never brings its old
 //! entries back, nor removes a newer session's.
 //!
+//! A lock that a server no longer has at all (it restarted without its
+//! data, or the lock expired while the server was away) is taken again by
+//! the refresh, with its token, fence and record, unless its holder was
+//! declared dead: nobody else holds the pair there, and the session is
+//! live. So a Redis restarted empty (or paused past the locks' expiry)
+//! ends no session; the locks are back with the next refresh.
+//!
 //! Fencing: each server keeps one counter, `{prefix}:fence`. An acquisition
 //! increments it on every server that granted the lock (never below the
 //! current time in ms, so a server restarted without its data does not go
@@ -70,27 +77,38 @@ if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
 end
 return 1";
 
-// The per-lock scripts below take four KEYS a lock (the lock,
-// `launched:{user}`, `live:{profile}`, the holder's `sessions`) and, after
-// their fixed ARGV, three ARGV a lock (token, user, profile): see
-// `LockManager::per_lock_script`.
+// The per-lock scripts below take five KEYS a lock (the lock,
+// `launched:{user}`, `live:{profile}`, the holder's `sessions`, the
+// holder's `dead` mark) and, after their fixed ARGV, four ARGV a lock
+// (token, user, profile, fence): see `LockManager::per_lock_script`.
 
-/// Extends each lock whose value is its token by ARGV[1] ms, and re-adds
-/// its registry entries (scored ARGV[2], the expiry in ms) with it; one 1
-/// (extended) or 0 (not ours) a lock.
+/// Extends each lock whose value is its token by ARGV[1] ms; takes a lock
+/// that is gone (the server lost it) again with its token, and its
+/// holder's record of it, unless the holder was declared dead; and re-adds
+/// the registry entries (scored ARGV[2], the expiry in ms) of both. One 1
+/// (extended), 2 (taken again) or 0 (another's, or the holder is dead) a
+/// lock.
 const REFRESH: &str = r"
 local out = {}
-for i = 1, #KEYS / 4 do
-  local k, a = (i - 1) * 4, 2 + (i - 1) * 3
-  if redis.call('GET', KEYS[k + 1]) == ARGV[a + 1] then
+for i = 1, #KEYS / 5 do
+  local k, a = (i - 1) * 5, 2 + (i - 1) * 4
+  local holder = redis.call('GET', KEYS[k + 1])
+  if holder == ARGV[a + 1] then
     redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
+    out[i] = 1
+  elseif not holder and redis.call('EXISTS', KEYS[k + 5]) == 0 then
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ARGV[1])
+    redis.call('HSET', KEYS[k + 4], ARGV[a + 1], ARGV[a + 2] .. ':' .. ARGV[a + 3] .. ':' .. ARGV[a + 4])
+    redis.call('PEXPIRE', KEYS[k + 4], ARGV[1])
+    out[i] = 2
+  else
+    out[i] = 0
+  end
+  if out[i] > 0 then
     redis.call('ZADD', KEYS[k + 2], ARGV[2], ARGV[a + 3])
     redis.call('PEXPIRE', KEYS[k + 2], ARGV[1])
     redis.call('ZADD', KEYS[k + 3], ARGV[2], ARGV[a + 2])
     redis.call('PEXPIRE', KEYS[k + 3], ARGV[1])
-    out[i] = 1
-  else
-    out[i] = 0
   end
 end
 return out";
@@ -100,8 +118,8 @@ return out";
 /// record. How many locks it deleted.
 const RELEASE: &str = r"
 local deleted = 0
-for i = 1, #KEYS / 4 do
-  local k, a = (i - 1) * 4, (i - 1) * 3
+for i = 1, #KEYS / 5 do
+  local k, a = (i - 1) * 5, (i - 1) * 4
   local holder = redis.call('GET', KEYS[k + 1])
   if holder == ARGV[a + 1] then
     deleted = deleted + redis.call('DEL', KEYS[k + 1])
@@ -121,8 +139,8 @@ return deleted";
 /// holds the pair) a lock.
 const TAKE_OVER: &str = r"
 local out = {}
-for i = 1, #KEYS / 4 do
-  local k, a = (i - 1) * 4, 1 + (i - 1) * 3
+for i = 1, #KEYS / 5 do
+  local k, a = (i - 1) * 5, 1 + (i - 1) * 4
   local holder = redis.call('GET', KEYS[k + 1])
   if holder == ARGV[a + 1] then
     redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
@@ -138,7 +156,8 @@ return out";
 
 /// Locks refreshed, taken over or released by one script call, so that no
 /// call holds a server for long: a refresh runs seven commands a lock
-/// (the registry entries ride along), 1,750 a call.
+/// (the registry entries ride along; ten for a lock taken again), 1,750
+/// a call.
 const LOCKS_PER_CALL: usize = 250;
 
 /// A held lock.
@@ -177,9 +196,11 @@ pub enum LockError {
 /// What a refresh (or a take-over) found out about one lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
-    /// A majority extended it.
+    /// A majority extended it (or, where a server had lost it, took it
+    /// again).
     Held,
-    /// A majority no longer holds it: it expired, maybe taken by another.
+    /// A majority no longer holds it for us: another session has the
+    /// pair, or the holder was declared dead.
     Lost,
     /// Too few servers answered to say.
     Unknown,
@@ -311,6 +332,16 @@ impl LockManager {
         if !granted.is_empty() {
             self.release(std::slice::from_ref(&lock)).await;
         }
+        if answers.iter().any(Result::is_err) {
+            // A server that did not answer in time may still run the
+            // script later (it was paused, say, with our call in its
+            // socket): the lock would then stay, held by nobody, for a
+            // whole TTL. The release follows it on the same connection;
+            // in the background, so that the refusal is not held up by a
+            // server that does not answer.
+            let manager = self.clone();
+            tokio::spawn(async move { manager.release_unanswered(&lock).await });
+        }
         if dead {
             return Err(LockError::HolderDead);
         }
@@ -335,6 +366,18 @@ impl LockManager {
             let answers = self
                 .per_lock_script::<Vec<i64>>(REFRESH, &[ttl_ms, expires], chunk)
                 .await;
+            for (i, answer) in answers.iter().enumerate() {
+                let taken_again = answer
+                    .as_ref()
+                    .map_or(0, |a| a.iter().filter(|&&v| v == 2).count());
+                if taken_again > 0 {
+                    tracing::warn!(
+                        redis = self.nodes.name(i),
+                        locks = taken_again,
+                        "live-session locks were gone from a Redis server (restarted without its data?): taken again"
+                    );
+                }
+            }
             outcomes.extend((0..chunk.len()).map(|i| self.outcome(&answers, i)));
         }
         outcomes
@@ -357,17 +400,18 @@ impl LockManager {
         outcomes
     }
 
-    /// What the servers' answers say of lock `i`: 1 is ours, 0 is not.
+    /// What the servers' answers say of lock `i`: 1 (held) or 2 (taken
+    /// again) is ours, 0 is not.
     fn outcome(&self, answers: &[Result<Vec<i64>, redis::RedisError>], i: usize) -> Refresh {
-        let said = |v: i64| {
+        let said = |ours: bool| {
             answers
                 .iter()
-                .filter(|a| matches!(a, Ok(got) if got.get(i) == Some(&v)))
+                .filter(|a| matches!(a, Ok(got) if got.get(i).is_some_and(|&v| (v > 0) == ours)))
                 .count()
         };
-        if said(1) >= self.nodes.quorum() {
+        if said(true) >= self.nodes.quorum() {
             Refresh::Held
-        } else if said(0) > self.nodes.len() - self.nodes.quorum() {
+        } else if said(false) > self.nodes.len() - self.nodes.quorum() {
             Refresh::Lost
         } else {
             Refresh::Unknown
@@ -391,37 +435,16 @@ impl LockManager {
     }
 
     /// Runs `script` on every server with `fixed` first in ARGV, then, per
-    /// lock, four KEYS (the lock, `launched:{user}`, `live:{profile}`, the
-    /// holder's `sessions`) and three ARGV (token, user, profile); one
-    /// answer per server.
+    /// lock, five KEYS (the lock, `launched:{user}`, `live:{profile}`, the
+    /// holder's `sessions` and `dead` mark) and four ARGV (token, user,
+    /// profile, fence); one answer per server.
     async fn per_lock_script<T: redis::FromRedisValue>(
         &self,
         script: &str,
         fixed: &[i64],
         locks: &[Lock],
     ) -> Vec<Result<T, redis::RedisError>> {
-        let p = &self.prefix;
-        let keys: Vec<[String; 4]> = locks
-            .iter()
-            .map(|l| {
-                [
-                    keys::lock(p, l.user, l.profile),
-                    keys::launched(p, l.user),
-                    keys::live(p, l.profile),
-                    keys::edge(p, &l.holder, EdgeKey::Sessions),
-                ]
-            })
-            .collect();
-        let args: Vec<[String; 3]> = locks
-            .iter()
-            .map(|l| {
-                [
-                    token_text(l.token),
-                    l.user.to_string(),
-                    l.profile.to_string(),
-                ]
-            })
-            .collect();
+        let (keys, args) = self.per_lock_params(locks);
         let script = redis::Script::new(script);
         self.nodes
             .on_each(|mut conn: ConnectionManager| {
@@ -443,6 +466,60 @@ impl LockManager {
                 }
             })
             .await
+    }
+
+    /// Releases `lock` after an acquisition that some servers did not
+    /// answer, with the script's text (`EVAL`) rather than its hash: the
+    /// call may wait in the socket of a paused server, behind the
+    /// acquisition, and a server that never released a lock before has
+    /// no `RELEASE` script to run by its hash.
+    async fn release_unanswered(&self, lock: &Lock) {
+        let (keys, args) = self.per_lock_params(std::slice::from_ref(lock));
+        let mut call = redis::cmd("EVAL");
+        call.arg(RELEASE).arg(keys[0].len());
+        call.arg(&keys[0][..]).arg(&args[0][..]);
+        let answers = self
+            .nodes
+            .on_each(|mut conn| {
+                let call = &call;
+                async move { call.query_async::<u64>(&mut conn).await }
+            })
+            .await;
+        for (i, answer) in answers.iter().enumerate() {
+            if let Err(err) = answer {
+                tracing::debug!(redis = self.nodes.name(i), error = %err, "release of an unanswered lock: Redis did not answer; it runs when the server does");
+            }
+        }
+    }
+
+    /// Per lock, the five KEYS and four ARGV of the per-lock scripts.
+    #[allow(clippy::type_complexity)]
+    fn per_lock_params(&self, locks: &[Lock]) -> (Vec<[String; 5]>, Vec<[String; 4]>) {
+        let p = &self.prefix;
+        let keys: Vec<[String; 5]> = locks
+            .iter()
+            .map(|l| {
+                [
+                    keys::lock(p, l.user, l.profile),
+                    keys::launched(p, l.user),
+                    keys::live(p, l.profile),
+                    keys::edge(p, &l.holder, EdgeKey::Sessions),
+                    keys::edge(p, &l.holder, EdgeKey::Dead),
+                ]
+            })
+            .collect();
+        let args: Vec<[String; 4]> = locks
+            .iter()
+            .map(|l| {
+                [
+                    token_text(l.token),
+                    l.user.to_string(),
+                    l.profile.to_string(),
+                    l.fence.to_string(),
+                ]
+            })
+            .collect();
+        (keys, args)
     }
 }
 

@@ -211,3 +211,129 @@ async fn many_locks_are_released_in_one_call_and_only_our_own() {
         "a stale token does not release the current holder's lock"
     );
 }
+
+/// The keys of one lock's holder record and the pair's lock, as the
+/// scripts name them (prefix `test`).
+fn lock_key(user: UserId, profile: ProfileId) -> String {
+    format!("test:lock:{user}:{profile}")
+}
+
+async fn raw(redis: &Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the server is up")
+}
+
+#[tokio::test]
+async fn a_lock_its_server_lost_is_taken_again_by_the_refresh_unless_its_holder_is_dead() {
+    let mut redis = Redis::start();
+    let locks = locks(&[&redis], LONG);
+    let (user, profile) = pair();
+    let lock = locks.acquire(&ME, user, profile).await.expect("free");
+    let dead = Incarnation::new("dead");
+    let (dead_user, dead_profile) = pair();
+    let dead_lock = locks
+        .acquire(&dead, dead_user, dead_profile)
+        .await
+        .expect("free");
+
+    // The server restarts without its data.
+    redis.start_again();
+    let both = [lock.clone(), dead_lock.clone()];
+    let mut outcomes = locks.refresh(&both).await;
+    // The connection comes back with the command after a failed one.
+    for _ in 0..20 {
+        if outcomes != [Refresh::Unknown, Refresh::Unknown] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        outcomes = locks.refresh(&both).await;
+    }
+    assert_eq!(outcomes[0], Refresh::Held, "taken again");
+    assert!(
+        matches!(
+            locks.acquire(&ME, user, profile).await,
+            Err(LockError::Busy)
+        ),
+        "the lock holds again: {outcomes:?}"
+    );
+    let mut conn = raw(&redis).await;
+    let record: Option<String> = redis::cmd("HGET")
+        .arg(format!("test:edge:{}:sessions", ME.as_str()))
+        .arg(format!("{:032x}", lock_token(&mut conn, &lock).await))
+        .query_async(&mut conn)
+        .await
+        .expect("hget");
+    assert_eq!(
+        record,
+        Some(format!("{user}:{profile}:{}", lock.fence)),
+        "with its holder's record, for a survivor should the edge die"
+    );
+
+    // A lock of an incarnation declared dead (by a survivor, which freed
+    // it) is not taken again.
+    let _: () = redis::cmd("SET")
+        .arg(format!("test:edge:{}:dead", dead.as_str()))
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .expect("mark dead");
+    let _: () = redis::cmd("DEL")
+        .arg(lock_key(dead_user, dead_profile))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert_eq!(
+        locks.refresh(std::slice::from_ref(&dead_lock)).await,
+        [Refresh::Lost]
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(lock_key(dead_user, dead_profile))
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert!(!exists, "a dead holder's lock stays free");
+}
+
+/// The token a lock holds on the server, as a number.
+async fn lock_token(
+    conn: &mut redis::aio::MultiplexedConnection,
+    lock: &rill_sessions::Lock,
+) -> u128 {
+    let text: String = redis::cmd("GET")
+        .arg(lock_key(lock.user, lock.profile))
+        .query_async(conn)
+        .await
+        .expect("the lock is there");
+    u128::from_str_radix(&text, 16).expect("a hex token")
+}
+
+#[tokio::test]
+async fn an_acquisition_a_paused_server_runs_late_leaves_no_lock_behind() {
+    let redis = Redis::start();
+    let locks = locks(&[&redis], LONG);
+    let (user, profile) = pair();
+    // The server has never released a lock (no release script of its own).
+    redis.process.pause();
+    let refused = locks.acquire(&ME, user, profile).await;
+    assert!(
+        matches!(refused, Err(LockError::NoQuorum { .. })),
+        "{refused:?}"
+    );
+    redis.process.resume();
+    // The acquisition ran when the server woke; the release queued behind
+    // it frees the lock, long before its TTL.
+    let since = std::time::Instant::now();
+    loop {
+        match locks.acquire(&ME, user, profile).await {
+            Ok(_) => break,
+            Err(err) => assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the late acquisition still holds the lock: {err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,4 +1,6 @@
-//! A real Redis server on a free port, without persistence.
+//! A real Redis server on a free port, without persistence: one a test
+//! may stop and start again on the same port (it comes back empty, as a
+//! Redis without persistence does), or pause.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -39,5 +41,17 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
+    }
+
+    /// Kills the server (SIGKILL): connections are refused until
+    /// [`Redis::start_again`].
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// A new, empty server on the same address, once the old one is gone.
+    pub fn start_again(&mut self) {
+        self.process.kill();
+        *self = Self::start_on(self.addr);
     }
 }

@@ -433,6 +433,9 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     // test sets its own thresholds).
     settings.availability.lag_warning_ms = Duration::from_secs(2);
     settings.availability.lag_critical_ms = Duration::from_secs(5);
+    // Nor a slow answer of the shared broker (the broker-outage test sets
+    // its own).
+    settings.availability.kafka_unreachable_ms = Duration::from_secs(15);
     settings.drain.reconnect_jitter_ms = Duration::from_millis(100);
     // A busy moment of the shared machine must not make an edge look dead
     // to the others (the dead-edge tests run edge processes with the

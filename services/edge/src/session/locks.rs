@@ -6,8 +6,12 @@
 //! batches of what closed meanwhile: a drain closing thousands of sessions
 //! makes a few Redis calls, not thousands.
 //!
-//! A session whose lock is lost (expired and maybe taken by another) or
-//! could not be confirmed for a whole TTL ends with `reconnect`.
+//! A session whose lock is lost (another session has the pair) or could
+//! not be confirmed for a whole TTL ends with `reconnect`. A lock a Redis
+//! server lost (restarted empty) is taken again by the refresh
+//! (`rill_sessions::lock`); so that it never takes again the lock of a
+//! session that closed meanwhile after its release, releases wait while a
+//! refresh is under way (`SessionLocks::refreshing`).
 //!
 //! Every lock is taken for this edge's current incarnation (`peers.rs`),
 //! which records it in Redis for the survivors, should the edge die. When
@@ -61,6 +65,11 @@ pub struct SessionLocks {
     /// (closing the queue) at shutdown once every leave was sent.
     closed: Mutex<Option<mpsc::UnboundedSender<Lock>>>,
     releaser: Mutex<Option<JoinHandle<()>>>,
+    /// Held by a refresh from before it reads the held locks until Redis
+    /// answered, and by each release: a lock released after the refresh
+    /// read it is released after the refresh, which may have taken it
+    /// again (a lock gone from Redis is re-established).
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An incarnation of this edge, and whether it was declared dead.
@@ -133,6 +142,7 @@ impl SessionLocks {
         dead_after: Duration,
     ) -> Arc<Self> {
         let (closed, queue) = mpsc::unbounded_channel();
+        let refreshing = Arc::new(tokio::sync::Mutex::new(()));
         let locks = Arc::new(Self {
             manager,
             registry,
@@ -144,8 +154,9 @@ impl SessionLocks {
             leaving: TaskTracker::new(),
             closed: Mutex::new(Some(closed)),
             releaser: Mutex::default(),
+            refreshing: refreshing.clone(),
         });
-        let releaser = tokio::spawn(release_closed(locks.manager.clone(), queue));
+        let releaser = tokio::spawn(release_closed(locks.manager.clone(), queue, refreshing));
         *locks.releaser.lock().unwrap_or_else(|e| e.into_inner()) = Some(releaser);
         locks
     }
@@ -181,6 +192,7 @@ impl SessionLocks {
             },
             None => lock,
         };
+        let _refresh_over = self.refreshing.lock().await;
         self.manager.release(std::slice::from_ref(&lock)).await;
     }
 
@@ -306,6 +318,7 @@ impl SessionLocks {
             tracing::debug!("heartbeat overdue: the locks wait for the next heartbeat");
             return;
         }
+        let _releases_wait = self.refreshing.lock().await;
         let (slots, locks): (Vec<u64>, Vec<Lock>) = {
             let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             held.iter()
@@ -346,9 +359,14 @@ impl SessionLocks {
 /// Releases what `queue` brings, in batches of what arrived meanwhile, until
 /// the queue closes. A release also drops the sessions' registry entries
 /// and this edge's records of them (`rill_sessions::lock`).
-async fn release_closed(manager: LockManager, mut queue: mpsc::UnboundedReceiver<Lock>) {
+async fn release_closed(
+    manager: LockManager,
+    mut queue: mpsc::UnboundedReceiver<Lock>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+) {
     let mut batch = Vec::with_capacity(RELEASE_BATCH);
     while queue.recv_many(&mut batch, RELEASE_BATCH).await > 0 {
+        let _refresh_over = refreshing.lock().await;
         manager.release(&batch).await;
         batch.clear();
     }
