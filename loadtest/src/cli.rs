@@ -24,6 +24,7 @@ rill-load: load generator for Rill (WebSocket, SSE) and a Socket.IO peer
 
 USAGE:
     rill-load run [OPTIONS]
+    rill-load faults [OPTIONS]   clients through faults: rill-load faults --help
     rill-load --help
 
 Target:
@@ -99,6 +100,7 @@ Measurement:
 pub enum Command {
     Help,
     Run(Box<RunArgs>),
+    Faults(Box<crate::faults::args::FaultArgs>),
     Worker,
 }
 
@@ -245,6 +247,10 @@ pub fn parse_with_env(
                 match v.as_str() {
                     "run" => subcommand = Some(v),
                     "worker" => return Ok(Command::Worker),
+                    "faults" => {
+                        let args = crate::faults::args::parse(&mut parser, &env)?;
+                        return Ok(Command::Faults(Box::new(args)));
+                    }
                     _ => return Err(format!("unknown command {v:?}").into()),
                 }
             }

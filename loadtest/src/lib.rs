@@ -15,6 +15,10 @@
 //! At the end it reads the edges' own send-to-Kafka-ack histogram
 //! ([`edge_view`]).
 //!
+//! `rill-load faults` ([`faults`]) is another kind of run: few clients that
+//! come back after every disconnect while a scenario injects faults, and a
+//! verdict on what each saw.
+//!
 //! - [`cli`]: the command line.
 //! - [`login`]: a session's user logged in at an edge with a connection
 //!   token, for the session cookie.
@@ -23,6 +27,7 @@
 pub mod cli;
 pub mod coordinator;
 pub mod edge_view;
+pub mod faults;
 pub mod intervals;
 pub mod login;
 pub mod plan;

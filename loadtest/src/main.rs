@@ -27,6 +27,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             rill_loadtest::cli::Command::Run(args) => rill_loadtest::coordinator::run(args).await,
+            rill_loadtest::cli::Command::Faults(args) => rill_loadtest::faults::run(*args).await,
             rill_loadtest::cli::Command::Worker => rill_loadtest::worker::run().await,
         }
     });
