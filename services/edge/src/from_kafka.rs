@@ -156,6 +156,13 @@ impl Delivery {
             };
             let record = match record {
                 Ok(record) => record,
+                // librdkafka reconnects by itself and queues one event per
+                // failed attempt: waiting after each would hold delivery
+                // back long after the broker returned.
+                Err(err) if rill_runtime::kafka::is_connection_event(&err) => {
+                    tracing::debug!(error = %err, "Kafka connection lost; the client reconnects");
+                    continue;
+                }
                 Err(err) => {
                     let pause = backoff.next_pause();
                     tracing::warn!(error = %err, retry_in = ?pause, "Kafka read failed; retrying");

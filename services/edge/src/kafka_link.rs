@@ -8,10 +8,9 @@
 //! meanwhile once the broker is back.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rill_runtime::shutdown::CancellationToken;
-use tokio::time::Instant;
 
 use crate::to_kafka::Publisher;
 
@@ -35,7 +34,11 @@ impl KafkaLink {
             answered: Mutex::new(Instant::now()),
             unreachable_after,
         });
-        tokio::spawn(link.clone().probe(publisher, stop));
+        let probing = link.clone();
+        std::thread::Builder::new()
+            .name("kafka-link".into())
+            .spawn(move || probing.probe(publisher, stop))
+            .expect("a thread for the Kafka probe");
         link
     }
 
@@ -48,30 +51,17 @@ impl KafkaLink {
         *self.answered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn probe(self: Arc<Self>, publisher: Arc<Publisher>, stop: CancellationToken) {
+    /// Asks every third of `unreachable_after`, on a thread of its own
+    /// (librdkafka's call blocks; one thread, whatever the broker does),
+    /// which shutdown does not wait for.
+    fn probe(self: Arc<Self>, publisher: Arc<Publisher>, stop: CancellationToken) {
         let every = self.unreachable_after / 3;
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_reachable = true;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        while !stop.is_cancelled() {
             let asked = Instant::now();
-            // librdkafka's call blocks: on a thread of its own, which
-            // shutdown does not wait for (as persist's lag probe).
-            let (answer, answered) = tokio::sync::oneshot::channel();
-            let publisher = publisher.clone();
-            std::thread::spawn(move || {
-                let _ = answer.send(publisher.brokers_answer(every));
-            });
-            let answered = tokio::select! {
-                _ = stop.cancelled() => return,
-                answered = answered => answered.unwrap_or(false),
-            };
-            if answered {
-                *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = asked;
+            match publisher.brokers_answer(every) {
+                Ok(()) => *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = asked,
+                Err(err) => tracing::debug!(error = %err, "Kafka did not answer the probe"),
             }
             let reachable = self.reachable();
             if reachable != was_reachable {
@@ -85,6 +75,7 @@ impl KafkaLink {
                 }
                 was_reachable = reachable;
             }
+            std::thread::sleep(every.saturating_sub(asked.elapsed()));
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
 use tracing::Instrument as _;
@@ -21,6 +21,10 @@ pub enum PublishError {
     #[error("the message could not be written to Kafka: {0}")]
     Kafka(#[from] KafkaError),
 }
+
+/// How long past `kafka.message_timeout_ms` a send waits for librdkafka's
+/// answer before it is refused as timed out.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Publishes chat messages to the message topic, and presence changes.
 pub struct Publisher {
@@ -94,15 +98,34 @@ impl Publisher {
             .key(&key)
             .payload(&payload)
             .headers(rill_runtime::trace_context::current_headers());
-        match self.producer.send(record, self.timeout).await {
-            Ok(_) => {
+        // librdkafka times a message out after `message.timeout.ms`, but
+        // its answer can come later (its timeout scan, a producer id being
+        // fetched again after the broker returned): the client's answer
+        // does not wait for that. A message refused this way may still be
+        // written; a refused send was never promised not to be.
+        let answer = self.producer.send_result(record).map_err(|(err, _)| err);
+        let outcome = match answer {
+            Ok(delivery) => {
+                match tokio::time::timeout(self.timeout + ANSWER_GRACE, delivery).await {
+                    Ok(Ok(Ok(_))) => Ok(()),
+                    Ok(Ok(Err((err, _)))) => Err(err),
+                    Ok(Err(_canceled)) => Err(KafkaError::Canceled),
+                    Err(_elapsed) => Err(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::MessageTimedOut,
+                    )),
+                }
+            }
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(()) => {
                 self.metrics.sends_accepted.inc();
                 self.metrics
                     .send_ack_seconds
                     .observe(started.elapsed().as_secs_f64());
                 Ok(message.id)
             }
-            Err((err, _)) => {
+            Err(err) => {
                 self.metrics.refused("kafka");
                 Err(PublishError::Kafka(err))
             }
@@ -142,12 +165,12 @@ impl Publisher {
 
     /// Whether a broker answers a metadata request for the message topic
     /// within `timeout` (blocks: call it off the runtime).
-    pub fn brokers_answer(&self, timeout: Duration) -> bool {
+    pub fn brokers_answer(&self, timeout: Duration) -> Result<(), KafkaError> {
         use rdkafka::producer::Producer as _;
         self.producer
             .client()
             .fetch_metadata(Some(&self.topic), timeout)
-            .is_ok()
+            .map(drop)
     }
 
     /// Waits for queued messages to reach Kafka, at most `timeout`.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rill_domain::{ChatMessage, ordering_partition};
@@ -38,6 +38,8 @@ use crate::settings::SequencerSettings;
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How long a transactional call (init, offsets, commit, abort) may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one step of an abort blocks (see [`Sequencer::abort`]).
+const ABORT_STEP: Duration = Duration::from_millis(500);
 /// How long start-up waits for the broker's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and longest pause after an aborted transaction or a failed read.
@@ -104,22 +106,7 @@ impl Sequencer {
         metrics: Arc<SequencerMetrics>,
     ) -> Result<Self, SequencerError> {
         let kafka = &settings.kafka;
-        let producer: BaseProducer<DefaultProducerContext> =
-            rill_runtime::kafka::producer_config(kafka, &settings.transactional_id)
-                .set("transactional.id", &settings.transactional_id)
-                // Back-to-back transactions meet the broker still writing
-                // the previous one's markers (CONCURRENT_TRANSACTIONS on
-                // AddOffsetsToTxn); librdkafka retries after this, 100 ms
-                // by default. Measured at 500 msg/s: p50 148 ms -> 48 ms.
-                .set("retry.backoff.ms", "5")
-                .set(
-                    "transaction.timeout.ms",
-                    settings.transaction_timeout_ms.as_millis().to_string(),
-                )
-                .create()?;
-        producer
-            .init_transactions(TXN_TIMEOUT)
-            .map_err(SequencerError::Fatal)?;
+        let producer = transactional_producer(&settings)?;
         let consumer: BaseConsumer =
             rill_runtime::kafka::group_consumer_config(kafka, &settings.group_id)
                 .set("enable.auto.offset.store", "false")
@@ -150,7 +137,7 @@ impl Sequencer {
 
     /// Copies batches until `shutdown`. Blocks; returns an error only when
     /// the producer cannot go on.
-    pub fn run(self, shutdown: &CancellationToken) -> Result<(), SequencerError> {
+    pub fn run(mut self, shutdown: &CancellationToken) -> Result<(), SequencerError> {
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         while !shutdown.is_cancelled() {
             let batch = self.next_batch();
@@ -169,22 +156,9 @@ impl Sequencer {
                         .transaction_seconds
                         .observe(started.elapsed().as_secs_f64());
                 }
-                Err(err) if is_fatal(&err) => {
-                    tracing::error!(error = %err, "transactional producer failed for good");
-                    return Err(SequencerError::Fatal(err));
-                }
                 Err(err) => {
                     self.metrics.transactions_aborted.inc();
-                    let pause = backoff.next_pause();
-                    tracing::warn!(error = %err, records = batch.read, retry_in = ?pause, "transaction failed; aborting and reading the batch again");
-                    if let Err(err) = self.producer.abort_transaction(TXN_TIMEOUT) {
-                        if is_fatal(&err) {
-                            return Err(SequencerError::Fatal(err));
-                        }
-                        tracing::warn!(error = %err, "abort failed");
-                    }
-                    self.rewind(&batch);
-                    std::thread::sleep(pause);
+                    self.recover(err, &batch, shutdown, &mut backoff)?;
                 }
             }
         }
@@ -295,6 +269,124 @@ impl Sequencer {
         }
     }
 
+    /// Aborts the open transaction. The abort fails the batch's
+    /// outstanding copies, and cannot end until their reports are served,
+    /// which nothing does while it blocks: so it is called in short steps,
+    /// with the reports served between them, until it ends (librdkafka's
+    /// way: an abort that timed out is called again) or [`TXN_TIMEOUT`].
+    fn abort(&self) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        loop {
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            self.serve_delivery_reports();
+            match self.producer.abort_transaction(ABORT_STEP) {
+                Ok(()) => return Ok(()),
+                Err(err) if is_fatal(&err) || Instant::now() >= deadline => return Err(err),
+                Err(err) => tracing::debug!(error = %err, "abort not done yet; serving reports"),
+            }
+        }
+    }
+
+    /// After a failed transaction: aborts it and reads the batch again; a
+    /// producer that failed for good (e.g. the broker aborted the
+    /// transaction itself when it outlived `transaction_timeout_ms` in an
+    /// outage, and refuses its end) is replaced. Fails only when another
+    /// sequencer took the transactional id.
+    fn recover(
+        &mut self,
+        err: KafkaError,
+        batch: &Batch,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), SequencerError> {
+        let pause = backoff.next_pause();
+        tracing::warn!(error = %err, records = batch.read, retry_in = ?pause, "transaction failed; aborting and reading the batch again");
+        let failed = if is_fatal(&err) {
+            Some(err)
+        } else {
+            match self.abort() {
+                Ok(()) => None,
+                Err(err) if is_fatal(&err) => Some(err),
+                Err(err) => {
+                    // The next batch's transaction cannot begin before the
+                    // abort ended: it fails, and aborts again.
+                    tracing::warn!(error = %err, "abort failed");
+                    None
+                }
+            }
+        };
+        if let Some(err) = failed {
+            if is_fenced(&err) {
+                tracing::error!(error = %err, "fenced: another sequencer runs under this transactional id");
+                return Err(SequencerError::Fatal(err));
+            }
+            tracing::warn!(error = %err, "transactional producer failed; opening it again");
+            return self.reopen(shutdown, backoff);
+        }
+        self.rewind(batch);
+        std::thread::sleep(pause);
+        Ok(())
+    }
+
+    /// Replaces a producer that failed for good with a new one under the
+    /// same transactional id (retrying until it opens, or `shutdown`), and
+    /// reads on from the offsets committed.
+    fn reopen(
+        &mut self,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), SequencerError> {
+        loop {
+            match transactional_producer(&self.settings) {
+                Ok(producer) => {
+                    self.producer = producer;
+                    break;
+                }
+                Err(SequencerError::Fatal(err)) if is_fenced(&err) => {
+                    return Err(SequencerError::Fatal(err));
+                }
+                Err(err) => {
+                    let pause = backoff.next_pause();
+                    tracing::warn!(error = %err, retry_in = ?pause, "cannot open the transactional producer yet");
+                    if shutdown.is_cancelled() {
+                        return Err(err);
+                    }
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+        self.rewind_to_committed();
+        Ok(())
+    }
+
+    /// Reads every assigned partition again from its committed offset
+    /// (the new producer's start ended any transaction left open, so
+    /// these are final).
+    fn rewind_to_committed(&self) {
+        let committed = match self.consumer.committed(TXN_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the committed offsets; reading on");
+                return;
+            }
+        };
+        for element in committed.elements() {
+            // Nothing committed yet: from the start, as a new member would
+            // (auto.offset.reset=earliest).
+            let from = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => Offset::Beginning,
+            };
+            if let Err(err) =
+                self.consumer
+                    .seek(element.topic(), element.partition(), from, POLL_WAIT)
+            {
+                tracing::info!(partition = element.partition(), error = %err, "cannot rewind a partition (no longer assigned?)");
+            }
+        }
+    }
+
     /// After an aborted transaction: reads the batch again from its first
     /// records (partitions this member no longer owns are left to their
     /// new owner, which starts from the committed offsets).
@@ -309,6 +401,43 @@ impl Sequencer {
                 tracing::info!(partition, error = %err, "cannot rewind a partition (no longer assigned?)");
             }
         }
+    }
+}
+
+/// The transactional producer, ready: `init_transactions` ended whatever
+/// an earlier producer under the same transactional id left open
+/// (committed or aborted) and fenced that producer. Blocks.
+fn transactional_producer(
+    settings: &SequencerSettings,
+) -> Result<BaseProducer<DefaultProducerContext>, SequencerError> {
+    let producer: BaseProducer<DefaultProducerContext> =
+        rill_runtime::kafka::producer_config(&settings.kafka, &settings.transactional_id)
+            .set("transactional.id", &settings.transactional_id)
+            // Back-to-back transactions meet the broker still writing
+            // the previous one's markers (CONCURRENT_TRANSACTIONS on
+            // AddOffsetsToTxn); librdkafka retries after this, 100 ms
+            // by default. Measured at 500 msg/s: p50 148 ms -> 48 ms.
+            .set("retry.backoff.ms", "5")
+            .set(
+                "transaction.timeout.ms",
+                settings.transaction_timeout_ms.as_millis().to_string(),
+            )
+            .create()?;
+    producer
+        .init_transactions(TXN_TIMEOUT)
+        .map_err(SequencerError::Fatal)?;
+    Ok(producer)
+}
+
+/// Whether another producer took this transactional id: this sequencer
+/// must stop (two running under one id would fence each other in turn).
+fn is_fenced(err: &KafkaError) -> bool {
+    match err {
+        KafkaError::Transaction(err) => matches!(
+            err.code(),
+            RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced
+        ),
+        _ => false,
     }
 }
 

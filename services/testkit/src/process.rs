@@ -142,8 +142,35 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// Ports handed out by [`free_addr`]: below Linux's ephemeral range
+/// (32768-60999), which the kernel picks local ports of outgoing
+/// connections from. A port from that range, left unbound while its
+/// server is stopped, can be taken by a client's connection (a client
+/// reconnecting to 127.0.0.1:P may even connect to itself from port P),
+/// and the server then cannot start again on it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 that was free a moment ago, outside the ephemeral
+/// range (see [`TEST_PORTS`]).
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes run side by side: each starts at a place of its own.
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos());
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let offset = seed
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(step.wrapping_mul(7_919))
+            % span;
+        let port = TEST_PORTS.start + u16::try_from(offset).unwrap_or(0);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }

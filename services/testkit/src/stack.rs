@@ -424,7 +424,9 @@ pub fn edge_settings(broker: &Broker, redis: &Redis, store: &TestStore, n: usize
     settings.limits.opens_per_user = unlimited;
     settings.limits.opens_per_address = unlimited;
     // Bursts of a few thousand messages (a restarted sequencer's backlog)
-    // reach a reader at once; the queue-bytes test sets its own bound.
+    // reach a reader at once; the slow-client and queue-bytes tests set
+    // their own bounds.
+    settings.limits.session_queue_depth = 8192;
     settings.limits.session_queue_bytes = 8 * 1024 * 1024;
     // Tests stop edges often: drain quickly.
     settings.drain.window_secs = Duration::from_secs(2);
