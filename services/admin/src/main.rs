@@ -1,8 +1,11 @@
 //! `rill-admin`: operator commands.
 //!
 //! - `rill-admin create-topics`: creates the Kafka topics named in the
-//!   settings (`RILL_KAFKA__*`), with `kafka.partitions` partitions each.
-//!   Topics that exist are left alone, so it is safe to run at every start.
+//!   settings (`RILL_KAFKA__*`), with `kafka.partitions` partitions of
+//!   `kafka.replication_factor` copies each and `kafka.min_insync_replicas`
+//!   as their `min.insync.replicas` (both 1 by default; the Helm chart
+//!   asks for 3 and 2). Topics that exist are left alone, so it is safe to
+//!   run at every start.
 //! - `rill-admin apply-schema`: creates or migrates the Cassandra/ScyllaDB
 //!   keyspace and tables named in the settings (`RILL_STORE__CASSANDRA__*`),
 //!   with the same code the services run when they open the store
@@ -49,9 +52,12 @@ async fn main() -> anyhow::Result<()> {
             let kafka = &settings.kafka;
             let names: Vec<&str> = Topic::ALL.iter().map(|t| kafka.topic_name(*t)).collect();
             println!(
-                "topics ready: {} ({} partitions)",
+                "topics ready: {} (created with {} partitions, replication factor {}, \
+                 min.insync.replicas {})",
                 names.join(", "),
-                kafka.partitions
+                kafka.partitions,
+                kafka.replication_factor,
+                kafka.min_insync_replicas
             );
             Ok(())
         }

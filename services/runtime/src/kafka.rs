@@ -115,22 +115,35 @@ pub fn partitions_of(
     Ok(partitions)
 }
 
-/// Creates the message, directory, push and presence topics, each with
-/// `settings.partitions` partitions. Topics that exist are left as they are.
+/// Creates Rill's topics, each with `settings.partitions` partitions of
+/// `settings.replication_factor` copies and `min.insync.replicas` of
+/// `settings.min_insync_replicas`. Topics that exist are left as they are
+/// (their partitions, copies and configuration are not changed).
 pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .create()?;
     let topics = Topic::ALL.map(|topic| settings.topic_name(topic));
+    let min_insync = settings.min_insync_replicas.to_string();
     let new_topics: Vec<NewTopic> = topics
         .iter()
-        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
+        .map(|name| {
+            let replication = TopicReplication::Fixed(settings.replication_factor);
+            NewTopic::new(name, settings.partitions, replication)
+                .set("min.insync.replicas", &min_insync)
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &options).await? {
         match result {
             Ok(name) => {
-                tracing::info!(topic = %name, partitions = settings.partitions, "topic created")
+                tracing::info!(
+                    topic = %name,
+                    partitions = settings.partitions,
+                    replication_factor = settings.replication_factor,
+                    min_insync_replicas = settings.min_insync_replicas,
+                    "topic created"
+                )
             }
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 tracing::info!(topic = %name, "topic exists")

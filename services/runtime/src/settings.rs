@@ -165,6 +165,15 @@ pub struct KafkaSettings {
     /// Partitions of each topic when `rill-admin create-topics` creates it.
     /// Default 8.
     pub partitions: i32,
+    /// Copies of each partition when `rill-admin create-topics` creates
+    /// the topics. Default 1 (one local broker); 3 on a production cluster,
+    /// so that a broker can be lost without losing an acknowledged record.
+    pub replication_factor: i32,
+    /// The topics' `min.insync.replicas` when `rill-admin create-topics`
+    /// creates them: how many copies a write with `acks=all` (every
+    /// producer's) must reach before it is acknowledged. Default 1; 2 with
+    /// a replication factor of 3. At most `replication_factor`.
+    pub min_insync_replicas: i32,
     /// Producer idempotence: a produce retried after a lost answer is
     /// written once. Default `true`.
     pub idempotence: bool,
@@ -194,6 +203,8 @@ impl Default for KafkaSettings {
             push_topic: "rill.push".into(),
             presence_topic: "rill.presence".into(),
             partitions: 8,
+            replication_factor: 1,
+            min_insync_replicas: 1,
             idempotence: true,
             linger_ms: 1,
             fetch_wait_max_ms: 100,
@@ -265,6 +276,18 @@ impl KafkaSettings {
             return Err(SettingsError::invalid(
                 "kafka.partitions",
                 "must be at least 1",
+            ));
+        }
+        if self.replication_factor < 1 {
+            return Err(SettingsError::invalid(
+                "kafka.replication_factor",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=self.replication_factor).contains(&self.min_insync_replicas) {
+            return Err(SettingsError::invalid(
+                "kafka.min_insync_replicas",
+                "must be between 1 and kafka.replication_factor (a write could never reach more copies than there are)",
             ));
         }
         if !(6_000..=300_000).contains(&self.group_session_timeout_ms) {
@@ -414,6 +437,28 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "bad settings: kafka.partitions: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn min_insync_replicas_cannot_exceed_the_replication_factor() {
+        let env = [
+            ("RILL_KAFKA__REPLICATION_FACTOR", "3"),
+            ("RILL_KAFKA__MIN_INSYNC_REPLICAS", "2"),
+        ];
+        let s: Example = with_env(&env, |_| load()).expect("loads");
+        assert_eq!(
+            (s.kafka.replication_factor, s.kafka.min_insync_replicas),
+            (3, 2)
+        );
+        let env = [
+            ("RILL_KAFKA__REPLICATION_FACTOR", "2"),
+            ("RILL_KAFKA__MIN_INSYNC_REPLICAS", "3"),
+        ];
+        let err = with_env(&env, |_| load::<Example>()).expect_err("must fail");
+        assert!(
+            err.to_string().contains("kafka.min_insync_replicas"),
+            "{err}"
         );
     }
 
