@@ -25,7 +25,14 @@ ADMIN_COMMANDS = {"create-topics", "apply-schema"}
 # Settings the chart may set before the services know them (name ->
 # why): a note, not a failure, while the name is missing from the Rust
 # settings structs. Empty: every variable must name a real setting.
-PENDING_SETTINGS: dict[str, str] = {}
+PENDING_SETTINGS: dict[str, str] = {
+    name: "issue 16.4: TLS and credentials of the links to the backends, being added to the services"
+    for name in (
+        "RILL_KAFKA__SECURITY_PROTOCOL", "RILL_KAFKA__SSL_CA_FILE", "RILL_KAFKA__SASL_MECHANISM",
+        "RILL_KAFKA__SASL_USERNAME", "RILL_KAFKA__SASL_PASSWORD", "RILL_REDIS__CA_FILE",
+        "RILL_STORE__CASSANDRA__TLS_CA_FILE",
+    )
+}
 # Values whose content is passed through to Kubernetes as it is: documented
 # as one key, not leaf by leaf.
 OPAQUE_VALUES = {
@@ -147,8 +154,10 @@ def _check_sequencer(kinds: dict, sts: dict, where: str, v: dict, env: dict, lab
     if timeout != str(v["transactionTimeoutMs"]):
         out.append(f"{where}: RILL_TRANSACTION_TIMEOUT_MS is {timeout!r}, values say {v['transactionTimeoutMs']}")
     spec = sts["spec"]
-    if spec.get("volumeClaimTemplates") or spec["template"]["spec"].get("volumes"):
-        out.append(f"{where}: has volumes; the sequencer's state is Kafka's")
+    # Only CA certificates (Secrets, ConfigMaps) are mounted: nothing kept.
+    kept = [v["name"] for v in spec["template"]["spec"].get("volumes", []) if not ({"secret", "configMap"} & v.keys())]
+    if spec.get("volumeClaimTemplates") or kept:
+        out.append(f"{where}: has volumes that keep data ({kept}); the sequencer's state is Kafka's")
     svc = kinds["Service"].get(spec.get("serviceName"))
     if svc is None:
         out.append(f"{where}: serviceName {spec.get('serviceName')!r} is not a rendered Service")
@@ -199,12 +208,13 @@ def _pod_specs(kinds: dict):
 def _check_pods(kinds: dict, values: dict, repo: Path) -> list[str]:
     """Environment of every pod: names unique and known, secrets resolvable."""
     out = []
-    existing = {
-        values["session"]["existingSecret"]: {values["session"]["cookieKeyKey"]},
-        values["redis"]["existingSecret"]: {values["redis"]["urlsKey"]},
-        values["cassandra"]["auth"]["existingSecret"]: {
-            values["cassandra"]["auth"]["usernameKey"], values["cassandra"]["auth"]["passwordKey"]},
-    }
+    existing: dict[str, set[str]] = defaultdict(set)
+    for secret in (
+        values["session"], values["redis"], values["redis"]["auth"], values["cassandra"]["auth"],
+        values["kafka"]["sasl"], values["auth"]["tokens"],
+    ):
+        keys = {v for k, v in secret.items() if k.endswith("Key") and isinstance(v, str) and v}
+        existing[secret["existingSecret"]] |= keys
     existing.pop("", None)
     fields = settings_fields(repo)
     notes = set()

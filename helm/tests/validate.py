@@ -19,7 +19,9 @@ Docker engine and no network are needed:
    window, selectors, references between objects, secrets, settings names);
    monitoring.py: the Grafana dashboard and the PrometheusRule (each PromQL
    expression parses and names only metrics the services register, runbook
-   sections exist, thresholds come from the values).
+   sections exist, thresholds come from the values); security.py: the links
+   to the backends (each workload's settings, CA mounts, credentials only
+   from Secrets, the topics' replication) and the NetworkPolicies.
 4. dockerfiles.py: what can be checked of a Dockerfile without building it.
 5. Values that must be refused are refused (NEGATIVE), and the validators
    themselves reject known-bad objects (a guard against a check that
@@ -43,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checks  # noqa: E402
 import dockerfiles  # noqa: E402
 import monitoring  # noqa: E402
+import security  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "rill"
@@ -70,6 +73,30 @@ NEGATIVE = {
     "sequencer transaction timeout below a second": (
         {"sequencer": {"transactionTimeoutMs": 500}},
         "/sequencer/transactionTimeoutMs",
+    ),
+    "a Redis password written in the values": (
+        {"redis": {"urls": ["redis://:hunter2@redis:6379"]}},
+        "carries credentials",
+    ),
+    "Redis credentials twice (URLs Secret and auth Secret)": (
+        {"redis": {"existingSecret": "urls", "auth": {"existingSecret": "login"}}},
+        "redis.auth.existingSecret goes with redis.urls",
+    ),
+    "Cassandra TLS without a CA": (
+        {"cassandra": {"tls": {"enabled": True}}},
+        "cassandra.tls.enabled needs cassandra.tls.ca.secret",
+    ),
+    "a CA from a Secret and a ConfigMap": (
+        {"kafka": {"tls": {"enabled": True, "ca": {"secret": "a", "configMap": "b"}}}},
+        "kafka.tls.ca: name a Secret or a ConfigMap, not both",
+    ),
+    "min.insync.replicas above the replication factor": (
+        {"kafka": {"replicationFactor": 2, "minInsyncReplicas": 3}},
+        "kafka.minInsyncReplicas (3) is above kafka.replicationFactor (2)",
+    ),
+    "a SASL mechanism the services do not speak": (
+        {"kafka": {"sasl": {"existingSecret": "k", "mechanism": "GSSAPI"}}},
+        "/kafka/sasl/mechanism",
     ),
     "misspelt alert threshold": (
         {"metrics": {"alerts": {"persistBehind": {"record": 5}}}},
@@ -165,6 +192,8 @@ def check_scenario(name: str, values: dict | None, failures: Failures) -> None:
         failures.add(name, message)
     for message in monitoring.check(objects, merged, REPO, NAMESPACE):
         failures.add(name, message)
+    for message in security.check(objects, merged, name):
+        failures.add(name, message)
     kinds = sorted({f"{o['kind']}" for _, o in objects})
     status = "ok" if len(failures.items) == before else "FAILED"
     print(
@@ -229,6 +258,7 @@ def check_validators(failures: Failures) -> None:
             print(f"  ok: dashboard check finds {what!r}")
         else:
             failures.add("validator self-check", f"the dashboard check missed {what!r}: {dashboard_problems}")
+    check_security_validator(failures)
     for what, obj in [("Deployment with `replica`", bad_deployment), ("IngressRoute with `stickey`", bad_route),
                       ("PrometheusRule with `for: 5 min` and no annotations", bad_rule)]:
         probe = Failures(quiet=True)
@@ -237,6 +267,79 @@ def check_validators(failures: Failures) -> None:
             print(f"  ok: {what}: rejected")
         else:
             failures.add("validator self-check", f"{what} was accepted")
+
+
+def check_security_validator(failures: Failures) -> None:
+    """security.py must see each of these faults in the secured scenario."""
+    values = yaml.safe_load((VALUES_DIR / "secured.yaml").read_text())
+    merged = helm_merged_values(values)
+
+    def env_of(objects, kind, component):
+        for _, obj in objects:
+            labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+            if obj["kind"] == kind and labels.get("app.kubernetes.io/component") == component:
+                return obj["spec"]["template"]["spec"]["containers"][0]["env"]
+        raise LookupError(f"no {kind} of {component}")
+
+    def password_as_value(objects):
+        for e in env_of(objects, "Deployment", "edge"):
+            if e["name"] == "REDIS_PASSWORD":
+                e.pop("valueFrom")
+                e["value"] = "hunter2"
+
+    def password_in_url(objects):
+        for e in env_of(objects, "Deployment", "api"):
+            if e["name"] == "RILL_REDIS__URLS":
+                e["value"] = e["value"].replace("$(REDIS_PASSWORD)", "hunter2", 1)
+
+    def store_settings_in_sequencer(objects):
+        env_of(objects, "StatefulSet", "sequencer").append(
+            {"name": "RILL_STORE__CASSANDRA__CONTACT_POINTS", "value": "c:9042"})
+
+    def ca_from_elsewhere(objects):
+        for e in env_of(objects, "Deployment", "persist"):
+            if e["name"] == "RILL_KAFKA__SSL_CA_FILE":
+                e["value"] = "/etc/ssl/certs/ca.crt"
+
+    def replication_one(objects):
+        for e in env_of(objects, "Job", "create-topics"):
+            if e["name"] == "RILL_KAFKA__REPLICATION_FACTOR":
+                e["value"] = "1"
+
+    def no_sequencer_policy(objects):
+        objects[:] = [(t, o) for t, o in objects if not (o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-sequencer"))]
+
+    def persist_open_to_all(objects):
+        for _, o in objects:
+            if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-persist"):
+                o["spec"]["ingress"].append({"ports": [{"port": 8091, "protocol": "TCP"}]})
+
+    def edge_egress_anywhere(objects):
+        for _, o in objects:
+            if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-edge"):
+                o["spec"]["egress"].append({})
+
+    faults = {
+        "a password as a plain value": (password_as_value, "REDIS_PASSWORD holds a credential but is not a secretKeyRef"),
+        "a password written into a Redis URL": (password_in_url, "RILL_REDIS__URLS has a credential written out"),
+        "store settings in the sequencer": (store_settings_in_sequencer, "has the cassandra settings"),
+        "a Kafka CA file not mounted": (ca_from_elsewhere, "is not in a read-only mounted volume"),
+        "topics with one copy": (replication_one, "RILL_KAFKA__REPLICATION_FACTOR is '1'"),
+        "no NetworkPolicy for the sequencer": (no_sequencer_policy, "selected by 0 NetworkPolicies"),
+        "persist open to everybody": (persist_open_to_all, "lets in"),
+        "the edges free to go anywhere": (edge_egress_anywhere, "lets out"),
+    }
+    clean = security.check(render(values), merged, "secured")
+    if clean:
+        failures.add("validator self-check", f"the secured scenario itself fails: {clean}")
+    for what, (mutate, expected) in faults.items():
+        objects = render(values)
+        mutate(objects)
+        problems = security.check(objects, merged, "secured")
+        if any(expected in p for p in problems):
+            print(f"  ok: security check finds {what}")
+        else:
+            failures.add("validator self-check", f"the security check missed {what} ({expected!r}): {problems}")
 
 
 def main() -> int:

@@ -6,7 +6,8 @@ each called with a dict:
   root       the top-level context ($)
   component  edge | api | persist | sequencer
   values     .Values.<component>
-  env        extra EnvVar list of that component (already rendered YAML)
+  env        extra EnvVar list of that component (already rendered YAML);
+             the settings of its backends come from _backends.tpl
   grace      terminationGracePeriodSeconds
   preStop    seconds to sleep before SIGTERM (0: no preStop)
   readiness  periodSeconds of the readiness probe
@@ -67,73 +68,6 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The Secret that holds the cookie key. */}}
 {{- define "rill.sessionSecret" -}}
 {{- default (include "rill.fullname" .) .Values.session.existingSecret }}
-{{- end }}
-
-{{/* RILL_KAFKA__* of every service and the topics Job. */}}
-{{- define "rill.kafkaEnv" -}}
-- name: RILL_KAFKA__BROKERS
-  value: {{ required "kafka.brokers is required" .Values.kafka.brokers | quote }}
-- name: RILL_KAFKA__MESSAGE_TOPIC
-  value: {{ .Values.kafka.topics.messages | quote }}
-- name: RILL_KAFKA__SEQUENCED_TOPIC
-  value: {{ .Values.kafka.topics.sequenced | quote }}
-- name: RILL_KAFKA__DIRECTORY_TOPIC
-  value: {{ .Values.kafka.topics.directory | quote }}
-- name: RILL_KAFKA__PUSH_TOPIC
-  value: {{ .Values.kafka.topics.push | quote }}
-- name: RILL_KAFKA__PRESENCE_TOPIC
-  value: {{ .Values.kafka.topics.presence | quote }}
-- name: RILL_KAFKA__PARTITIONS
-  value: {{ .Values.kafka.partitions | quote }}
-- name: RILL_KAFKA__IDEMPOTENCE
-  value: {{ .Values.kafka.idempotence | quote }}
-{{- end }}
-
-{{/* RILL_STORE__CASSANDRA__* of every service and the schema Job. */}}
-{{- define "rill.storeEnv" -}}
-{{- $c := .Values.cassandra }}
-{{- if not $c.contactPoints }}
-{{- fail "cassandra.contactPoints is required: the services share one store, and an embedded SQLite file cannot be shared between pods" }}
-{{- end }}
-- name: RILL_STORE__CASSANDRA__CONTACT_POINTS
-  value: {{ join "," $c.contactPoints | quote }}
-- name: RILL_STORE__CASSANDRA__KEYSPACE
-  value: {{ $c.keyspace | quote }}
-- name: RILL_STORE__CASSANDRA__REPLICATION_FACTOR
-  value: {{ $c.replicationFactor | quote }}
-{{- if $c.localDatacenter }}
-- name: RILL_STORE__CASSANDRA__LOCAL_DATACENTER
-  value: {{ $c.localDatacenter | quote }}
-{{- end }}
-{{- if $c.auth.existingSecret }}
-- name: RILL_STORE__CASSANDRA__USERNAME
-  valueFrom:
-    secretKeyRef:
-      name: {{ $c.auth.existingSecret }}
-      key: {{ $c.auth.usernameKey }}
-- name: RILL_STORE__CASSANDRA__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $c.auth.existingSecret }}
-      key: {{ $c.auth.passwordKey }}
-{{- end }}
-{{- end }}
-
-{{/* RILL_REDIS__* of edge and api. */}}
-{{- define "rill.redisEnv" -}}
-{{- $r := .Values.redis }}
-{{- if $r.existingSecret }}
-- name: RILL_REDIS__URLS
-  valueFrom:
-    secretKeyRef:
-      name: {{ $r.existingSecret }}
-      key: {{ $r.urlsKey }}
-{{- else }}
-- name: RILL_REDIS__URLS
-  value: {{ join "," (required "redis.urls (or redis.existingSecret) is required" $r.urls) | quote }}
-{{- end }}
-- name: RILL_REDIS__KEY_PREFIX
-  value: {{ $r.keyPrefix | quote }}
 {{- end }}
 
 {{/* Settings every service reads: listen address, logs, traces. */}}
@@ -246,10 +180,17 @@ spec:
           protocol: TCP
       env:
         {{- include "rill.commonEnv" . | nindent 8 }}
-        {{- .env | trim | nindent 8 }}
+        {{- include "rill.backendEnv" . | trim | nindent 8 }}
+        {{- with .env | trim }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with $v.env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- with include "rill.caMounts" . | trim }}
+      volumeMounts:
+        {{- . | nindent 8 }}
+      {{- end }}
       startupProbe:
         httpGet:
           path: /healthz
@@ -281,6 +222,10 @@ spec:
         {{- toYaml $v.resources | nindent 8 }}
       securityContext:
         {{- toYaml $root.Values.securityContext | nindent 8 }}
+  {{- with include "rill.caVolumes" . | trim }}
+  volumes:
+    {{- . | nindent 4 }}
+  {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -378,7 +323,8 @@ spec:
 {{- end }}
 
 {{/* A Job run by Helm before install and upgrade; dict root, component
-(job name suffix), args, env. */}}
+(job name suffix, and its row in "rill.backendsOf"), args, env (more
+EnvVars besides its backends'). */}}
 {{- define "rill.job" -}}
 {{- $root := .root }}
 apiVersion: batch/v1
@@ -416,9 +362,20 @@ spec:
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           args: [{{ .args | quote }}]
           env:
-            {{- .env | trim | nindent 12 }}
+            {{- include "rill.backendEnv" . | trim | nindent 12 }}
+            {{- with .env | trim }}
+            {{- . | nindent 12 }}
+            {{- end }}
+          {{- with include "rill.caMounts" . | trim }}
+          volumeMounts:
+            {{- . | nindent 12 }}
+          {{- end }}
           resources:
             {{- toYaml $root.Values.jobs.resources | nindent 12 }}
           securityContext:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
+      {{- with include "rill.caVolumes" . | trim }}
+      volumes:
+        {{- . | nindent 8 }}
+      {{- end }}
 {{- end }}
