@@ -5,7 +5,8 @@
 # when the script exits, whatever happens.
 #
 # Uses the release binaries in target/release (built first unless
-# RILL_LOAD_SKIP_BUILD=1) and the tools of scripts/lib/tools.sh.
+# RILL_LOAD_SKIP_BUILD=1) and the tools of scripts/lib/tools.sh. The
+# services log at LOG_FILTER (default `warn`; e.g. `info` to see sessions).
 # Every edge and the generator run with `ulimit -n 20000`, the hard limit
 # on these machines.
 # Each run makes its own credentials: an api key (the api holds its
@@ -48,6 +49,9 @@ die() {
 start() {
   local name="$1"
   shift
+  # The command, for `restart` (a process's own /proc cmdline will not
+  # do: Redis rewrites its title).
+  printf '%s\0' "$@" >"$work/$name.cmd"
   setsid "$@" >"$work/$name.log" 2>&1 </dev/null &
   _names+=("$name")
   _pids+=("$!")
@@ -171,7 +175,7 @@ start_broker_and_redis() {
     "RILL_REDIS__URLS=$REDIS_URL"
     "RILL_STORE__SQLITE_PATH=$work/rill.db"
     "RILL_TELEMETRY__LOG_FORMAT=text"
-    "RILL_TELEMETRY__LOG_FILTER=warn"
+    "RILL_TELEMETRY__LOG_FILTER=${LOG_FILTER:-warn}"
     "RILL_SESSION__COOKIE_KEY=$(random_hex 64)"
     "RILL_KAFKA__FETCH_WAIT_MAX_MS=$FETCH_WAIT_MS"
   )

@@ -13,8 +13,9 @@ use crate::faults::log::{ClientLog, Outcome, QuitHow, SendLog};
 /// have been routed before the session joined: not expected of it.
 pub const JOIN_GRACE_MS: u64 = 1_000;
 
-/// A client that quits is not expected to get what was sent this soon
-/// before.
+/// A client that quits is not expected to get what was sent, or first
+/// delivered to anyone, this soon before (a message held back by a fault,
+/// e.g. the broker away, may reach everyone after a quitter left).
 pub const QUIT_GRACE_MS: u64 = 2_000;
 
 /// A user listed as live this long after its session ended is a ghost.
@@ -94,6 +95,14 @@ pub fn judge(
         .filter(|c| c.last_closed().is_none_or(|t| t + GHOST_AFTER_MS <= end_ms))
         .map(|c| c.user)
         .collect();
+    // When each message first reached any client.
+    let mut first_delivered: HashMap<u64, u64> = HashMap::new();
+    for delivery in clients.iter().flat_map(|c| &c.deliveries) {
+        first_delivered
+            .entry(delivery.key)
+            .and_modify(|at| *at = (*at).min(delivery.at_ms))
+            .or_insert(delivery.at_ms);
+    }
     let mut verdicts = Vec::with_capacity(clients.len());
     let mut delivered_keys: HashSet<u64> = HashSet::new();
     for client in clients {
@@ -111,6 +120,10 @@ pub fn judge(
             .into_iter()
             .flatten()
             .filter(|s| s.sent_ms > from && s.sent_ms < until)
+            .filter(|s| {
+                // A quitter: only what reached someone before it quit.
+                client.quit.is_none() || first_delivered.get(&s.key).is_some_and(|at| *at < until)
+            })
             .map(|s| s.key)
             .collect();
         let lost = expected.iter().filter(|k| !received.contains(k)).count();
@@ -316,6 +329,33 @@ mod tests {
         assert_eq!(totals.refused.get("unavailable"), Some(&1));
         assert_eq!(totals.delivered_unacked, 1);
         assert_eq!(totals.acked_never_delivered, 1, "send 1 reached nobody");
+    }
+
+    #[test]
+    fn a_quitter_is_not_expected_to_get_what_reached_others_only_after_it_left() {
+        let room = Uuid::new_v4();
+        let acked = |k| Outcome::Acked(format!("id{k}"));
+        // Both sent well before the quit; 2 was held back (say, the broker
+        // was away) and reached the others only after it.
+        let sends = vec![
+            send(1, room, 2_000, acked(1)),
+            send(2, room, 3_000, acked(2)),
+            send(3, room, 4_000, acked(3)),
+        ];
+        let mut quitter = client(0, room, 0, Some(20_000));
+        quitter.quit = Some((20_000, QuitHow::Closed));
+        let mut stayer = client(1, room, 0, None);
+        for (key, offset, at_ms) in [(1, 10, 2_100), (2, 11, 25_000), (3, 12, 4_100)] {
+            stayer.deliveries.push(Delivery { at_ms, key, offset });
+        }
+        got(&mut quitter, 1, 10);
+        let (verdicts, _) = judge(&[quitter, stayer], &sends, 100_000);
+        assert_eq!(
+            (verdicts[0].expected, verdicts[0].lost_silently),
+            (2, 1),
+            "1 and 3 reached others in time: 3 is lost; 2 came too late to expect"
+        );
+        assert_eq!((verdicts[1].expected, verdicts[1].lost_silently), (3, 0));
     }
 
     #[test]
