@@ -42,7 +42,7 @@ pub struct Credentials<'a> {
 
 impl<'a> Credentials<'a> {
     /// A bearer token from the header, else from the query.
-    fn bearer(&self) -> Option<&'a str> {
+    pub(crate) fn bearer(&self) -> Option<&'a str> {
         let header = self.authorization.and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

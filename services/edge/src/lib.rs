@@ -25,9 +25,10 @@
 //! browser client (`services/edge/client/`).
 //!
 //! Only [`Edge`] and [`settings`] are public (the binary and the tests
-//! need no more); the modules form a tree: `app` builds `state`, `routes`
-//! hands the transports their [`transport::Context`], and nothing below
-//! imports what is above it.
+//! need no more; `bench` and `fuzzing`, hidden, hand the benchmark and the
+//! fuzz targets what they drive); the modules form a tree: `app` builds
+//! `state`, `routes` hands the transports their [`transport::Context`], and
+//! nothing below imports what is above it.
 
 mod app;
 mod auth;
@@ -53,6 +54,9 @@ mod transport;
 
 pub use app::{Edge, StartError};
 pub use settings::EdgeSettings;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// What the hub's benchmark (`benches/hub.rs`) drives; not an API.
 #[doc(hidden)]

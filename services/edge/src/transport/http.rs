@@ -81,6 +81,30 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     )?)
 }
 
+/// The body of a send, checked: JSON, a `ref` of at most [`MAX_REF_LEN`]
+/// characters, a valid idempotency key.
+pub(crate) fn parse_send(
+    content_type: Option<String>,
+    body: &[u8],
+) -> Result<SendRequest, EdgeError> {
+    let request: SendRequest = parse_json(content_type, body)?;
+    if request
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REF_LEN)
+    {
+        return Err(EdgeError::RefTooLong { max: MAX_REF_LEN });
+    }
+    if request
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|key| !valid_idempotency_key(key))
+    {
+        return Err(EdgeError::BadIdempotencyKey);
+    }
+    Ok(request)
+}
+
 /// A connection token for the session cookie: a page that got a token from
 /// its application's backend logs in with it once, and its streams then
 /// carry the cookie.
@@ -125,18 +149,8 @@ async fn send(
         .post_sends
         .try_take(&user)
         .map_err(EdgeError::RateLimited)?;
-    let request: SendRequest = parse_json(content_type, body)?;
-    if request
-        .reference
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REF_LEN)
-    {
-        return Err(EdgeError::RefTooLong { max: MAX_REF_LEN });
-    }
+    let request = parse_send(content_type, body)?;
     let key = request.idempotency_key.as_deref();
-    if key.is_some_and(|key| !valid_idempotency_key(key)) {
-        return Err(EdgeError::BadIdempotencyKey);
-    }
     let id = state
         .sessions
         .send(user, profile, request.body, key)

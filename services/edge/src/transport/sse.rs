@@ -36,11 +36,7 @@ pub fn routes(
              headers: HeaderMap,
              peer,
              query: String| async move {
-                let last_position = headers
-                    .get("last-event-id")
-                    .and_then(|id| id.to_str().ok())
-                    .filter(|id| !id.is_empty())
-                    .or_else(|| query_param(&query, "last_position"));
+                let last_position = last_position(&headers, &query);
                 context
                     .open(
                         credentials(&headers, &query),
@@ -54,6 +50,16 @@ pub fn routes(
                     .unwrap_or_else(EdgeError::into_response)
             },
         )
+}
+
+/// Where a reconnecting client resumes, unparsed: its `Last-Event-ID`
+/// (sent by a browser's EventSource), else `?last_position=`.
+pub(crate) fn last_position<'a>(headers: &'a HeaderMap, query: &'a str) -> Option<&'a str> {
+    headers
+        .get("last-event-id")
+        .and_then(|id| id.to_str().ok())
+        .filter(|id| !id.is_empty())
+        .or_else(|| query_param(query, "last_position"))
 }
 
 /// The session's events as a stream; `place` (the session's in its
@@ -95,5 +101,21 @@ fn to_sse(out: &Outbound) -> warp::sse::Event {
     match &out.position {
         Some(position) => event.id(position.to_string()),
         None => event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_position;
+    use crate::transport::test_headers as headers;
+
+    #[test]
+    fn last_event_id_comes_before_the_query_unless_empty() {
+        let query = "last_position=1-0000abcd";
+        let with_id = headers(&[("last-event-id", "2-0000abcd")]);
+        assert_eq!(last_position(&with_id, query), Some("2-0000abcd"));
+        let empty_id = headers(&[("last-event-id", "")]);
+        assert_eq!(last_position(&empty_id, query), Some("1-0000abcd"));
+        assert_eq!(last_position(&headers(&[]), "x=1"), None);
     }
 }

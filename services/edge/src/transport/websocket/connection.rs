@@ -209,7 +209,9 @@ fn write_failed(err: &WriteError) -> Disconnect {
     }
 }
 
-enum Request {
+/// What a client's text frame asks for, once checked.
+#[derive(Debug)]
+pub(crate) enum Request {
     Send {
         body: String,
         reference: Option<String>,
@@ -219,27 +221,37 @@ enum Request {
 }
 
 fn handle_frame(text: &str, session: &LiveSession) -> Result<Request, (EdgeError, Option<String>)> {
-    match serde_json::from_str::<ClientFrame>(text) {
-        Err(err) => {
-            tracing::debug!(user_id = %session.user, error = %err, "bad frame");
-            Err((EdgeError::BadJson(err.to_string()), None))
-        }
-        Ok(ClientFrame::Ping) => Ok(Request::Ping),
-        Ok(ClientFrame::Send {
+    let request = parse_frame(text);
+    if let Err((EdgeError::BadJson(err), _)) = &request {
+        tracing::debug!(user_id = %session.user, error = %err, "bad frame");
+    }
+    request
+}
+
+/// A client's text frame, checked: JSON of a known type, a `ref` of at
+/// most [`MAX_REF_LEN`] characters, a valid idempotency key. A refused
+/// frame comes with the `ref` its error event carries, when it can be
+/// trusted.
+pub(crate) fn parse_frame(text: &str) -> Result<Request, (EdgeError, Option<String>)> {
+    let frame = serde_json::from_str::<ClientFrame>(text)
+        .map_err(|err| (EdgeError::BadJson(err.to_string()), None))?;
+    match frame {
+        ClientFrame::Ping => Ok(Request::Ping),
+        ClientFrame::Send {
             reference: Some(r), ..
-        }) if r.chars().count() > MAX_REF_LEN => {
+        } if r.chars().count() > MAX_REF_LEN => {
             Err((EdgeError::RefTooLong { max: MAX_REF_LEN }, None))
         }
-        Ok(ClientFrame::Send {
+        ClientFrame::Send {
             idempotency_key: Some(key),
             reference,
             ..
-        }) if !valid_idempotency_key(&key) => Err((EdgeError::BadIdempotencyKey, reference)),
-        Ok(ClientFrame::Send {
+        } if !valid_idempotency_key(&key) => Err((EdgeError::BadIdempotencyKey, reference)),
+        ClientFrame::Send {
             body,
             reference,
             idempotency_key,
-        }) => Ok(Request::Send {
+        } => Ok(Request::Send {
             body,
             reference,
             key: idempotency_key,
@@ -258,5 +270,33 @@ fn send_result(
         }
         .to_outbound(),
         Err(err) => EdgeError::from(err).event(reference.as_deref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_checked_and_a_ref_is_echoed_only_within_its_limit() {
+        assert!(matches!(
+            parse_frame(r#"{"type":"ping"}"#),
+            Ok(Request::Ping)
+        ));
+        let long = "r".repeat(MAX_REF_LEN + 1);
+        let too_long = format!(r#"{{"type":"send","body":"hi","ref":"{long}"}}"#);
+        assert!(matches!(
+            parse_frame(&too_long),
+            Err((EdgeError::RefTooLong { .. }, None))
+        ));
+        let bad_key = r#"{"type":"send","body":"hi","ref":"c1","idempotency_key":"a b"}"#;
+        assert!(matches!(
+            parse_frame(bad_key),
+            Err((EdgeError::BadIdempotencyKey, Some(r))) if r == "c1"
+        ));
+        assert!(matches!(
+            parse_frame("{"),
+            Err((EdgeError::BadJson(_), None))
+        ));
     }
 }

@@ -23,10 +23,12 @@ use crate::transport::address::{self, ClientAddress};
 use crate::transport::{Context, credentials, parse_ids, query_param};
 
 mod connection;
-mod frame;
+pub(crate) mod frame;
 mod socket;
 
 use connection::{Connection, refuse, run};
+pub(crate) use connection::{Request, parse_frame};
+pub use socket::READ_CHUNK;
 use socket::Socket;
 
 pub fn routes(

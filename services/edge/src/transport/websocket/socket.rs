@@ -25,7 +25,7 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes taken from the kernel per read; the decoder keeps only what is
 /// left of an incomplete frame.
-const READ_CHUNK: usize = 4096;
+pub const READ_CHUNK: usize = 4096;
 
 /// Why frames were not written.
 #[derive(Debug, thiserror::Error)]
