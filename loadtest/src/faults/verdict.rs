@@ -84,16 +84,18 @@ pub fn judge(
         }
     }
     // Who is live at the end, and who left long enough ago.
-    let live: HashSet<Uuid> = clients
+    // By (user, profile): presence is a profile's, and one user may be
+    // live on one profile and gone from another.
+    let live: HashSet<(Uuid, Uuid)> = clients
         .iter()
         .filter(|c| c.connected())
-        .map(|c| c.user)
+        .map(|c| (c.user, c.profile))
         .collect();
-    let gone: HashSet<Uuid> = clients
+    let gone: HashSet<(Uuid, Uuid)> = clients
         .iter()
         .filter(|c| !c.connected())
         .filter(|c| c.last_closed().is_none_or(|t| t + GHOST_AFTER_MS <= end_ms))
-        .map(|c| c.user)
+        .map(|c| (c.user, c.profile))
         .collect();
     // When each message first reached any client.
     let mut first_delivered: HashMap<u64, u64> = HashMap::new();
@@ -141,17 +143,13 @@ pub fn judge(
         let (ghosts, missing_presence) = if client.connected() {
             (
                 view_of_others()
-                    .filter(|u| gone.contains(u))
+                    .filter(|u| gone.contains(&(**u, client.profile)))
                     .copied()
                     .collect(),
                 live.iter()
-                    .filter(|u| **u != client.user && !client.presence.contains(u))
-                    .filter(|u| {
-                        clients
-                            .iter()
-                            .any(|c| c.user == **u && c.profile == client.profile)
-                    })
-                    .copied()
+                    .filter(|(u, profile)| *profile == client.profile && *u != client.user)
+                    .filter(|(u, _)| !client.presence.contains(u))
+                    .map(|(u, _)| *u)
                     .collect(),
             )
         } else {
@@ -356,6 +354,29 @@ mod tests {
             "1 and 3 reached others in time: 3 is lost; 2 came too late to expect"
         );
         assert_eq!((verdicts[1].expected, verdicts[1].lost_silently), (3, 0));
+    }
+
+    #[test]
+    fn presence_is_judged_per_profile() {
+        let (here, there) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut stays_here = client(0, here, 0, None);
+        let mut left_there = client(1, there, 0, Some(10_000));
+        left_there.user = stays_here.user;
+        let mut watcher_here = client(2, here, 0, None);
+        watcher_here.presence = [stays_here.user].into_iter().collect();
+        stays_here.presence = [watcher_here.user].into_iter().collect();
+        let watcher_there = client(3, there, 0, None);
+        let (verdicts, totals) = judge(
+            &[stays_here, left_there, watcher_here, watcher_there],
+            &[],
+            100_000,
+        );
+        assert!(verdicts[2].ghosts.is_empty(), "live here: not a ghost here");
+        assert!(
+            verdicts[3].missing_presence.is_empty(),
+            "gone from there: not missed there"
+        );
+        assert_eq!((totals.ghosts, totals.missing_presence), (0, 0));
     }
 
     #[test]
