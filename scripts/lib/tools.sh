@@ -13,6 +13,8 @@
 #     RILL_SCHEMATHESIS_BIN  schemathesis (PyPI, in a virtualenv), which
 #                       services/api/tests/schemathesis.rs runs on the api
 #   ensure_nextest      cargo-nextest (crates.io), for scripts/test.sh
+#   ensure_cargo_fuzz   cargo-fuzz (crates.io) and a nightly toolchain
+#                       (rustup), for scripts/fuzz.sh
 #   ensure_browser      the same for the browser tests (scripts/test.sh):
 #     RILL_CHROMIUM_BIN       Chromium (Debian package)
 #     RILL_NODE_BIN           Node.js >= 20
@@ -304,6 +306,49 @@ ensure_nextest() {
   local root="$RILL_TOOLS/cargo-nextest-$RILL_NEXTEST_VERSION"
   if ! _nextest_ok "$root/bin/cargo-nextest"; then
     _tools_locked _nextest_install "$root" || return 1
+  fi
+  export PATH="$root/bin:$PATH"
+}
+
+# --- cargo-fuzz: the fuzz targets (scripts/fuzz.sh) ---------------------------
+# libFuzzer targets in fuzz/, built by cargo-fuzz on a nightly toolchain
+# (its coverage and sanitizer flags are nightly only). Built from crates.io:
+# about 4 minutes on 2 cores, once per machine. The nightly toolchain comes
+# from rustup when none is installed (any nightly: cargo-fuzz asks nothing
+# of its date).
+RILL_CARGO_FUZZ_VERSION=0.13.2
+
+_cargo_fuzz_ok() {
+  local out
+  out="$("$1" fuzz --version 2>/dev/null)" || return 1 # "cargo-fuzz 0.13.2"
+  [[ "$out" == "cargo-fuzz $RILL_CARGO_FUZZ_VERSION" ]]
+}
+
+_cargo_fuzz_install() {
+  local root="$1"
+  _cargo_fuzz_ok "$root/bin/cargo-fuzz" && return 0
+  _tools_log "building cargo-fuzz $RILL_CARGO_FUZZ_VERSION into $root (cargo install; once per machine)"
+  cargo install cargo-fuzz --version "$RILL_CARGO_FUZZ_VERSION" --locked --root "$root" >&2 || return 1
+  _cargo_fuzz_ok "$root/bin/cargo-fuzz" ||
+    _tools_die "$root/bin/cargo-fuzz does not report $RILL_CARGO_FUZZ_VERSION"
+}
+
+_nightly_install() {
+  rustup run nightly rustc --version >/dev/null 2>&1 && return 0
+  _tools_log "rustup toolchain install nightly --profile minimal"
+  rustup toolchain install nightly --profile minimal >&2
+}
+
+# Puts cargo-fuzz first on PATH and makes sure `cargo +nightly` works.
+ensure_cargo_fuzz() {
+  command -v rustup >/dev/null 2>&1 ||
+    _tools_die "rustup not found: the fuzz targets need a nightly toolchain (https://rustup.rs)" || return 1
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    _tools_locked _nightly_install || return 1
+  fi
+  local root="$RILL_TOOLS/cargo-fuzz-$RILL_CARGO_FUZZ_VERSION"
+  if ! _cargo_fuzz_ok "$root/bin/cargo-fuzz"; then
+    _tools_locked _cargo_fuzz_install "$root" || return 1
   fi
   export PATH="$root/bin:$PATH"
 }
