@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -64,12 +63,13 @@ pub async fn run(
     drain: Duration,
     interval: Duration,
 ) -> Result<ProbeReport, ProbeError> {
-    let mut common = ClientConfig::new();
-    // As the services' base config (rill-runtime's kafka.rs): librdkafka
-    // leaves Nagle on, which delays small produces and fetches.
-    common
-        .set("bootstrap.servers", brokers)
-        .set("socket.nagle.disable", "true");
+    // The services' base config (rill-runtime's kafka.rs): no Nagle delay,
+    // and the link as the default settings have it (plaintext: the probe
+    // is pointed at a local broker by address).
+    let common = rill_runtime::kafka::client_config(&rill_runtime::KafkaSettings {
+        brokers: brokers.to_owned(),
+        ..rill_runtime::KafkaSettings::default()
+    });
     let admin: AdminClient<DefaultClientContext> = common.create()?;
     // Already there from an earlier run: fine.
     let _ = admin

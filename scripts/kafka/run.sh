@@ -14,6 +14,16 @@
 # The jars come from ensure_kafka (scripts/lib/kafka.sh): RILL_KAFKA_HOME,
 # or the default install under RILL_TOOLS. RILL_KAFKA_HEAP sets the heap
 # (default 512m).
+#
+# A node with other listeners (TLS, SASL: the tests' secured broker):
+# RILL_KAFKA_EXTRA_PROPERTIES names a file appended to server.properties
+# (the same @...@ fields are filled in; a property set again there wins,
+# as the last one does in a properties file), and RILL_KAFKA_SCRAM_USERS
+# holds SCRAM credentials that the storage is formatted with, separated by
+# spaces, each as kafka-storage's --add-scram takes it:
+# 'SCRAM-SHA-512=[name=NAME,password=PASSWORD]'. KRaft keeps SCRAM users
+# in its metadata, so a broker that authenticates to itself over SASL
+# needs its user there before its first start.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +48,10 @@ mkdir -p "$data"
 data="$(cd "$data" && pwd)"
 sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
   -e "s|@DATA_DIR@|$data|g" "$here/server.properties" >"$data/server.properties"
+if [[ -n "${RILL_KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+  sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
+    -e "s|@DATA_DIR@|$data|g" "$RILL_KAFKA_EXTRA_PROPERTIES" >>"$data/server.properties"
+fi
 
 java_opts=(
   "-Xms$heap" "-Xmx$heap"
@@ -55,8 +69,13 @@ if [[ ! -f "$data/data/meta.properties" ]]; then
   while [[ "$cluster_id" == -* ]]; do
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
   done
+  scram=()
+  for user in ${RILL_KAFKA_SCRAM_USERS:-}; do
+    scram+=(--add-scram "$user")
+  done
   java "${java_opts[@]}" -cp "$lib/*" kafka.tools.StorageTool format \
-    --cluster-id "$cluster_id" --config "$data/server.properties" --ignore-formatted
+    --cluster-id "$cluster_id" --config "$data/server.properties" --ignore-formatted \
+    "${scram[@]}"
 fi
 
 exec java "${java_opts[@]}" -cp "$lib/*" kafka.Kafka "$data/server.properties"

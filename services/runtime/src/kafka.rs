@@ -13,14 +13,32 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::settings::{KafkaSettings, Topic};
 
-/// What every client shares: the brokers, and no Nagle delay (librdkafka
+/// What every client shares, and the start of every client's
+/// configuration in Rill (services, tools and tests): the brokers, how the
+/// link is protected (`kafka.security_protocol`: TLS checked against
+/// `kafka.ssl_ca_file`, a SASL user), and no Nagle delay (librdkafka
 /// leaves Nagle's algorithm on by default, which can hold a small request
 /// back until the previous one is acknowledged).
-fn base_config(settings: &KafkaSettings) -> ClientConfig {
+///
+/// librdkafka checks the broker's certificate and that it names the
+/// broker's host (`ssl.endpoint.identification.algorithm=https`, its
+/// default), and marks `sasl.password` sensitive: its logs never print it.
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    let protocol = settings.security_protocol;
     config
         .set("bootstrap.servers", &settings.brokers)
-        .set("socket.nagle.disable", "true");
+        .set("socket.nagle.disable", "true")
+        .set("security.protocol", protocol.as_librdkafka());
+    if protocol.uses_tls() && !settings.ssl_ca_file.is_empty() {
+        config.set("ssl.ca.location", &settings.ssl_ca_file);
+    }
+    if protocol.uses_sasl() {
+        config
+            .set("sasl.mechanism", &settings.sasl_mechanism)
+            .set("sasl.username", &settings.sasl_username)
+            .set("sasl.password", settings.sasl_password.expose());
+    }
     config
 }
 
@@ -33,7 +51,7 @@ pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProdu
 /// The configuration of [`producer`], for producers of another kind (the
 /// sequencer's transactional one).
 pub fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
-    let mut config = base_config(settings);
+    let mut config = client_config(settings);
     config
         .set("client.id", client_id)
         .set("acks", "all")
@@ -61,7 +79,7 @@ pub const TAIL_FETCH_MAX_BYTES: u32 = 8 * 1024 * 1024;
 /// buffers are bounded by [`TAIL_PREFETCH_KBYTES`] and
 /// [`TAIL_FETCH_MAX_BYTES`].
 pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
-    let mut config = base_config(settings);
+    let mut config = client_config(settings);
     config
         .set("client.id", client_id)
         // librdkafka wants a group id even for assigned partitions; nothing
@@ -82,7 +100,7 @@ pub fn tail_consumer_config(settings: &KafkaSettings, client_id: &str) -> Client
 /// offsets itself, after its work succeeded. It heartbeats three times per
 /// session timeout, as Kafka advises.
 pub fn group_consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
-    let mut config = base_config(settings);
+    let mut config = client_config(settings);
     let session = settings.group_session_timeout_ms;
     config
         .set("group.id", group_id)
@@ -120,9 +138,7 @@ pub fn partitions_of(
 /// `settings.min_insync_replicas`. Topics that exist are left as they are
 /// (their partitions, copies and configuration are not changed).
 pub async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
     let topics = Topic::ALL.map(|topic| settings.topic_name(topic));
     let min_insync = settings.min_insync_replicas.to_string();
     let new_topics: Vec<NewTopic> = topics

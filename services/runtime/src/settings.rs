@@ -15,6 +15,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod security;
+
+pub use security::SecurityProtocol;
+
 /// Settings that could not be loaded or are invalid. The message names the
 /// field.
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +92,9 @@ pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// A secret string: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string: never printed by `Debug`. The default is empty (no
+/// secret).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -191,6 +196,23 @@ pub struct KafkaSettings {
     /// ms: after a crash, its records wait this long. Default 10000; the
     /// broker allows 6000 to 300000 (`group.min/max.session.timeout.ms`).
     pub group_session_timeout_ms: u32,
+    /// How the link to the brokers is protected: `plaintext`, `ssl` (TLS),
+    /// `sasl_plaintext` (a SASL user, no TLS) or `sasl_ssl` (both).
+    /// Default `plaintext`.
+    pub security_protocol: SecurityProtocol,
+    /// The CA certificates (PEM) that the brokers' TLS certificates are
+    /// checked against, with `ssl` or `sasl_ssl`. Default empty: the
+    /// system's CAs (OpenSSL's default paths).
+    pub ssl_ca_file: String,
+    /// The SASL mechanism, with `sasl_plaintext` or `sasl_ssl`:
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`. Default `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    /// The SASL user. Default empty (none); required by the sasl_*
+    /// protocols.
+    pub sasl_username: String,
+    /// The SASL user's password; never logged. Default empty (none);
+    /// required by the sasl_* protocols.
+    pub sasl_password: Secret,
 }
 
 impl Default for KafkaSettings {
@@ -210,6 +232,11 @@ impl Default for KafkaSettings {
             fetch_wait_max_ms: 100,
             message_timeout_ms: Duration::from_secs(10),
             group_session_timeout_ms: 10_000,
+            security_protocol: SecurityProtocol::Plaintext,
+            ssl_ca_file: String::new(),
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
         }
     }
 }
@@ -302,7 +329,7 @@ impl KafkaSettings {
                 "must be above 0",
             ));
         }
-        Ok(())
+        security::validate(self)
     }
 }
 
@@ -487,6 +514,66 @@ mod tests {
         assert_eq!(s.hosts, vec!["a:1", "b:2"]);
         let s: Example = with_env(&[("RILL_HOSTS", "[a:1,b:2]")], |_| load()).expect("loads");
         assert_eq!(s.hosts, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn kafka_security_is_read_from_the_environment() {
+        let env = [
+            ("RILL_KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+            ("RILL_KAFKA__SSL_CA_FILE", "ca.pem"),
+            ("RILL_KAFKA__SASL_USERNAME", "rill"),
+            ("RILL_KAFKA__SASL_PASSWORD", "hunter2"),
+        ];
+        let s: Example = with_env(&env, |jail| {
+            jail.create_file("ca.pem", "").expect("write file");
+            load()
+        })
+        .expect("loads");
+        assert_eq!(s.kafka.security_protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(s.kafka.sasl_mechanism, "SCRAM-SHA-512", "the default");
+        assert_eq!(s.kafka.sasl_password.expose(), "hunter2");
+        let text = format!("{:?}", s.kafka);
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn kafka_security_is_checked() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("RILL_KAFKA__SECURITY_PROTOCOL", "tls")],
+                "SECURITY_PROTOCOL",
+            ),
+            (
+                &[
+                    ("RILL_KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                    ("RILL_KAFKA__SASL_USERNAME", "rill"),
+                ],
+                "kafka.sasl_password: must be set",
+            ),
+            (
+                &[
+                    ("RILL_KAFKA__SECURITY_PROTOCOL", "sasl_plaintext"),
+                    ("RILL_KAFKA__SASL_MECHANISM", "GSSAPI"),
+                ],
+                "kafka.sasl_mechanism",
+            ),
+            (
+                &[
+                    ("RILL_KAFKA__SECURITY_PROTOCOL", "ssl"),
+                    ("RILL_KAFKA__SSL_CA_FILE", "missing.pem"),
+                ],
+                "kafka.ssl_ca_file: cannot read missing.pem",
+            ),
+            (
+                &[("RILL_KAFKA__SASL_PASSWORD", "hunter2")],
+                "kafka.sasl_username: a SASL user is set",
+            ),
+        ];
+        for (env, expected) in cases {
+            let err = with_env(env, |_| load::<Example>()).expect_err("must fail");
+            assert!(err.to_string().contains(expected), "{env:?}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

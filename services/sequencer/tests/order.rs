@@ -218,9 +218,8 @@ async fn a_sequencer_killed_mid_stream_neither_loses_nor_doubles() {
 }
 
 /// Deletes `topic` and waits until the broker no longer lists it.
-async fn delete_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+async fn delete_topic(kafka: &rill_runtime::KafkaSettings, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = rill_runtime::kafka::client_config(kafka)
         .create()
         .expect("admin client");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -231,8 +230,7 @@ async fn delete_topic(brokers: &str, topic: &str) {
     {
         result.expect("topic deleted");
     }
-    let probe: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let probe: BaseConsumer = rill_runtime::kafka::client_config(kafka)
         .create()
         .expect("probe");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -282,7 +280,7 @@ async fn a_position_from_before_the_topic_was_recreated_gets_a_gap() {
     stack.edges[0].stop().await;
     sequencer.process.kill();
     let kafka = stack.broker.kafka_settings();
-    delete_topic(&kafka.brokers, &kafka.sequenced_topic).await;
+    delete_topic(&kafka, &kafka.sequenced_topic).await;
     rill_runtime::kafka::create_topics(&kafka)
         .await
         .expect("topics created");

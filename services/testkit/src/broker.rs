@@ -7,18 +7,21 @@
 //! records; its topics are deleted when its [`Broker`] drops.
 //!
 //! A test that stops or restarts the broker starts one of its own
-//! ([`Broker::dedicated`]), a child process with its own data folder.
+//! ([`Broker::dedicated`]), a child process with its own data folder; so
+//! does a test of the secured link ([`Broker::dedicated_sasl_ssl`]: TLS
+//! with the test's certificates and a SCRAM-SHA-512 user).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rill_runtime::KafkaSettings;
+use rill_runtime::settings::SecurityProtocol;
+use rill_runtime::{KafkaSettings, Secret};
 
+use crate::certs::{KEYSTORE_PASSWORD, TestCerts};
 use crate::process::{ChildGuard, free_addr};
 use crate::tools;
 
@@ -35,6 +38,17 @@ pub struct Broker {
     /// Starts every topic and group name of this test.
     prefix: String,
     own: Option<OwnBroker>,
+    /// How clients reach it when its only listener is SASL_SSL.
+    secured: Option<Secured>,
+}
+
+/// The client side of a broker that speaks only SASL_SSL.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    /// The CA (PEM) that signed the broker's certificate.
+    pub ca_file: String,
+    pub username: String,
+    pub password: Secret,
 }
 
 /// A broker process that belongs to one test.
@@ -59,6 +73,7 @@ impl Broker {
             addr,
             prefix: new_prefix(),
             own: None,
+            secured: None,
         };
         broker.create_topics().await;
         broker
@@ -66,7 +81,30 @@ impl Broker {
 
     /// A broker of this test's own, which it may stop and restart.
     pub async fn dedicated() -> Self {
+        Self::dedicated_with(None).await
+    }
+
+    /// A broker of this test's own whose only client listener is SASL_SSL:
+    /// TLS with the server certificate of `certs`, and one SCRAM-SHA-512
+    /// user, `username`, which the broker also uses to reach itself (its
+    /// controller listener stays in the clear, on 127.0.0.1).
+    pub async fn dedicated_sasl_ssl(certs: &TestCerts, username: &str, password: &str) -> Self {
+        let secured = Secured {
+            ca_file: certs.ca().display().to_string(),
+            username: username.to_owned(),
+            password: Secret::new(password),
+        };
+        Self::dedicated_with(Some((secured, certs))).await
+    }
+
+    async fn dedicated_with(secured: Option<(Secured, &TestCerts)>) -> Self {
         let data = std::env::temp_dir().join(format!("rill-test-kafka-{}", uuid::Uuid::new_v4()));
+        if let Some((secured, certs)) = &secured {
+            std::fs::create_dir_all(&data).expect("the broker's folder");
+            let properties = sasl_ssl_properties(secured, certs);
+            std::fs::write(data.join("sasl_ssl.properties"), properties)
+                .expect("write the broker's SASL_SSL properties");
+        }
         let own = OwnBroker {
             process: None,
             data,
@@ -76,6 +114,7 @@ impl Broker {
             addr: free_addr(),
             prefix: new_prefix(),
             own: Some(own),
+            secured: secured.map(|(secured, _)| secured),
         };
         broker.restart().await;
         broker.create_topics().await;
@@ -94,7 +133,22 @@ impl Broker {
             push_topic: topic(&defaults.push_topic),
             presence_topic: topic(&defaults.presence_topic),
             partitions: TEST_PARTITIONS,
-            ..defaults
+            ..self.client_security()
+        }
+    }
+
+    /// The default settings with this broker's security: SASL_SSL with its
+    /// CA and user when it is secured, else none.
+    fn client_security(&self) -> KafkaSettings {
+        match &self.secured {
+            Some(secured) => KafkaSettings {
+                security_protocol: SecurityProtocol::SaslSsl,
+                ssl_ca_file: secured.ca_file.clone(),
+                sasl_username: secured.username.clone(),
+                sasl_password: secured.password.clone(),
+                ..KafkaSettings::default()
+            },
+            None => KafkaSettings::default(),
         }
     }
 
@@ -114,6 +168,17 @@ impl Broker {
             ("RILL_KAFKA__PUSH_TOPIC", settings.push_topic),
             ("RILL_KAFKA__PRESENCE_TOPIC", settings.presence_topic),
             ("RILL_KAFKA__PARTITIONS", settings.partitions.to_string()),
+            (
+                "RILL_KAFKA__SECURITY_PROTOCOL",
+                settings.security_protocol.as_librdkafka().to_owned(),
+            ),
+            ("RILL_KAFKA__SSL_CA_FILE", settings.ssl_ca_file),
+            ("RILL_KAFKA__SASL_MECHANISM", settings.sasl_mechanism),
+            ("RILL_KAFKA__SASL_USERNAME", settings.sasl_username),
+            (
+                "RILL_KAFKA__SASL_PASSWORD",
+                settings.sasl_password.expose().to_owned(),
+            ),
         ]
     }
 
@@ -154,6 +219,21 @@ impl Broker {
             .arg(&own.data)
             .arg(addr.port().to_string())
             .arg(own.controller.port().to_string());
+        if let Some(secured) = &self.secured {
+            command
+                .env(
+                    "RILL_KAFKA_EXTRA_PROPERTIES",
+                    own.data.join("sasl_ssl.properties"),
+                )
+                .env(
+                    "RILL_KAFKA_SCRAM_USERS",
+                    format!(
+                        "SCRAM-SHA-512=[name={},password={}]",
+                        secured.username,
+                        secured.password.expose()
+                    ),
+                );
+        }
         let mut process = ChildGuard::spawn("kafka", &mut command);
         process.wait_for_port(addr, START_TIMEOUT);
         own.process = Some(process);
@@ -215,6 +295,32 @@ impl Drop for Broker {
     }
 }
 
+/// Broker properties (appended to scripts/kafka/server.properties by
+/// scripts/kafka/run.sh) for a node whose clients and the node itself
+/// speak SASL_SSL with SCRAM-SHA-512, on the same port.
+fn sasl_ssl_properties(secured: &Secured, certs: &TestCerts) -> String {
+    format!(
+        "listeners=SASL_SSL://127.0.0.1:@PORT@,CONTROLLER://127.0.0.1:@CONTROLLER_PORT@\n\
+         advertised.listeners=SASL_SSL://127.0.0.1:@PORT@\n\
+         inter.broker.listener.name=SASL_SSL\n\
+         listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT\n\
+         sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+         sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required \
+         username=\"{user}\" password=\"{password}\";\n\
+         ssl.keystore.type=PKCS12\n\
+         ssl.keystore.location={keystore}\n\
+         ssl.keystore.password={KEYSTORE_PASSWORD}\n\
+         ssl.truststore.type=PEM\n\
+         ssl.truststore.location={ca}\n",
+        user = secured.username,
+        password = secured.password.expose(),
+        keystore = certs.keystore().display(),
+        ca = certs.ca().display(),
+    )
+}
+
 /// A prefix for one test's topics and groups: `t` and 12 random hex digits.
 fn new_prefix() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -230,10 +336,10 @@ fn delete_topics(settings: &KafkaSettings) {
             .enable_all()
             .build()
             .ok()?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            .create()
-            .ok()?;
+        let admin: AdminClient<DefaultClientContext> =
+            rill_runtime::kafka::client_config(&settings)
+                .create()
+                .ok()?;
         let topics = rill_runtime::Topic::ALL.map(|topic| settings.topic_name(topic));
         let options = AdminOptions::new()
             .request_timeout(Some(Duration::from_secs(5)))

@@ -13,6 +13,7 @@
 //! - [`broker`]: a test's topics on the run's Kafka, or a broker of its own.
 //! - [`traefik`]: Traefik with the project's local config.
 //! - [`cassandra`]: a Cassandra node of a test's own, to kill and restart.
+//! - [`certs`]: a CA and server certificate of a test's own, for TLS links.
 //! - [`store`]: a SQLite file or a Cassandra keyspace of the test's own.
 //! - [`stack`]: broker + edges + Traefik.
 //! - [`otlp`]: an OpenTelemetry (OTLP/HTTP) receiver that keeps the spans
@@ -22,6 +23,7 @@
 
 pub mod broker;
 pub mod cassandra;
+pub mod certs;
 pub mod client;
 pub mod otlp;
 pub mod process;
