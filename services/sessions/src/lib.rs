@@ -38,6 +38,11 @@ pub enum SessionsError {
     NoQuorum { up: usize, needed: usize },
     #[error("Redis returned an invalid id: {0}")]
     BadId(#[from] rill_domain::IdError),
+    #[error("redis.ca_file: cannot read {path}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The Redis servers of `settings`, once a majority of them answers: one

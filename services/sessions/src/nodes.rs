@@ -30,10 +30,33 @@ impl std::fmt::Debug for Nodes {
     }
 }
 
+/// A client of the server at `url`. A `rediss://` URL is TLS, checked
+/// against `ca` (PEM) when given, else against the system's CAs
+/// (native-tls: OpenSSL).
+fn client(url: &str, ca: Option<&Vec<u8>>) -> Result<redis::Client, redis::RedisError> {
+    match ca {
+        Some(ca) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        _ => redis::Client::open(url),
+    }
+}
+
 impl Nodes {
     /// Connections to every server of `settings.urls`; none is contacted
     /// yet (see [`Nodes::ping`]).
     pub fn new(settings: &RedisSettings) -> Result<Self, SessionsError> {
+        let ca = match settings.ca_file.as_str() {
+            "" => None,
+            path => Some(std::fs::read(path).map_err(|source| SessionsError::CaFile {
+                path: path.to_owned(),
+                source,
+            })?),
+        };
         let timeout = settings.timeout_ms;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -44,7 +67,7 @@ impl Nodes {
             .urls
             .iter()
             .map(|url| {
-                let client = redis::Client::open(url.as_str())?;
+                let client = client(url, ca.as_ref())?;
                 let info = client.get_connection_info();
                 let name = format!("{:?}", info.addr());
                 let conn = ConnectionManager::new_lazy_with_config(client, config.clone())?;

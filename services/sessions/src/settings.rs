@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct RedisSettings {
     /// Redis URLs, a list or comma separated. Several URLs are independent
     /// servers (not replicas): a live-session lock then needs a majority of
-    /// them (Redlock). Default `redis://127.0.0.1:6379`.
+    /// them (Redlock). `rediss://` is TLS; a user and password in the URL
+    /// (`rediss://user:password@host:port`) log in as that ACL user
+    /// (`AUTH user password`), a password alone as the default user.
+    /// Default `redis://127.0.0.1:6379`.
     #[serde(deserialize_with = "rill_runtime::settings::one_or_many")]
     pub urls: Vec<String>,
     /// Prefix of every key. Default `rill`.
@@ -26,6 +29,10 @@ pub struct RedisSettings {
     /// command. Default 1000.
     #[serde(with = "rill_runtime::settings::millis")]
     pub timeout_ms: Duration,
+    /// The CA certificates (PEM) that the servers of `rediss://` URLs are
+    /// checked against (certificate and host name). Default empty: the
+    /// system's CAs.
+    pub ca_file: String,
 }
 
 impl Default for RedisSettings {
@@ -35,6 +42,7 @@ impl Default for RedisSettings {
             key_prefix: "rill".into(),
             session_ttl_secs: Duration::from_secs(30),
             timeout_ms: Duration::from_millis(1000),
+            ca_file: String::new(),
         }
     }
 }
@@ -49,6 +57,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("timeout_ms", &self.timeout_ms)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -94,6 +103,15 @@ impl RedisSettings {
                 "redis.timeout_ms",
                 "must be between 10 and 10000",
             ));
+        }
+        if !self.ca_file.is_empty() {
+            if !self.urls.iter().any(|u| u.starts_with("rediss://")) {
+                return Err(SettingsError::invalid(
+                    "redis.ca_file",
+                    "is set, but no URL of redis.urls is rediss:// (TLS)",
+                ));
+            }
+            rill_runtime::settings::security::readable_file("redis.ca_file", &self.ca_file)?;
         }
         if self.key_prefix.is_empty() {
             return Err(SettingsError::invalid(
