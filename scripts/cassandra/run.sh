@@ -34,6 +34,9 @@
 #                             nodetool: java -cp "$RILL_CASSANDRA_HOME/lib/*"
 #                             org.apache.cassandra.tools.NodeTool -p PORT status
 #   RILL_CASSANDRA_JVM_OPTS   more JVM options, after ours (so they win)
+#   RILL_CASSANDRA_EXTRA_YAML a file appended to cassandra.yaml: settings
+#                             the template leaves out (say, the tests'
+#                             client_encryption_options and authenticator)
 #   RILL_TOOLS, JAVA_HOME     where Cassandra is installed, which JDK
 #
 # CQL answers a few seconds after start (scripts/cassandra/wait.sh PORT
@@ -96,6 +99,10 @@ template="${template//@DIR@/"$dir"}"
 template="${template//@CQL_PORT@/"$cql_port"}"
 template="${template//@STORAGE_PORT@/"$storage_port"}"
 printf '%s\n' "$template" >"$dir/cassandra.yaml"
+if [[ -n "${RILL_CASSANDRA_EXTRA_YAML:-}" ]]; then
+  cat "$RILL_CASSANDRA_EXTRA_YAML" >>"$dir/cassandra.yaml" ||
+    die "cannot read RILL_CASSANDRA_EXTRA_YAML $RILL_CASSANDRA_EXTRA_YAML"
+fi
 cp "$here/logback.xml" "$dir/logback.xml"
 
 jamm=("$lib"/jamm-*.jar)

@@ -37,9 +37,18 @@ pub struct CassandraSettings {
     pub replication_factor: u32,
     /// The local datacenter for load balancing. Default: none (any).
     pub local_datacenter: Option<String>,
-    /// Credentials, if the cluster requires them. Default: none.
+    /// Credentials, if the cluster requires them (Cassandra's
+    /// PasswordAuthenticator: a role that may log in). Default: none.
     pub username: Option<String>,
+    /// The password of `username`; never logged. Default: none.
     pub password: Option<Secret>,
+    /// The CA certificates (PEM) that the nodes' TLS certificates are
+    /// checked against; setting it turns TLS on (the nodes'
+    /// `client_encryption_options`). The driver checks that a node's
+    /// certificate names the IP address it connects to (the addresses the
+    /// cluster announces, not the contact points' names). Default empty:
+    /// no TLS.
+    pub tls_ca_file: String,
 }
 
 impl Default for CassandraSettings {
@@ -51,6 +60,7 @@ impl Default for CassandraSettings {
             local_datacenter: None,
             username: None,
             password: None,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -86,6 +96,12 @@ impl StoreSettings {
                 "store.cassandra.username",
                 "username and password go together",
             ));
+        }
+        if !self.cassandra.tls_ca_file.is_empty() {
+            rill_runtime::settings::security::readable_file(
+                "store.cassandra.tls_ca_file",
+                &self.cassandra.tls_ca_file,
+            )?;
         }
         Ok(())
     }

@@ -2,15 +2,19 @@
 
 use std::sync::Arc;
 
+use scylla::client::session::OpenSsl010Config;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 
+use openssl::ssl::{SslConnector, SslMethod};
+use openssl::x509::store::X509StoreBuilder;
+
 use super::errors::driver;
 use crate::{CassandraSettings, StoreError};
 
-/// The session builder for `settings`: contact points, credentials and the
-/// preferred datacenter when they are set.
+/// The session builder for `settings`: contact points, credentials, TLS and
+/// the preferred datacenter when they are set.
 ///
 /// Write timestamps come from this process, strictly increasing: the
 /// events of one `apply` call are written in order, and a delete followed
@@ -51,11 +55,30 @@ pub(super) fn builder(settings: &CassandraSettings) -> Result<SessionBuilder, St
             ));
         }
     }
+    if !settings.tls_ca_file.is_empty() {
+        builder = builder.tls_context(Some(tls(&settings.tls_ca_file)?));
+    }
     Ok(builder)
 }
 
-/// Connects to the cluster.
-pub(super) async fn session(settings: &CassandraSettings) -> Result<Session, StoreError> {
+/// TLS that trusts the CAs of `ca_file` (PEM) only: OpenSSL's client
+/// defaults (peer verification on), and the driver checks each node's
+/// certificate against the node's IP address.
+fn tls(ca_file: &str) -> Result<OpenSsl010Config, StoreError> {
+    let error = |err: openssl::error::ErrorStack| {
+        StoreError::Cassandra(format!("store.cassandra.tls_ca_file {ca_file}: {err}"))
+    };
+    let mut connector = SslConnector::builder(SslMethod::tls_client()).map_err(error)?;
+    // Only the given CAs: SslConnector starts from the system's default
+    // paths, which set_ca_file adds to; a fresh store keeps them out.
+    connector.set_cert_store(X509StoreBuilder::new().map_err(error)?.build());
+    connector.set_ca_file(ca_file).map_err(error)?;
+    Ok(OpenSsl010Config::new(connector))
+}
+
+/// Connects to the cluster as `settings` say (contact points, credentials,
+/// TLS), without touching the schema.
+pub async fn session(settings: &CassandraSettings) -> Result<Session, StoreError> {
     builder(settings)?.build().await.map_err(driver("connect"))
 }
 
@@ -101,6 +124,23 @@ mod tests {
         assert!(config.authenticator.is_some());
         assert!(
             matches!(&config.node_location_preference, NodeLocationPreference::Datacenter(dc) if dc == "eu-west")
+        );
+    }
+
+    #[test]
+    fn a_ca_file_turns_tls_on() {
+        assert!(
+            builder(&settings())
+                .expect("builder")
+                .config
+                .tls_context
+                .is_none()
+        );
+        let mut settings = settings();
+        settings.tls_ca_file = "/nonexistent/ca.pem".into();
+        assert!(
+            matches!(builder(&settings), Err(StoreError::Cassandra(m)) if m.contains("tls_ca_file")),
+            "an unreadable CA file is an error that names the setting"
         );
     }
 

@@ -31,6 +31,8 @@ mod rows;
 mod schema;
 mod statements;
 
+pub use connect::session;
+
 use std::fmt;
 use std::ops::ControlFlow;
 
