@@ -20,7 +20,10 @@
 # 4. cargo clippy --workspace --all-targets -- -D warnings
 # 5. helm/tests/validate.sh: the Helm chart and the Dockerfiles, offline
 #    (its Python packages in a virtualenv outside the checkout, like the tools)
-# 6. cargo nextest run --workspace "$@"
+# 6. scripts/fuzz.sh: a short run of every fuzz target (FUZZ_SECONDS, here
+#    20 s each unless set, 0 for none; cargo-fuzz and a nightly toolchain
+#    installed once per machine), while the backends start
+# 7. cargo nextest run --workspace "$@"
 # Stops at the first failure, with its exit status.
 set -euo pipefail
 
@@ -90,6 +93,15 @@ step "helm/tests/validate.sh (Helm chart and Dockerfiles, offline)"
 if ! bash "$repo/helm/tests/validate.sh"; then
   step "error: the Helm chart checks failed (see FAIL lines above)"
   exit 1
+fi
+
+# About 2 minutes on a warm machine (4 to 5 after a change to the crates the
+# targets build on); the first build of the targets takes 10 or more.
+# FUZZ_SECONDS=0 leaves the step out.
+fuzz_seconds="${FUZZ_SECONDS:-20}"
+if ((fuzz_seconds > 0)); then
+  step "scripts/fuzz.sh (every fuzz target, $fuzz_seconds s each)"
+  FUZZ_SECONDS="$fuzz_seconds" "$repo/scripts/fuzz.sh"
 fi
 
 step "waiting for Apache Kafka on $RILL_TEST_KAFKA"
