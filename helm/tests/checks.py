@@ -25,14 +25,7 @@ ADMIN_COMMANDS = {"create-topics", "apply-schema"}
 # Settings the chart may set before the services know them (name ->
 # why): a note, not a failure, while the name is missing from the Rust
 # settings structs. Empty: every variable must name a real setting.
-PENDING_SETTINGS: dict[str, str] = {
-    name: "issue 16.4: TLS and credentials of the links to the backends, being added to the services"
-    for name in (
-        "RILL_KAFKA__SECURITY_PROTOCOL", "RILL_KAFKA__SSL_CA_FILE", "RILL_KAFKA__SASL_MECHANISM",
-        "RILL_KAFKA__SASL_USERNAME", "RILL_KAFKA__SASL_PASSWORD", "RILL_REDIS__CA_FILE",
-        "RILL_STORE__CASSANDRA__TLS_CA_FILE",
-    )
-}
+PENDING_SETTINGS: dict[str, str] = {}
 # Values whose content is passed through to Kubernetes as it is: documented
 # as one key, not leaf by leaf.
 OPAQUE_VALUES = {
