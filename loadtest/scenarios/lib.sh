@@ -185,7 +185,10 @@ start_broker_and_redis() {
 
 # start_rill EDGES: the api (test data on, the run's api key), the sequencer, persist and
 # EDGES edges (the run's token secret), each edge allowed 19,500 sessions
-# and never "not ready" from its session count or lag.
+# and never "not ready" from its session count or lag. The edges' rate and
+# open limits are lifted (the generator opens thousands of sessions from a
+# few addresses); a scenario that wants its own settings puts them in the
+# array EDGE_ENV (NAME=VALUE ...), which comes after these and wins.
 # Sets API_URL, EDGE_URLS (array), EDGE_PIDS (array), EDGE_NAMES.
 start_rill() {
   local edges="$1" port n digest
@@ -217,7 +220,7 @@ start_rill() {
       RILL_LIMITS__MAX_SESSIONS_PER_ADDRESS=19500 \
       RILL_AVAILABILITY__WARNING_PERCENT=99 RILL_AVAILABILITY__CRITICAL_PERCENT=100 \
       RILL_AVAILABILITY__LAG_WARNING_MS=5000 RILL_AVAILABILITY__LAG_CRITICAL_MS=10000 \
-      ${RILL_EDGE_WRAPPER:-} "$bin/edge"
+      ${EDGE_ENV[@]+"${EDGE_ENV[@]}"} ${RILL_EDGE_WRAPPER:-} "$bin/edge"
     wait_ready "edge-$n" "$port"
     EDGE_URLS+=("http://127.0.0.1:$port")
     EDGE_PIDS+=("$(pid_of "edge-$n")")

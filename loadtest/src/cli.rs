@@ -25,6 +25,7 @@ rill-load: load generator for Rill (WebSocket, SSE) and a Socket.IO peer
 USAGE:
     rill-load run [OPTIONS]
     rill-load faults [OPTIONS]   clients through faults: rill-load faults --help
+    rill-load hostile [OPTIONS]  clients that break the rules: rill-load hostile --help
     rill-load --help
 
 Target:
@@ -101,6 +102,7 @@ pub enum Command {
     Help,
     Run(Box<RunArgs>),
     Faults(Box<crate::faults::args::FaultArgs>),
+    Hostile(Box<crate::hostile::args::HostileArgs>),
     Worker,
 }
 
@@ -250,6 +252,10 @@ pub fn parse_with_env(
                     "faults" => {
                         let args = crate::faults::args::parse(&mut parser, &env)?;
                         return Ok(Command::Faults(Box::new(args)));
+                    }
+                    "hostile" => {
+                        let args = crate::hostile::args::parse(&mut parser, &env)?;
+                        return Ok(Command::Hostile(Box::new(args)));
                     }
                     _ => return Err(format!("unknown command {v:?}").into()),
                 }

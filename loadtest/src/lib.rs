@@ -19,6 +19,10 @@
 //! come back after every disconnect while a scenario injects faults, and a
 //! verdict on what each saw.
 //!
+//! `rill-load hostile` ([`hostile`]) runs clients that break the rules
+//! (floods, connect/close loops, slow readers, parked fragments,
+//! slowloris) beside an honest `run`, and counts what the edges answered.
+//!
 //! - [`cli`]: the command line.
 //! - [`login`]: a session's user logged in at an edge with a connection
 //!   token, for the session cookie.
@@ -28,6 +32,7 @@ pub mod cli;
 pub mod coordinator;
 pub mod edge_view;
 pub mod faults;
+pub mod hostile;
 pub mod intervals;
 pub mod login;
 pub mod plan;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             }
             rill_loadtest::cli::Command::Run(args) => rill_loadtest::coordinator::run(args).await,
             rill_loadtest::cli::Command::Faults(args) => rill_loadtest::faults::run(*args).await,
+            rill_loadtest::cli::Command::Hostile(args) => rill_loadtest::hostile::run(*args).await,
             rill_loadtest::cli::Command::Worker => rill_loadtest::worker::run().await,
         }
     });
