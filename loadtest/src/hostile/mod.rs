@@ -114,6 +114,32 @@ pub async fn open(
     Ok((stream, raw::FrameReader::new(rest)))
 }
 
+/// [`open`] and [`first_event`]; on a failure its name is counted in
+/// `tally`, and after a pause of `retry` `None` says to try again.
+pub async fn open_ready(
+    target: &Target,
+    kind: Kind,
+    url: &str,
+    path: &str,
+    recv_buffer: Option<u32>,
+    tally: &Tally,
+    retry: Duration,
+) -> Option<(TcpStream, raw::FrameReader)> {
+    let opened = async {
+        let (mut stream, mut frames) = open(target, kind, url, path, recv_buffer).await?;
+        first_event(&mut stream, &mut frames).await?;
+        Ok::<_, String>((stream, frames))
+    };
+    match opened.await {
+        Ok(open) => Some(open),
+        Err(why) => {
+            tally.one(why);
+            tokio::time::sleep(retry).await;
+            None
+        }
+    }
+}
+
 /// Reads up to the session's first event, which should be `ready`;
 /// otherwise what came instead, as a name (`closed_1008`, `eof`, ...).
 pub async fn first_event(

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::raw::{self, OP_CLOSE};
-use super::{Kind, Tally, Target, event_name, first_event, open};
+use super::{Kind, Tally, Target, event_name, first_event, open, open_ready};
 
 /// Frames written at once by a flood without a rate.
 const FLOOD_BATCH: u64 = 32;
@@ -49,20 +49,11 @@ pub async fn flood(target: &Target, tally: &Tally, n: usize, user: Uuid, plan: F
     while !target.over() {
         let url = target.url(n + attempt);
         attempt += 1;
-        let opened = open(target, Kind::Flood, url, &target.ws_path(user, None), None).await;
-        let (mut stream, mut frames) = match opened {
-            Ok(open) => open,
-            Err(why) => {
-                tally.one(why);
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        if let Err(why) = first_event(&mut stream, &mut frames).await {
-            tally.one(why);
-            tokio::time::sleep(RETRY).await;
+        let path = target.ws_path(user, None);
+        let opened = open_ready(target, Kind::Flood, url, &path, None, tally, RETRY).await;
+        let Some((stream, mut frames)) = opened else {
             continue;
-        }
+        };
         tally.one("opened");
         let (mut read_half, mut write_half) = stream.into_split();
         let deadline = target.deadline;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::raw::{self, OP_PING, OP_PONG, OP_TEXT};
-use super::{Kind, Tally, Target, event_name, first_event, open};
+use super::{Kind, Tally, Target, event_name, open_ready};
 
 /// A slow reader's receive buffer: a small window fills at once.
 const READER_RECV_BUFFER: u32 = 4096;
@@ -67,20 +67,11 @@ pub async fn slow_reader(target: &Target, tally: &Tally, n: usize, user: Uuid, h
         };
         let path = target.ws_path(user, Some(&position));
         let url = target.url(n + cycle);
-        let opened = open(target, Kind::Reader, url, &path, Some(READER_RECV_BUFFER)).await;
-        let (mut stream, mut frames) = match opened {
-            Ok(open) => open,
-            Err(why) => {
-                tally.one(why);
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        if let Err(why) = first_event(&mut stream, &mut frames).await {
-            tally.one(why);
-            tokio::time::sleep(RETRY).await;
+        let buffer = Some(READER_RECV_BUFFER);
+        let opened = open_ready(target, Kind::Reader, url, &path, buffer, tally, RETRY).await;
+        let Some((mut stream, mut frames)) = opened else {
             continue;
-        }
+        };
         let _ = tokio::time::timeout(OPENING, async {
             for _ in 0..OPENING_FRAMES {
                 let Ok(Some(frame)) = frames.next(&mut stream).await else {
@@ -180,20 +171,11 @@ pub async fn parked(target: &Target, tally: &Tally, n: usize, user: Uuid, wait: 
         let url = target.url(n + attempt);
         let partial = (n + attempt).is_multiple_of(2);
         attempt += 1;
-        let opened = open(target, Kind::Parked, url, &target.ws_path(user, None), None).await;
-        let (mut stream, mut frames) = match opened {
-            Ok(open) => open,
-            Err(why) => {
-                tally.one(why);
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        if let Err(why) = first_event(&mut stream, &mut frames).await {
-            tally.one(why);
-            tokio::time::sleep(RETRY).await;
+        let path = target.ws_path(user, None);
+        let opened = open_ready(target, Kind::Parked, url, &path, None, tally, RETRY).await;
+        let Some((mut stream, mut frames)) = opened else {
             continue;
-        }
+        };
         let begun = match partial {
             true => raw::partial_frame(1000, 10),
             false => raw::frame(false, OP_TEXT, br#"{"type":"send","body":"never fin"#),
