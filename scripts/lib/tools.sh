@@ -274,10 +274,16 @@ _tools_maven_copy() {
 
 # --- C build tools ----------------------------------------------------------
 # The workspace builds C libraries from source: librdkafka (configure + make)
-# and the edge's jemalloc. rustup needs a C linker but brings neither.
+# and the edge's jemalloc. rustup needs a C linker but brings neither. The
+# links to the backends use the system's OpenSSL (librdkafka's TLS, the
+# Redis and Cassandra clients): its headers, found through pkg-config.
 ensure_build_tools() {
-  command -v make >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 && return 0
-  _tools_apt_install make gcc
+  if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    _tools_apt_install make gcc || return 1
+  fi
+  if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists openssl; then
+    _tools_apt_install pkg-config libssl-dev || return 1
+  fi
 }
 
 # --- cargo-nextest: the test runner ------------------------------------------
