@@ -285,15 +285,20 @@ impl Edge {
         {
             tracing::warn!("sessions still open after the drain");
         }
-        if tokio::time::timeout(grace, sessions.locks.released())
+        let released = tokio::time::timeout(grace, sessions.locks.released())
             .await
-            .is_err()
-        {
-            tracing::warn!("some session locks were not released: another edge will end them");
-        }
+            .is_ok();
         beating.cancel();
         let _ = heartbeat.await;
-        peers.retire().await;
+        if released {
+            peers.retire().await;
+        } else {
+            // Not retired: once its heartbeat is old, a survivor publishes
+            // the leaves of the sessions still recorded as this edge's.
+            tracing::warn!(
+                "some sessions' leaves (or their lock releases) did not finish in time: another edge will end them after edges.dead_after_ms"
+            );
+        }
         for task in background {
             let _ = task.await;
         }

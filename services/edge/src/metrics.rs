@@ -34,6 +34,7 @@ pub struct EdgeMetrics {
     pub send_ack_seconds: Histogram,
     pub records_consumed: Counter,
     pub presence_events_skipped: Counter,
+    pub presence_retries: Counter,
     pub records_invalid: Counter,
     pub queued_events: Counter,
     pub dropped_events: Counter,
@@ -65,6 +66,7 @@ impl Default for EdgeMetrics {
             send_ack_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             records_consumed: Counter::default(),
             presence_events_skipped: Counter::default(),
+            presence_retries: Counter::default(),
             records_invalid: Counter::default(),
             queued_events: Counter::default(),
             dropped_events: Counter::default(),
@@ -155,6 +157,11 @@ impl EdgeMetrics {
             "presence_events_skipped",
             "Join and leave events not delivered: their profile had more live sessions here than limits.max_presence_users",
             self.presence_events_skipped.clone(),
+        );
+        r.register(
+            "presence_retries",
+            "Presence changes (join, leave) Kafka refused and sent again: each is retried until Kafka has it",
+            self.presence_retries.clone(),
         );
         r.register(
             "records_invalid",

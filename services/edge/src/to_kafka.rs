@@ -3,10 +3,14 @@
 //! Kafka acknowledged it. Presence changes (a session opened or closed) go
 //! the same way, to the presence topic.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rill_domain::{ChatMessage, MessageBody, MessageId, PresenceChange, ProfileId, UserId};
 use tracing::Instrument as _;
@@ -26,6 +30,17 @@ pub enum PublishError {
 /// answer before it is refused as timed out.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
+/// The first pause before a presence change Kafka refused is sent again.
+const PRESENCE_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// The longest pause between two tries of a presence change.
+const PRESENCE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Presence joins on their way to Kafka, by (user, profile, fence), for
+/// their session's leave to wait on. An entry lives from the join's
+/// publish to Kafka's ack: milliseconds, or while a broker outage lasts.
+type Joining = Mutex<HashMap<(UserId, ProfileId, u64), Shared<BoxFuture<'static, ()>>>>;
+
 /// Publishes chat messages to the message topic, and presence changes.
 pub struct Publisher {
     producer: FutureProducer,
@@ -35,6 +50,7 @@ pub struct Publisher {
     max_body_bytes: usize,
     timeout: Duration,
     metrics: Arc<EdgeMetrics>,
+    joining: Arc<Joining>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -63,6 +79,7 @@ impl Publisher {
             max_body_bytes,
             timeout,
             metrics,
+            joining: Arc::default(),
         }
     }
 
@@ -132,35 +149,57 @@ impl Publisher {
         }
     }
 
-    /// Queues a presence change at once (its place in its partition is
-    /// fixed by this call) and returns the wait for Kafka's answer; a
-    /// failure is logged (presence is a view: the registry in Redis stays
-    /// right). A span, "publish presence", lasts until the answer; the
-    /// record carries its trace context.
+    /// Publishes a presence change: the returned future ends once Kafka has
+    /// it. A change Kafka refuses (the broker is away) is sent again, after
+    /// a pause that doubles from [`PRESENCE_RETRY_FIRST`] up to
+    /// [`PRESENCE_RETRY_MAX`], until Kafka takes it: a dropped `leave`
+    /// would leave its user listed as live in every open view for ever.
+    /// What keeps the retries bounded is the lock: the session's lock is
+    /// held (and refreshed) until its `leave` is in Kafka
+    /// ([`Lease::release_after`](crate::session::Lease::release_after)),
+    /// so a pair has at most one join and one leave waiting, and its next
+    /// session's `join` comes after them.
+    ///
+    /// A `leave` waits for its session's `join` (same user, profile and
+    /// fence) if that is still on its way: a retried join must not land
+    /// after its leave. A span, "publish presence", lasts until Kafka has
+    /// the change; the record carries its trace context.
     pub fn presence(&self, change: PresenceChange) -> impl Future<Output = ()> + Send + 'static {
         let span = tracing::info_span!("publish presence", user_id = %change.user, profile_id = %change.profile, joined = change.joined, fence = change.fence);
-        let key = change.key();
-        let payload = change.encode();
-        let record = FutureRecord::to(&self.presence_topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(span.in_scope(rill_runtime::trace_context::current_headers));
-        let queued = self.producer.send_result(record).map_err(|(err, _)| err);
-        async move {
-            let outcome = match queued {
-                Ok(delivery) => match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((err, _))) => Err(err),
-                    Err(_) => Err(KafkaError::Canceled),
-                },
-                Err(err) => Err(err),
-            };
-            if let Err(err) = outcome {
-                // The span names the user, the profile and the change.
-                tracing::warn!(error = %err, "presence change not published");
+        let session = (change.user, change.profile, change.fence);
+        let record = PresenceRecord {
+            producer: self.producer.clone(),
+            topic: self.presence_topic.clone(),
+            key: change.key(),
+            payload: change.encode(),
+            headers: span.in_scope(rill_runtime::trace_context::current_headers),
+            metrics: self.metrics.clone(),
+        };
+        let mut joining = self.joining.lock().unwrap_or_else(|e| e.into_inner());
+        if change.joined {
+            let all = self.joining.clone();
+            let publish = async move {
+                record.publish().await;
+                all.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&session);
             }
+            .instrument(span)
+            .boxed()
+            .shared();
+            joining.insert(session, publish.clone());
+            publish.left_future()
+        } else {
+            let join = joining.get(&session).cloned();
+            async move {
+                if let Some(join) = join {
+                    join.await;
+                }
+                record.publish().await;
+            }
+            .instrument(span)
+            .right_future()
         }
-        .instrument(span)
     }
 
     /// Whether a broker answers a metadata request for the message topic
@@ -178,6 +217,55 @@ impl Publisher {
         use rdkafka::producer::Producer as _;
         if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "producer did not flush before shutdown");
+        }
+    }
+}
+
+/// A presence change, encoded, and what it takes to send it again.
+struct PresenceRecord {
+    producer: FutureProducer,
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl PresenceRecord {
+    /// Sends the change until Kafka has it (see [`Publisher::presence`]).
+    /// Shutdown does not wait for it for ever: past the drain's grace the
+    /// edge stops without retiring, and a survivor publishes the leaves
+    /// of the sessions whose locks it still held (`session::peers`).
+    async fn publish(self) {
+        let mut pause = PRESENCE_RETRY_FIRST;
+        let mut tries = 1u32;
+        loop {
+            let record = FutureRecord::to(&self.topic)
+                .key(&self.key)
+                .payload(&self.payload)
+                .headers(self.headers.clone());
+            let outcome = match self.producer.send_result(record) {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((err, _))) => Err(err),
+                    Err(_canceled) => Err(KafkaError::Canceled),
+                },
+                Err((err, _)) => Err(err),
+            };
+            let Err(err) = outcome else {
+                if tries > 1 {
+                    tracing::info!(tries, "presence change published after Kafka refused it");
+                }
+                return;
+            };
+            if tries == 1 {
+                // Once per change: an outage refuses thousands.
+                tracing::warn!(error = %err, "presence change not published: sending it again until Kafka has it");
+            }
+            self.metrics.presence_retries.inc();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(PRESENCE_RETRY_MAX);
+            tries += 1;
         }
     }
 }

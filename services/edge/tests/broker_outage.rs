@@ -6,6 +6,10 @@
 //! acknowledged message is delivered once, in order, to a client that
 //! stayed connected and to one that reconnected with its last position,
 //! and is stored once; persist's committed offsets reach the end again.
+//! Presence changes during the outage are not lost: the `leave` of a
+//! session closed then, and the `join` and `leave` of one opened and closed
+//! then, reach the client that stayed, in that order, once the broker is
+//! back (no ghost); the one that left can open a session again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -116,6 +120,9 @@ fn sender(
 /// Messages a client received, in order: (position, id).
 type Seen = Arc<Mutex<Vec<(Position, String)>>>;
 
+/// Presence events a client received, in order: ("join" or "leave", user).
+type Presence = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Records `event` in `seen` if it is a message; no gap is expected.
 fn record(seen: &Seen, event: &Value, who: &str) {
     match event["type"].as_str() {
@@ -132,13 +139,15 @@ fn record(seen: &Seen, event: &Value, who: &str) {
     }
 }
 
-/// Reads a WebSocket that stays open through the outage, until `stop`.
+/// Reads a WebSocket that stays open through the outage, until `stop`:
+/// its messages and its presence events.
 fn ws_reader(
     mut ws: WsClient,
     mut stop: watch::Receiver<bool>,
-) -> (Seen, tokio::task::JoinHandle<()>) {
+) -> (Seen, Presence, tokio::task::JoinHandle<()>) {
     let seen = Seen::default();
-    let into = seen.clone();
+    let presence = Presence::default();
+    let (into, presence_into) = (seen.clone(), presence.clone());
     let task = tokio::spawn(async move {
         loop {
             // The client reads whatever comes; the select only lets it
@@ -146,14 +155,44 @@ fn ws_reader(
             tokio::select! {
                 _ = stop.changed() => return,
                 event = ws.next_or_close() => match event {
-                    Ok(event) => record(&into, &event, "WebSocket"),
+                    Ok(event) => {
+                        record(&into, &event, "WebSocket");
+                        if let kind @ ("join" | "leave") = event["type"].as_str().unwrap_or_default() {
+                            let user = event["user_id"].as_str().unwrap_or_default().to_owned();
+                            presence_into.lock().expect("presence").push((kind.to_owned(), user));
+                        }
+                    }
                     Err(close) => panic!("the WebSocket that stayed ended: {close:?}"),
                 },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     });
-    (seen, task)
+    (seen, presence, task)
+}
+
+/// The presence events `presence` holds about `user`, in order, once the
+/// last is a `leave`.
+async fn until_left(presence: &Presence, user: Uuid) -> Vec<String> {
+    let user = user.to_string();
+    let since = Instant::now();
+    loop {
+        let kinds: Vec<String> = presence
+            .lock()
+            .expect("presence")
+            .iter()
+            .filter(|(_, u)| *u == user)
+            .map(|(kind, _)| kind.clone())
+            .collect();
+        if kinds.last().is_some_and(|kind| kind == "leave") {
+            return kinds;
+        }
+        assert!(
+            since.elapsed() < DELIVERY_DEADLINE,
+            "user {user} is still listed as live (a ghost): its events {kinds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Reads an SSE stream until `stop`; the stream is dropped then.
@@ -285,16 +324,22 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
     let edge = stack.edge_client(0);
     let member = async || {
         let client = stack.edge_client(0);
-        client.login(stack.member_of(&[room]).await).await;
-        client
+        let user = stack.member_of(&[room]).await;
+        client.login(user).await;
+        (client, user)
     };
-    let (sending, staying, resuming) = (member().await, member().await, member().await);
+    let ((sending, _), (staying, _), (resuming, _)) =
+        (member().await, member().await, member().await);
+    // Leaves during the outage; opens and leaves during it.
+    let ((leaving, leaver), (visiting, visitor)) = (member().await, member().await);
     let (stop_tx, stop) = watch::channel(false);
 
     let mut staying_ws = staying.ws(room).await;
     staying_ws.next_of_type("ready").await;
     let (stop_stayed_tx, stop_stayed) = watch::channel(false);
-    let (stayed, stayed_task) = ws_reader(staying_ws, stop_stayed);
+    let (stayed, presence, stayed_task) = ws_reader(staying_ws, stop_stayed);
+    let mut leaving_ws = leaving.ws(room).await;
+    leaving_ws.next_of_type("ready").await;
     let resumed = Seen::default();
     let (cut_tx, cut) = watch::channel(false);
     let first_sse = sse_reader(resuming.sse(room).await, resumed.clone(), cut);
@@ -327,6 +372,12 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
     // The SSE client leaves during the outage; it comes back after.
     cut_tx.send(true).expect("cut");
     first_sse.await.expect("first SSE reader");
+    // One session closes, another opens and closes: their presence
+    // changes cannot reach Kafka now, and are sent again until they do.
+    drop(leaving_ws);
+    let mut visiting_ws = visiting.ws(room).await;
+    visiting_ws.next_of_type("ready").await;
+    drop(visiting_ws);
     // A POST send during the outage: a 503 with a code, in time.
     let posted = Instant::now();
     let response = sending
@@ -338,6 +389,14 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
     let post_took = posted.elapsed();
     let post_status = response.status().as_u16();
     let post_body: Value = response.json().await.unwrap_or_default();
+    let retries_since = Instant::now();
+    while edge.metric("rill_edge_presence_retries").await < 2.0 {
+        assert!(
+            retries_since.elapsed() < DEADLINE,
+            "the presence changes of the outage were not refused and retried"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let down_for = OUTAGE.saturating_sub(stopped_at.elapsed());
     tokio::time::sleep(down_for).await; // the outage itself, not a wait for a condition
 
@@ -421,17 +480,43 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
         .last()
         .map(|(p, _)| p.to_string());
     let last = last.expect("the SSE client saw messages before the outage");
-    let sse = resuming
-        .try_sse(&format!("/live/{room}/sse"), &[("last-event-id", &last)])
-        .await
-        .unwrap_or_else(|(status, body)| {
-            panic!("the SSE client cannot come back: {status} {body}")
-        });
+    // Its lock is held until its `leave` is in Kafka: "already live"
+    // (409) until then, as for any client that comes back that fast.
+    let since = Instant::now();
+    let sse = loop {
+        match resuming
+            .try_sse(&format!("/live/{room}/sse"), &[("last-event-id", &last)])
+            .await
+        {
+            Ok(sse) => break sse,
+            Err((409, _)) if since.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err((status, body)) => panic!("the SSE client cannot come back: {status} {body}"),
+        }
+    };
     let (stop_sse_tx, stop_sse) = watch::channel(false);
     let second_sse = sse_reader(sse, resumed.clone(), stop_sse);
     until_seen(&resumed, &acked, "the client that came back").await;
     stop_sse_tx.send(true).expect("stop SSE");
     second_sse.await.expect("second SSE reader");
+    // No ghost: the leave of the session closed during the outage, and
+    // the join then the leave of the one that opened and closed then.
+    let leaver_events = until_left(&presence, leaver).await;
+    assert_eq!(
+        leaver_events,
+        ["join", "leave"],
+        "the presence events of the session closed during the outage"
+    );
+    let visitor_events = until_left(&presence, visitor).await;
+    assert_eq!(
+        visitor_events,
+        ["join", "leave"],
+        "the presence events of the session opened and closed during the outage"
+    );
+    // Its lock was released once its leave was in Kafka.
+    let mut back = leaving.ws(room).await;
+    back.next_of_type("ready").await;
     stop_stayed_tx.send(true).expect("stop the reader");
     stayed_task
         .await

@@ -247,9 +247,8 @@ impl Sessions {
         users.retain(|u| *u != user);
         users.truncate(max_users.saturating_sub(1));
         users.insert(0, user);
-        // Queued now, not waited for: a broker under load held every open for
-        // up to the message timeout. The leave is queued later by the same
-        // producer to the same partition (keyed by user), so it stays behind.
+        // Not waited for: a broker under load held every open for up to the
+        // message timeout. The session's leave waits for it (`presence`).
         self.tasks.spawn(self.publisher.presence(PresenceChange {
             user,
             profile,
@@ -404,11 +403,11 @@ impl LiveSession {
     }
 }
 
-/// The close path: the `leave` is queued now (behind this session's `join`
-/// in its partition), and the lock is released once Kafka has the leave, so
-/// that the pair's next session, which waits for the lock, publishes its
-/// `join` after it. The hub forgets the session when its subscription
-/// drops, right after this.
+/// The close path: the `leave` is published (after this session's `join`,
+/// retried until Kafka has it), and the lock is released once Kafka has the
+/// leave, so that the pair's next session, which waits for the lock,
+/// publishes its `join` after it. The hub forgets the session when its
+/// subscription drops, right after this.
 impl Drop for LiveSession {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else {

@@ -180,6 +180,7 @@ impl Peers {
         let outcomes = self.manager.take_over(batch).await;
         let mut tally = Tally::default();
         let mut leaves = Vec::new();
+        let mut held = Vec::new();
         let mut release = Vec::new();
         for (lock, outcome) in batch.iter().zip(outcomes) {
             match outcome {
@@ -192,6 +193,7 @@ impl Peers {
                         fence: lock.fence,
                         at_ms: now_ms(),
                     }));
+                    held.push(lock.clone());
                     release.push(lock.clone());
                 }
                 // A newer session has the pair: only the dead edge's own
@@ -203,7 +205,22 @@ impl Peers {
                 Refresh::Unknown => tally.unsure += 1,
             }
         }
-        join_all(leaves).await;
+        // The leaves wait for the broker if it is away (they are sent
+        // until Kafka has them): the locks are held again every third of
+        // their TTL meanwhile, so that no pair's next session joins before
+        // its leave.
+        let leaves = join_all(leaves);
+        tokio::pin!(leaves);
+        let mut hold = tokio::time::interval(self.session_ttl / 3);
+        hold.tick().await; // at once: `take_over` just held them
+        loop {
+            tokio::select! {
+                _ = &mut leaves => break,
+                _ = hold.tick() => {
+                    self.manager.take_over(&held).await;
+                }
+            }
+        }
         self.manager.release(&release).await;
         tally
     }
