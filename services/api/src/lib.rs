@@ -107,6 +107,7 @@ pub async fn run(
     let deadlines = rill_runtime::http_deadlines::Deadlines {
         header_read: state.settings.limits.header_read_timeout_secs,
         idle: state.settings.limits.idle_timeout_secs,
+        body_read: state.settings.limits.body_read_timeout_secs,
     };
     server::serve(
         routes::all(state, registry, ready),

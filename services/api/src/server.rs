@@ -12,8 +12,9 @@
 //!
 //! Every connection has read deadlines (`rill_runtime::http_deadlines`):
 //! a request's headers within `limits.header_read_timeout_secs` of its
-//! first byte (slowloris), and a connection with no request in progress
-//! closed after `limits.idle_timeout_secs`.
+//! first byte (slowloris), its body within `limits.body_read_timeout_secs`
+//! of its headers, and a connection with no request in progress closed
+//! after `limits.idle_timeout_secs`.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -26,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rill_runtime::http_deadlines::{Activity, Deadlines};
+use rill_runtime::http_deadlines::{Activity, Deadlines, RequestBody};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::net::TcpListener;
 use tracing::Level;
@@ -77,10 +78,12 @@ pub async fn serve<F>(
             }
         };
         let routes = TowerToHyperService::new(warp::service(routes.clone()));
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(Peer(addr));
-            hyper::service::Service::call(&routes, request)
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<RequestBody<Incoming>>| {
+                request.extensions_mut().insert(Peer(addr));
+                hyper::service::Service::call(&routes, request)
+            },
+        );
         let activity = Activity::new();
         let service = activity.service(service);
         let io = TokioIo::new(activity.io(stream));

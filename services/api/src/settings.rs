@@ -82,6 +82,10 @@ pub struct ApiLimits {
     /// first byte, or the connection is closed (slowloris). Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
     pub header_read_timeout_secs: Duration,
+    /// A request's body must arrive within this many seconds of its
+    /// headers, or the connection is closed (a slow body). Default 10.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub body_read_timeout_secs: Duration,
     /// A connection with no request in progress (keep-alive) is closed
     /// after this many seconds; above Traefik's idle timeout to its
     /// backends (90 s). Default 120.
@@ -103,6 +107,7 @@ impl Default for ApiLimits {
                 burst: 1000,
             },
             header_read_timeout_secs: Duration::from_secs(10),
+            body_read_timeout_secs: Duration::from_secs(10),
             idle_timeout_secs: Duration::from_secs(120),
         }
     }
@@ -247,6 +252,12 @@ impl ServiceSettings for ApiSettings {
         if l.header_read_timeout_secs.is_zero() {
             return Err(SettingsError::invalid(
                 "limits.header_read_timeout_secs",
+                "must be above 0",
+            ));
+        }
+        if l.body_read_timeout_secs.is_zero() {
+            return Err(SettingsError::invalid(
+                "limits.body_read_timeout_secs",
                 "must be above 0",
             ));
         }

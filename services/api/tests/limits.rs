@@ -73,8 +73,9 @@ async fn a_key_past_its_call_rate_gets_429_and_another_key_is_served() {
 }
 
 /// Read deadlines: a client sending its request headers byte by byte is cut
-/// off after `limits.header_read_timeout_secs`, an idle keep-alive
-/// connection after `limits.idle_timeout_secs`; a client in time is served.
+/// off after `limits.header_read_timeout_secs`, one whose body stops short
+/// after `limits.body_read_timeout_secs`, an idle keep-alive connection
+/// after `limits.idle_timeout_secs`; a client in time is served.
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
     use std::time::{Duration, Instant};
@@ -88,6 +89,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
         &redis,
         &[
             ("RILL_LIMITS__HEADER_READ_TIMEOUT_SECS", "1"),
+            ("RILL_LIMITS__BODY_READ_TIMEOUT_SECS", "2"),
             ("RILL_LIMITS__IDLE_TIMEOUT_SECS", "3"),
         ],
     );
@@ -113,6 +115,23 @@ async fn slow_headers_and_idle_connections_are_closed() {
         assert!(started.elapsed() < PATIENCE, "still connected");
     }
     assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // A slow body: a sign-up (read by anyone) that stops short.
+    let mut slow_body = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/signup HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"name\": \"a"
+    );
+    slow_body.write_all(head.as_bytes()).await.expect("request");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow_body, PATIENCE).await,
+        "an unfinished body still awaited"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "closed before the body deadline: {:?}",
+        started.elapsed()
+    );
 
     // In time, then idle: served, kept open past the header deadline, then
     // closed.

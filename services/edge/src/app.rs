@@ -258,6 +258,7 @@ impl Edge {
             deadlines: rill_runtime::http_deadlines::Deadlines {
                 header_read: limits.header_read_timeout_secs,
                 idle: limits.idle_timeout_secs,
+                body_read: limits.body_read_timeout_secs,
             },
             max_connections: limits.max_connections + limits.max_pending_connections,
         };

@@ -3,9 +3,9 @@
 //! `warp::serve(..).graceful(..)` did (same hyper connection builder, with
 //! upgrades), plus read deadlines for every connection, for which warp's
 //! server has no hook (`rill_runtime::http_deadlines`): a request's headers
-//! within `limits.header_read_timeout_secs` of its first byte, a
-//! keep-alive connection closed after `limits.idle_timeout_secs` without a
-//! request. An upgraded WebSocket leaves these behind
+//! within `limits.header_read_timeout_secs` of its first byte, its body
+//! within `limits.body_read_timeout_secs` of its headers, a keep-alive
+//! connection closed after `limits.idle_timeout_secs` without a request. An upgraded WebSocket leaves these behind
 //! (`transport::websocket` unwraps its socket) and has its own.
 //!
 //! HTTP connections (a WebSocket stops being one once upgraded) are at
@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rill_runtime::http_deadlines::{Activity, Deadlines, WatchedIo};
+use rill_runtime::http_deadlines::{Activity, Deadlines, RequestBody, WatchedIo};
 use rill_runtime::shutdown::CancellationToken;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -90,10 +90,12 @@ pub async fn serve<F>(
             continue;
         };
         let routes = TowerToHyperService::new(warp::service(routes.clone()));
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(Peer(peer));
-            hyper::service::Service::call(&routes, request)
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<RequestBody<Incoming>>| {
+                request.extensions_mut().insert(Peer(peer));
+                hyper::service::Service::call(&routes, request)
+            },
+        );
         let activity = Activity::new();
         let io: Io = TokioIo::new(activity.io(stream));
         let service = activity.service(service);
@@ -114,6 +116,7 @@ pub async fn serve<F>(
                     metrics.connection_expired(expired.as_str());
                     match expired {
                         rill_runtime::http_deadlines::Expired::HeaderRead => tracing::info!(%peer, reason = expired.as_str(), "request headers not received in time: connection closed"),
+                        rill_runtime::http_deadlines::Expired::BodyRead => tracing::info!(%peer, reason = expired.as_str(), "request body not received in time: connection closed"),
                         rill_runtime::http_deadlines::Expired::Idle => tracing::debug!(%peer, reason = expired.as_str(), "idle connection closed"),
                     }
                 }

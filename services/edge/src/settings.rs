@@ -134,6 +134,10 @@ pub struct Limits {
     /// first byte, or the connection is closed (slowloris). Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
     pub header_read_timeout_secs: Duration,
+    /// A request's body must arrive within this many seconds of its
+    /// headers, or the connection is closed (a slow body). Default 10.
+    #[serde(with = "rill_runtime::settings::secs")]
+    pub body_read_timeout_secs: Duration,
     /// A connection with no request in progress (keep-alive) is closed
     /// after this many seconds. Above Traefik's idle timeout to its
     /// backends (90 s), so that the edge does not close a connection just
@@ -385,6 +389,7 @@ impl Default for Limits {
             session_queue_bytes: 65_536,
             max_pending_connections: 1000,
             header_read_timeout_secs: Duration::from_secs(10),
+            body_read_timeout_secs: Duration::from_secs(10),
             idle_timeout_secs: Duration::from_secs(120),
             upgrade_timeout_secs: Duration::from_secs(10),
             fragment_timeout_secs: Duration::from_secs(30),
@@ -488,6 +493,7 @@ impl Limits {
                 "limits.header_read_timeout_secs",
                 self.header_read_timeout_secs,
             ),
+            ("limits.body_read_timeout_secs", self.body_read_timeout_secs),
             ("limits.idle_timeout_secs", self.idle_timeout_secs),
             ("limits.upgrade_timeout_secs", self.upgrade_timeout_secs),
             ("limits.fragment_timeout_secs", self.fragment_timeout_secs),

@@ -1,7 +1,8 @@
 //! Read deadlines (issue 16.2): a client that sends its request headers
-//! byte by byte (slowloris) is cut off, an idle keep-alive connection is
-//! closed, and a WebSocket message left unfinished closes its connection,
-//! pings or not; the legitimate client beside them is served.
+//! byte by byte (slowloris) is cut off, so is one whose request body stops
+//! short, an idle keep-alive connection is closed, and a WebSocket message
+//! left unfinished closes its connection, pings or not; the legitimate
+//! client beside them is served.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -112,6 +113,49 @@ async fn a_client_sending_its_headers_too_slowly_is_cut_off() {
         .await
         .expect("text");
     assert_eq!(expired(&metrics, "header_read_timeout"), 1.0, "{metrics}");
+}
+
+/// A request whose body stops short (a slow POST) is cut off
+/// `limits.body_read_timeout_secs` after its headers: nothing waits on it
+/// for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_sent_too_slowly_is_cut_off() {
+    let stack = Stack::start_with(1, |s| {
+        s.limits.body_read_timeout_secs = Duration::from_secs(1);
+    })
+    .await;
+    let addr = stack.edges[0].addr;
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    let profile = uuid::Uuid::new_v4();
+    let head = format!(
+        "POST /live/{profile}/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"body\": \"a"
+    );
+    slow.write_all(head.as_bytes()).await.expect("request");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow, PATIENCE).await,
+        "a request with an unfinished body still open after {PATIENCE:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the deadline: {:?}",
+        started.elapsed()
+    );
+
+    let mut quick = TcpStream::connect(addr).await.expect("connect");
+    assert!(
+        health_on(&mut quick, addr)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let metrics = stack
+        .edge_client(0)
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(expired(&metrics, "body_read_timeout"), 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Read deadlines of an HTTP connection: a request's headers must arrive
-//! within `header_read` of its first byte (slowloris), and a connection
-//! with no request in progress is closed after `idle` (keep-alive).
+//! within `header_read` of its first byte (slowloris), its body within
+//! `body_read` of its headers (a slow body), and a connection with no
+//! request in progress is closed after `idle` (keep-alive).
 //!
 //! Not hyper's `header_read_timeout`: its clock starts as soon as hyper
 //! waits for a request, so the idle time between two requests counts as
@@ -13,7 +14,8 @@
 //! nothing is in progress; [`Activity::service`] wraps the service and sees
 //! requests start and their responses end (when hyper drops the body: an
 //! SSE stream is in progress for as long as it streams, and owes no
-//! deadline). [`Activity::expired`] resolves when a deadline passes; the
+//! deadline), and wraps each request's body to see it end (or be dropped
+//! unread). [`Activity::expired`] resolves when a deadline passes; the
 //! server then drops the connection. Bytes of a next request read while a
 //! response is still in progress (pipelining) start no header clock: such
 //! a request is bounded by `idle` instead.
@@ -39,12 +41,16 @@ pub struct Deadlines {
     /// With no request in progress, from the last response's end (or the
     /// accept) to the next request's first byte.
     pub idle: Duration,
+    /// From a request's headers to the end of its body (while the service
+    /// has not dropped it).
+    pub body_read: Duration,
 }
 
 /// Which deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expired {
     HeaderRead,
+    BodyRead,
     Idle,
 }
 
@@ -53,6 +59,7 @@ impl Expired {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HeaderRead => "header_read_timeout",
+            Self::BodyRead => "body_read_timeout",
             Self::Idle => "idle_timeout",
         }
     }
@@ -78,6 +85,10 @@ struct State {
     /// When the first byte of a request arrived while nothing was in
     /// progress; cleared when the request reaches the service.
     head_started: Option<Instant>,
+    /// Request bodies not yet read to their end, and since when the first
+    /// of them is awaited.
+    bodies: usize,
+    body_since: Option<Instant>,
 }
 
 impl Default for Activity {
@@ -94,6 +105,8 @@ impl Activity {
                 in_flight: 0,
                 quiet_since: Instant::now(),
                 head_started: None,
+                bodies: 0,
+                body_since: None,
             }),
             changed: Notify::new(),
         }))
@@ -126,11 +139,12 @@ impl Activity {
             changed.as_mut().enable();
             let next = {
                 let state = self.lock();
-                match (state.in_flight, state.head_started) {
-                    (0, Some(started)) => {
+                match (state.in_flight, state.head_started, state.body_since) {
+                    (_, _, Some(since)) => Some((since + deadlines.body_read, Expired::BodyRead)),
+                    (0, Some(started), None) => {
                         Some((started + deadlines.header_read, Expired::HeaderRead))
                     }
-                    (0, None) => Some((state.quiet_since + deadlines.idle, Expired::Idle)),
+                    (0, None, None) => Some((state.quiet_since + deadlines.idle, Expired::Idle)),
                     _ => None,
                 }
             };
@@ -163,6 +177,24 @@ impl Activity {
                 state.head_started = Some(Instant::now());
             }
             starts
+        });
+    }
+
+    fn body_started(&self) {
+        self.update(|state| {
+            state.bodies += 1;
+            state.body_since.get_or_insert_with(Instant::now);
+            true
+        });
+    }
+
+    fn body_ended(&self) {
+        self.update(|state| {
+            state.bodies -= 1;
+            if state.bodies == 0 {
+                state.body_since = None;
+            }
+            true
         });
     }
 
@@ -265,8 +297,9 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, In, Out> hyper::service::Service<Request<In>> for TrackedService<S>
 where
-    S: hyper::service::Service<Request<In>, Response = Response<Out>>,
+    S: hyper::service::Service<Request<RequestBody<In>>, Response = Response<Out>>,
     S::Future: Send + 'static,
+    In: Body + Unpin,
     Out: Body + Unpin,
 {
     type Response = Response<TrackedBody<Out>>;
@@ -275,6 +308,7 @@ where
 
     fn call(&self, request: Request<In>) -> Self::Future {
         let in_flight = self.activity.request_started();
+        let request = request.map(|body| RequestBody::new(body, &self.activity));
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -283,6 +317,68 @@ where
                 _in_flight: in_flight,
             }))
         })
+    }
+}
+
+/// A request's body, awaited (under `body_read`) until it ends or the
+/// service drops it.
+#[derive(Debug)]
+pub struct RequestBody<B> {
+    body: B,
+    /// Set while the body is awaited.
+    activity: Option<Activity>,
+}
+
+impl<B: Body> RequestBody<B> {
+    fn new(body: B, activity: &Activity) -> Self {
+        let activity = (!body.is_end_stream()).then(|| {
+            activity.body_started();
+            activity.clone()
+        });
+        Self { body, activity }
+    }
+}
+
+impl<B> RequestBody<B> {
+    fn ended(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.body_ended();
+        }
+    }
+}
+
+impl<B> Drop for RequestBody<B> {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl<B: Body + Unpin> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            self.ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -320,6 +416,7 @@ mod tests {
     const DEADLINES: Deadlines = Deadlines {
         header_read: Duration::from_secs(10),
         idle: Duration::from_secs(100),
+        body_read: Duration::from_secs(20),
     };
 
     /// Whether `activity` expires within `wait` (time jumps: paused clock).
@@ -371,6 +468,29 @@ mod tests {
         assert_eq!(
             expires_within(&activity, Duration::from_secs(2)).await,
             Some(Expired::Idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_must_end_within_the_body_deadline() {
+        let activity = Activity::new();
+        activity.bytes_read();
+        let _in_flight = activity.request_started();
+        activity.body_started();
+        assert_eq!(
+            expires_within(&activity, Duration::from_secs(21)).await,
+            Some(Expired::BodyRead)
+        );
+        // Read to its end in time: the response then streams as long as it
+        // likes.
+        let activity = Activity::new();
+        let _in_flight = activity.request_started();
+        activity.body_started();
+        tokio::time::advance(Duration::from_secs(19)).await;
+        activity.body_ended();
+        assert_eq!(
+            expires_within(&activity, Duration::from_secs(1000)).await,
+            None
         );
     }
 
