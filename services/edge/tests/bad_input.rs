@@ -1,5 +1,7 @@
 //! Bad input gets a clear error and breaks nothing.
 
+use std::time::{Duration, Instant};
+
 use rill_testkit::{Client, Stack};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -276,15 +278,20 @@ async fn past_max_connections_new_sessions_get_503_with_retry_after() {
 /// `limits.sends_per_user` a POST send gets 429 with `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_past_the_rate_limits_are_refused_and_the_session_goes_on() {
-    let slow = rill_runtime::rate_limit::Rate {
-        // One token per 10 s: none comes back while the test runs, even on
-        // a busy machine.
+    let per_session = rill_runtime::rate_limit::Rate {
+        // One token per 5 s: none comes back while the four sends are
+        // read, even on a busy machine, and the WebSocket's pause after a
+        // refusal stays within the client's wait for an event.
+        per_second: 0.2,
+        burst: 3,
+    };
+    let per_user = rill_runtime::rate_limit::Rate {
         per_second: 0.1,
         burst: 3,
     };
     let stack = Stack::start_with(1, |s| {
-        s.limits.sends_per_session = slow;
-        s.limits.sends_per_user = slow;
+        s.limits.sends_per_session = per_session;
+        s.limits.sends_per_user = per_user;
     })
     .await;
     let (client, profile) = logged_in(&stack).await;
@@ -305,14 +312,27 @@ async fn sends_past_the_rate_limits_are_refused_and_the_session_goes_on() {
     };
     assert_eq!(refused["code"], "rate_limited", "{refused}");
     assert_eq!(refused["ref"], "r3", "the fourth send is the one refused");
+    let refused_at = Instant::now();
     let wait = refused["retry_after_ms"].as_u64().expect("retry_after_ms");
-    assert!(wait > 0 && wait <= 10_000, "{wait}");
-    while acks < 3 {
-        ws.next_of_type("ack").await;
-        acks += 1;
-    }
+    assert!(wait > 0 && wait <= 5_000, "{wait}");
+    // The socket is not read again until a token is back: a ping sent now
+    // is answered no sooner than that, and the next send is taken.
     ws.send(&json!({"type": "ping"})).await;
     ws.next_of_type("pong").await;
+    let paused = refused_at.elapsed();
+    assert!(
+        paused >= Duration::from_millis(wait / 2),
+        "the socket was read again after {paused:?}, the refusal said {wait} ms"
+    );
+    ws.send(&json!({"type": "send", "body": "m4", "ref": "r4"}))
+        .await;
+    while acks < 4 {
+        let ack = ws.next_of_type("ack").await;
+        assert_ne!(ack["ref"], "r3", "the refused send was not sent");
+        acks += 1;
+    }
+    let metrics = stack.edge_client(0);
+    assert_eq!(metrics.metric("rill_edge_sends_refused").await, 1.0);
 
     let path = format!("/live/{profile}/messages");
     let mut statuses = Vec::new();
@@ -332,4 +352,5 @@ async fn sends_past_the_rate_limits_are_refused_and_the_session_goes_on() {
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(metrics.metric("rill_edge_sends_refused").await, 2.0);
 }

@@ -145,10 +145,10 @@ async fn send(
         return Err(EdgeError::ProfileNotAllowed);
     }
     let user = identity.user;
-    state
-        .post_sends
-        .try_take(&user)
-        .map_err(EdgeError::RateLimited)?;
+    state.post_sends.try_take(&user).map_err(|wait| {
+        state.metrics.refused("rate_limited");
+        EdgeError::RateLimited(wait)
+    })?;
     let request = parse_send(content_type, body)?;
     let key = request.idempotency_key.as_deref();
     let id = state

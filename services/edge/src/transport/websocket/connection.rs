@@ -75,6 +75,12 @@ pub(super) struct Connection {
 /// One session: hub events out, client frames in, sends in flight awaited
 /// side by side (at most `limits.max_inflight_sends`), a ping at each of the
 /// hub's heartbeats (every `heartbeat.interval_secs`).
+///
+/// A send past `limits.sends_per_session` is answered `rate_limited`, and
+/// the socket is not read again until the session's bucket has a token:
+/// what a flooding client sends meanwhile waits in its own TCP buffers
+/// (TCP pushes back on it), instead of being read and parsed only to be
+/// refused, at the cost of the honest sessions beside it.
 pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
     let Connection {
         socket, session, ..
@@ -86,6 +92,8 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
     let silence_allowed: Duration = settings.heartbeat + settings.heartbeat_timeout;
     let mut last_heard = Instant::now();
     let mut sends = TokenBucket::new(settings.sends_per_session, std::time::Instant::now());
+    // While set, the socket is not read (a send was refused until then).
+    let mut unread_until: Option<Instant> = None;
     let ended = loop {
         let out = tokio::select! {
             next = session.next() => match next {
@@ -104,13 +112,19 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
                 Next::End(end) => break Box::pin(end_session(socket, end, state)).await,
             },
             Some(answer) = pending.next(), if pending.len() > 0 => answer,
-            message = socket.read(), if pending.len() < settings.max_inflight_sends => {
+            () = tokio::time::sleep_until(unread_until.unwrap_or_else(Instant::now)), if unread_until.is_some() => {
+                unread_until = None;
+                continue;
+            }
+            message = socket.read(), if pending.len() < settings.max_inflight_sends && unread_until.is_none() => {
                 last_heard = Instant::now();
                 match message {
                     Ok(Some(Message::Text(text))) => match handle_frame(&text, session) {
                         Ok(Request::Send { reference, .. })
                             if let Err(wait) = sends.try_take(std::time::Instant::now()) =>
                         {
+                            state.metrics.refused("rate_limited");
+                            unread_until = Some(Instant::now() + wait);
                             EdgeError::RateLimited(wait).event(reference.as_deref())
                         }
                         Ok(Request::Send {
