@@ -155,7 +155,7 @@ pub(super) async fn run(mut connection: Box<Connection>, state: Arc<Context>) {
                     Ok(Some(Message::Pong)) => continue,
                     Ok(Some(Message::Close(code))) => {
                         // Answered with the client's own code (RFC 6455, 5.5.1).
-                        Box::pin(socket.close(code.unwrap_or(close_code::NORMAL), "")).await;
+                        Box::pin(socket.answer_close(code.unwrap_or(close_code::NORMAL))).await;
                         break Disconnect::Closed;
                     }
                     Ok(None) => break Disconnect::Closed,

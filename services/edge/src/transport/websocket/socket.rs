@@ -186,6 +186,20 @@ impl Socket {
         self.write(&out, timeout).await
     }
 
+    /// Answers a close frame the client sent (with its code, RFC 6455
+    /// 5.5.1), then closes the connection at once: both sides have said
+    /// close, and the server closes TCP first (7.1.1). Waiting for the
+    /// client's end of file, as [`close`](Self::close) does, kept every
+    /// client-closed session (and its lock) a second longer: a client
+    /// waits for the server to close.
+    pub async fn answer_close(&mut self, code: u16) {
+        let mut out = Frames::default();
+        frame::encode_close(&mut out.0, code, "");
+        if self.write(&out, CLOSE_TIMEOUT).await.is_ok() {
+            let _ = self.tcp.shutdown().await;
+        }
+    }
+
     /// Sends a close frame, then reads and drops what the client still
     /// sends until it closes its side, all within [`CLOSE_TIMEOUT`]:
     /// closing a socket with unread bytes in it (the rest of a refused
@@ -285,6 +299,35 @@ mod tests {
         assert_eq!(&got[10..], b"too slow");
         drop(client);
         closing.await.expect("io");
+    }
+
+    /// With the clock paused, waiting on the client would let time jump
+    /// to the close timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_close_the_client_sent_is_answered_and_the_connection_closed_at_once() {
+        let (mut socket, mut client) = pair().await;
+        client
+            .write_all(&frame(0x88, &[0x03, 0xE8]))
+            .await
+            .expect("io");
+        assert_eq!(
+            socket.read().await.expect("io"),
+            Some(Message::Close(Some(1000)))
+        );
+        let started = tokio::time::Instant::now();
+        socket.answer_close(1000).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "did not wait for the client"
+        );
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("io");
+        assert_eq!(
+            got,
+            [0x88, 2, 0x03, 0xE8],
+            "the close answered, then end of file"
+        );
     }
 
     #[tokio::test]
