@@ -86,6 +86,10 @@ pub async fn run(
         settings.limits.calls_per_api_key,
         settings.api_keys.keys.len().max(1),
     );
+    let signups = rill_runtime::rate_limit::KeyedLimiter::new(
+        settings.limits.signups_per_address,
+        settings.limits.max_rate_limited_addresses,
+    );
     let passwords = rill_auth::password::Passwords::new(&settings.password)?;
     let producer = rill_runtime::kafka::producer(&settings.kafka, "rill-api-push")?;
     let state = Arc::new(ApiState {
@@ -96,6 +100,7 @@ pub async fn run(
         cookies,
         api_keys,
         api_key_calls,
+        signups,
         passwords,
         producer,
         metrics,

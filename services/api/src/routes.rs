@@ -185,7 +185,7 @@ pub fn all(
         });
 
     let c = access::credentials();
-    // The client's address for the login limit: the last hop of
+    // The client's address for the login and sign-up limits: the last hop of
     // X-Forwarded-For (added by Traefik), else the peer.
     let address = warp::header::optional::<String>("x-forwarded-for")
         .and(crate::server::peer())
@@ -203,10 +203,11 @@ pub fn all(
     let sign_up = warp::path!("api" / "signup")
         .and(warp::post())
         .and(s.clone())
+        .and(address.clone())
         .and(body)
         .then(
-            |st: Arc<ApiState>, ct: Option<String>, b: Bytes| async move {
-                finish(accounts::sign_up(&st, ct.as_deref(), &b).await)
+            |st: Arc<ApiState>, address: String, ct: Option<String>, b: Bytes| async move {
+                finish(accounts::sign_up(&st, &address, ct.as_deref(), &b).await)
             },
         );
     let log_in = warp::path!("api" / "login")

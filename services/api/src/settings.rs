@@ -78,6 +78,15 @@ pub struct ApiLimits {
     /// number of api instances); past it, 429 `rate_limited` with
     /// `Retry-After`. Default 200 per second, 1000 at once.
     pub calls_per_api_key: Rate,
+    /// Sign-ups from one client address to this api instance (per
+    /// instance; the address is the last hop of `X-Forwarded-For`, else
+    /// the peer); past it, 429 `rate_limited` with `Retry-After`. Each
+    /// sign-up hashes a password (tens of milliseconds of CPU) and writes
+    /// an account. Default one per 10 seconds, 10 at once.
+    pub signups_per_address: Rate,
+    /// Most client addresses with a sign-up bucket at once; past it, the
+    /// fullest bucket gives its place. Default 100000.
+    pub max_rate_limited_addresses: usize,
     /// A request's headers must arrive within this many seconds of its
     /// first byte, or the connection is closed (slowloris). Default 10.
     #[serde(with = "rill_runtime::settings::secs")]
@@ -106,6 +115,11 @@ impl Default for ApiLimits {
                 per_second: 200.0,
                 burst: 1000,
             },
+            signups_per_address: Rate {
+                per_second: 0.1,
+                burst: 10,
+            },
+            max_rate_limited_addresses: 100_000,
             header_read_timeout_secs: Duration::from_secs(10),
             body_read_timeout_secs: Duration::from_secs(10),
             idle_timeout_secs: Duration::from_secs(120),
@@ -249,6 +263,14 @@ impl ServiceSettings for ApiSettings {
             ));
         }
         l.calls_per_api_key.validate("limits.calls_per_api_key")?;
+        l.signups_per_address
+            .validate("limits.signups_per_address")?;
+        if l.max_rate_limited_addresses == 0 {
+            return Err(SettingsError::invalid(
+                "limits.max_rate_limited_addresses",
+                "must be above 0",
+            ));
+        }
         if l.header_read_timeout_secs.is_zero() {
             return Err(SettingsError::invalid(
                 "limits.header_read_timeout_secs",

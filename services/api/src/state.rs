@@ -24,6 +24,8 @@ pub struct ApiState {
     pub api_keys: ApiKeys,
     /// Calls per API key name (`limits.calls_per_api_key`).
     pub api_key_calls: rill_runtime::rate_limit::KeyedLimiter<String>,
+    /// Sign-ups per client address (`limits.signups_per_address`).
+    pub signups: rill_runtime::rate_limit::KeyedLimiter<String>,
     pub passwords: Passwords,
     /// Producer of the push topic.
     pub producer: FutureProducer,

@@ -438,6 +438,44 @@ async fn wrong_passwords_answer_alike_and_are_rate_limited() {
     assert_eq!(attempt("Bob", PASSWORD).await.status(), 200);
 }
 
+/// Sign-ups from one client address past `limits.signups_per_address`
+/// (10 at once by default, then one per 10 s) get 429 with `Retry-After`
+/// before any work is done (refused ones count: each costs a parse, a
+/// valid one a password hash); another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_from_one_address_are_rate_limited() {
+    let stack = Stack::start(1).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/signup", stack.api);
+    let sign_up = |address: &'static str, name: &'static str| {
+        let request = http
+            .post(&url)
+            .header("x-forwarded-for", address)
+            .json(&json!({"name": name, "password": PASSWORD}));
+        async move { request.send().await.expect("sign-up") }
+    };
+    // Ten cheap ones (a bad name: refused after the limit, before a hash).
+    for _ in 0..10 {
+        assert_eq!(sign_up("203.0.113.7", "").await.status(), 400);
+    }
+    let refused = sign_up("203.0.113.7", "Ada").await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in whole seconds");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.expect("a JSON error");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(
+        sign_up("203.0.113.8", "Ada").await.status(),
+        201,
+        "another address has its own bucket"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_takes_a_name_once_and_rules_passwords() {
     let stack = Stack::start(1).await;

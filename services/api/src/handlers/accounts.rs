@@ -33,12 +33,20 @@ struct Credentials {
     password: Password,
 }
 
-/// `POST /api/signup`: a new user with an account, logged in.
+/// `POST /api/signup`: a new user with an account, logged in; at most
+/// `limits.signups_per_address` from one client address.
 pub async fn sign_up(
     state: &Arc<ApiState>,
+    address: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    if let Err(wait) = state.signups.try_take(&address.to_owned()) {
+        tracing::info!(%address, wait_ms = wait.as_millis() as u64, "sign-ups from one address over their rate");
+        return Err(ApiError::RateLimited {
+            retry_after_secs: rill_runtime::rate_limit::retry_after_secs(wait),
+        });
+    }
     let request: Credentials = parse_body(content_type, body)?;
     let name = Name::parse(&request.name)?;
     request.password.check(&state.settings.password)?;
