@@ -130,8 +130,7 @@ async fn every_hostile_kind_meets_its_limit() {
     assert!((2.5..8.0).contains(&cut), "{kinds:#}");
     assert_eq!(report["all_held"], true, "{:#}", report["verdicts"]);
 
-    // The edges saw it the same way (a WebSocket send refused by its
-    // bucket is not in sends_refused: only the event tells).
+    // The edges saw it the same way.
     let edges = &report["edge_counters_delta"];
     let edge_count = |prefix: &str| -> f64 {
         edges
@@ -142,6 +141,10 @@ async fn every_hostile_kind_meets_its_limit() {
             .filter_map(|(_, v)| v.as_f64())
             .sum()
     };
+    assert!(
+        edge_count("rill_edge_sends_refused_total{reason=\"rate_limited\"") > 0.0,
+        "{edges:#}"
+    );
     assert!(
         edge_count("rill_edge_sessions_refused_total{reason=\"opens_per_user\"") > 0.0,
         "{edges:#}"
