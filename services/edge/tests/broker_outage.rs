@@ -284,14 +284,21 @@ fn assert_exactly_once_in_order(
 }
 
 /// The profile's stored history (ids, oldest first) once it holds every
-/// id of `expected`.
-async fn history_with(api: &Client, profile: Uuid, expected: &BTreeSet<String>) -> Vec<String> {
+/// id of `expected`; past [`DELIVERY_DEADLINE`], panics with what persist
+/// says of itself.
+async fn history_with(
+    api: &Client,
+    persist: &Client,
+    profile: Uuid,
+    expected: &BTreeSet<String>,
+) -> Vec<String> {
     let since = Instant::now();
     loop {
         let response = api
             .get(&format!("/api/profiles/{profile}/messages?limit=200"))
             .await;
-        if response.status() == 200 {
+        let status = response.status();
+        if status == 200 {
             let page: Value = response.json().await.expect("history page");
             let mut ids: Vec<String> = page["items"]
                 .as_array()
@@ -301,13 +308,21 @@ async fn history_with(api: &Client, profile: Uuid, expected: &BTreeSet<String>) 
                 .collect();
             ids.reverse();
             if expected.iter().all(|id| ids.contains(id)) {
+                eprintln!(
+                    "history held every acknowledged message after {:?} more",
+                    since.elapsed()
+                );
                 return ids;
             }
         }
-        assert!(
-            since.elapsed() < DEADLINE,
-            "history still lacks acknowledged messages after {DEADLINE:?}"
-        );
+        if since.elapsed() >= DELIVERY_DEADLINE {
+            let written = persist.metric("rill_persist_messages_written").await;
+            let failures = persist.metric("rill_persist_write_failures").await;
+            let lag = persist.metric("rill_persist_consumer_lag").await;
+            panic!(
+                "history still lacks acknowledged messages after {DELIVERY_DEADLINE:?} (history answered {status}); persist: {written} messages written, {failures} failed writes, consumer lag {lag}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -537,7 +552,8 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
     // Stored once each, in the same order; persist committed up to the end.
     let api =
         Client::new(&format!("http://{}", stack.api)).with_api_key(rill_testkit::TEST_API_KEY);
-    let history = history_with(&api, room, &acked).await;
+    let persist = Client::new(&format!("http://{}", stack.persist));
+    let history = history_with(&api, &persist, room, &acked).await;
     let delivered: Vec<String> = stayed.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(
         history, delivered,
@@ -548,7 +564,6 @@ async fn a_broker_outage_fails_sends_in_time_and_loses_nothing_acknowledged() {
     // each partition (a marker is not a record persist reads, so it is
     // never committed past); stuck, it would hold every message sent after
     // the outage.
-    let persist = Client::new(&format!("http://{}", stack.persist));
     let most = f64::from(rill_testkit::broker::TEST_PARTITIONS);
     let since = Instant::now();
     loop {
