@@ -15,8 +15,9 @@ import yaml
 
 COMPONENTS = ("edge", "api", "persist", "sequencer")
 # The kind of each component's workload: a Deployment unless named here. The
-# sequencer's pods need names that last across restarts (the pod name is its
-# Kafka transactional id), and never two pods of one name at once.
+# sequencer's pods need names that last across restarts (the pod's namespace
+# and name are its Kafka transactional id), and never two pods of one name at
+# once.
 WORKLOAD_KINDS = {"sequencer": "StatefulSet"}
 # The custom metric the edge HPA scales on: the edge's gauge
 # rill_edge_live_sessions (services/edge/src/metrics.rs), per pod.
@@ -137,12 +138,22 @@ def _check_workloads(kinds: dict, values: dict) -> list[str]:
 
 
 def _check_sequencer(kinds: dict, sts: dict, where: str, v: dict, env: dict, labels: dict) -> list[str]:
-    """The sequencer's StatefulSet: its transactional id is the pod's name,
-    it keeps nothing on disk, its Service is the headless one it names."""
+    """The sequencer's StatefulSet: its transactional id is the pod's
+    namespace and name (stable across restarts, unique across releases
+    sharing a Kafka), it keeps nothing on disk, its Service is the headless
+    one it names."""
     out = []
-    ref = env.get("RILL_TRANSACTIONAL_ID", {}).get("valueFrom", {}).get("fieldRef", {})
-    if ref.get("fieldPath") != "metadata.name":
-        out.append(f"{where}: RILL_TRANSACTIONAL_ID is not the pod's name (fieldRef metadata.name): {env.get('RILL_TRANSACTIONAL_ID')}")
+    fields = {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+    for name, path in fields.items():
+        ref = env.get(name, {}).get("valueFrom", {}).get("fieldRef", {})
+        if ref.get("fieldPath") != path:
+            out.append(f"{where}: {name} is not the pod's {path}: {env.get(name)}")
+    txn = env.get("RILL_TRANSACTIONAL_ID", {}).get("value")
+    if txn != "$(POD_NAMESPACE).$(POD_NAME)":
+        out.append(f"{where}: RILL_TRANSACTIONAL_ID is not the pod's namespace and name: {env.get('RILL_TRANSACTIONAL_ID')}")
+    names = list(env)
+    if "RILL_TRANSACTIONAL_ID" in names and any(n in names and names.index(n) > names.index("RILL_TRANSACTIONAL_ID") for n in fields):
+        out.append(f"{where}: RILL_TRANSACTIONAL_ID comes before the variables it refers to (Kubernetes expands only earlier ones)")
     timeout = env.get("RILL_TRANSACTION_TIMEOUT_MS", {}).get("value")
     if timeout != str(v["transactionTimeoutMs"]):
         out.append(f"{where}: RILL_TRANSACTION_TIMEOUT_MS is {timeout!r}, values say {v['transactionTimeoutMs']}")
