@@ -254,7 +254,26 @@ impl Sequencer {
         self.producer
             .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         self.serve_delivery_reports();
-        self.producer.commit_transaction(TXN_TIMEOUT)
+        self.commit_open()
+    }
+
+    /// Commits the open transaction. A commit that ran out of time with a
+    /// retriable error (the broker slow or away) is called again, as
+    /// librdkafka asks ("retry call to resume"), for up to [`TXN_TIMEOUT`]
+    /// more: it is still in progress, and an abort is refused meanwhile
+    /// ("Conflicting commit_transaction API call is already in progress").
+    fn commit_open(&self) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        loop {
+            match self.producer.commit_transaction(TXN_TIMEOUT) {
+                Err(KafkaError::Transaction(err))
+                    if err.is_retriable() && Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %err, "commit not done yet; calling it again");
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Waits for the broker's answers to the batch's copies, serving them
@@ -291,8 +310,11 @@ impl Sequencer {
     /// After a failed transaction: aborts it and reads the batch again; a
     /// producer that failed for good (e.g. the broker aborted the
     /// transaction itself when it outlived `transaction_timeout_ms` in an
-    /// outage, and refuses its end) is replaced. Fails only when another
-    /// sequencer took the transactional id.
+    /// outage, and refuses its end), or whose abort does not end (a commit
+    /// still in progress refuses it, and every later transaction with it),
+    /// is replaced: the new producer's start ends whatever the old one
+    /// left open, and the batch is read again from the committed offsets.
+    /// Fails only when another sequencer took the transactional id.
     fn recover(
         &mut self,
         err: KafkaError,
@@ -302,19 +324,14 @@ impl Sequencer {
     ) -> Result<(), SequencerError> {
         let pause = backoff.next_pause();
         tracing::warn!(error = %err, records = batch.read, retry_in = ?pause, "transaction failed; aborting and reading the batch again");
+        // An abort that failed, fatally or by not ending within
+        // TXN_TIMEOUT, leaves a producer on which no transaction can begin
+        // (each later abort fails the same way: seen after a commit that
+        // timed out under load).
         let failed = if is_fatal(&err) {
             Some(err)
         } else {
-            match self.abort() {
-                Ok(()) => None,
-                Err(err) if is_fatal(&err) => Some(err),
-                Err(err) => {
-                    // The next batch's transaction cannot begin before the
-                    // abort ended: it fails, and aborts again.
-                    tracing::warn!(error = %err, "abort failed");
-                    None
-                }
-            }
+            self.abort().err()
         };
         if let Some(err) = failed {
             if is_fenced(&err) {
