@@ -52,19 +52,29 @@ pub fn spawn(binary: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> ChildGuar
     ChildGuard::spawn(&name, &mut command)
 }
 
-/// Checks `/healthz`, `/readyz`, `/metrics` and a JSON 404, then sends
-/// SIGTERM and checks the process exits with success.
+/// How long a just-started service may take to say it is ready (its first
+/// answers from Kafka, say) on a busy machine.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// Checks `/healthz`, `/readyz` (once the service says it is ready: a
+/// readiness that never comes fails), `/metrics` and a JSON 404, then
+/// sends SIGTERM and checks the process exits with success.
 pub async fn assert_serves_ops_then_exits_on_sigterm(mut service: ServiceProcess) {
     let http = reqwest::Client::new();
-    for (path, expect) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let response = http
-            .get(format!("{}{path}", service.url()))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(response.text().await.expect("body"), expect);
-    }
+    let get = |path: &str| http.get(format!("{}{path}", service.url())).send();
+    let health = get("/healthz").await.expect("request");
+    assert_eq!(health.status(), 200, "/healthz");
+    assert_eq!(health.text().await.expect("body"), "ok");
+    let since = std::time::Instant::now();
+    let ready = loop {
+        let response = get("/readyz").await.expect("request");
+        if response.status() == 200 || since.elapsed() >= READY_WAIT {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready.status(), 200, "/readyz after {READY_WAIT:?}");
+    assert_eq!(ready.text().await.expect("body"), "ready");
     let metrics = http
         .get(format!("{}/metrics", service.url()))
         .send()
