@@ -27,9 +27,10 @@
 //! - `account_by_user`: the login key of each user's account, so that
 //!   deleting a user finds its account without a scan.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scylla::client::session::Session;
+use scylla::errors::ExecutionError;
 
 use super::errors::driver;
 use super::rows;
@@ -186,6 +187,13 @@ fn create_keyspace(ident: &str, replication_factor: u32) -> String {
     )
 }
 
+/// How long a schema change is tried again while the driver cannot reach
+/// schema agreement (see `migrate`).
+const SCHEMA_AGREEMENT_WAIT: Duration = Duration::from_secs(60);
+
+/// The pause between two tries.
+const SCHEMA_AGREEMENT_RETRY: Duration = Duration::from_millis(500);
+
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
     version int PRIMARY KEY,
     description text,
@@ -210,10 +218,23 @@ pub(super) async fn migrate(
     replication_factor: u32,
 ) -> Result<bool, StoreError> {
     let ddl = |cql: String| async move {
-        session
-            .query_unpaged(cql, &[])
-            .await
-            .map_err(driver("create or migrate the schema"))
+        // The driver waits for schema agreement after each change; just
+        // after connecting, under load, it may not yet have a connection
+        // to every host it must ask ("required for schema agreement is not
+        // present in connection pool"). The change itself is idempotent
+        // (IF NOT EXISTS): done again until agreed, for a while.
+        let give_up = tokio::time::Instant::now() + SCHEMA_AGREEMENT_WAIT;
+        loop {
+            match session.query_unpaged(cql.as_str(), &[]).await {
+                Err(ExecutionError::SchemaAgreementError(err))
+                    if tokio::time::Instant::now() < give_up =>
+                {
+                    tracing::info!(error = %err, "store: no schema agreement yet; trying again");
+                    tokio::time::sleep(SCHEMA_AGREEMENT_RETRY).await;
+                }
+                outcome => return outcome.map_err(driver("create or migrate the schema")),
+            }
+        }
     };
     ddl(create_keyspace(ident, replication_factor)).await?;
     ddl(in_keyspace(CREATE_MIGRATIONS_TABLE, ident)).await?;
@@ -259,10 +280,14 @@ pub(super) async fn migrate(
             "store: schema migrated"
         );
     }
-    session
-        .await_schema_agreement()
-        .await
-        .map_err(driver("wait for schema agreement"))?;
+    let give_up = tokio::time::Instant::now() + SCHEMA_AGREEMENT_WAIT;
+    while let Err(err) = session.await_schema_agreement().await {
+        if tokio::time::Instant::now() >= give_up {
+            return Err(driver("wait for schema agreement")(err));
+        }
+        tracing::info!(error = %err, "store: no schema agreement yet; waiting again");
+        tokio::time::sleep(SCHEMA_AGREEMENT_RETRY).await;
+    }
     Ok(migrated)
 }
 
