@@ -32,8 +32,8 @@ use crate::sequencer::{Sequencer, SequencerError};
 /// Joins the consumer group, opens the transactional producer, and copies
 /// messages until `shutdown`, serving the operations endpoints on
 /// `listener`. An error that leaves the sequencer unable to go on (it was
-/// fenced by another instance with its transactional id, the broker
-/// refused transactions) ends it: its supervisor starts it again.
+/// fenced twice within minutes: another instance runs with its
+/// transactional id) ends it: its supervisor starts it again.
 pub async fn run(
     settings: SequencerSettings,
     listener: TcpListener,
