@@ -58,6 +58,12 @@ async fn member(stack: &Stack, room: uuid::Uuid) -> Client {
     client
 }
 
+/// Edge 0's `/metrics` text.
+async fn metrics_text(stack: &Stack) -> String {
+    let response = stack.edge_client(0).get("/metrics").await;
+    response.text().await.expect("text")
+}
+
 fn expired(metrics: &str, reason: &str) -> f64 {
     let line = format!(r#"rill_edge_connections_expired_total{{reason="{reason}"}} "#);
     metrics
@@ -105,13 +111,7 @@ async fn a_client_sending_its_headers_too_slowly_is_cut_off() {
             .await
             .starts_with("HTTP/1.1 200")
     );
-    let metrics = stack
-        .edge_client(0)
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&stack).await;
     assert_eq!(expired(&metrics, "header_read_timeout"), 1.0, "{metrics}");
 }
 
@@ -148,13 +148,7 @@ async fn a_request_body_sent_too_slowly_is_cut_off() {
             .await
             .starts_with("HTTP/1.1 200")
     );
-    let metrics = stack
-        .edge_client(0)
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&stack).await;
     assert_eq!(expired(&metrics, "body_read_timeout"), 1.0, "{metrics}");
 }
 
@@ -184,13 +178,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_deadline() {
         "an idle connection still open after {PATIENCE:?}"
     );
     assert!(quiet_from.elapsed() >= Duration::from_secs(3));
-    let metrics = stack
-        .edge_client(0)
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&stack).await;
     assert!(expired(&metrics, "idle_timeout") >= 1.0, "{metrics}");
 }
 
